@@ -1,0 +1,85 @@
+"""`Authorization: Bearer lth_...` for the REST API.
+
+Every way a key can be wrong answers 401 with a message that says which way,
+without revealing whether another organization's key exists.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .keys import KEY_PREFIX, key_matches, parse_key
+from .models import ApiKey
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyPrincipal:
+    """`request.user` when a request is authenticated by an API key: the key acts,
+    not a person. Not a model; has no row, no password, no session."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+
+    def __str__(self) -> str:
+        return f"api-key:{self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: expected 'Authorization: Bearer <API key>'."
+            )
+        candidate = parts[1]
+        if not candidate.startswith(KEY_PREFIX):
+            raise exceptions.AuthenticationFailed(
+                f"Not a Lathe API key: keys start with '{KEY_PREFIX}'. Create one under Settings → API keys."
+            )
+        prefix = parse_key(candidate)
+        if prefix is None:
+            raise exceptions.AuthenticationFailed(
+                "Malformed API key: expected 'lth_' followed by 12 and 40 letters or digits separated by '_'."
+            )
+        api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+        if api_key is None or not key_matches(candidate, api_key.hashed_key):
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        if api_key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed(
+                f"This API key was revoked on {api_key.revoked_at:%Y-%m-%d %H:%M} UTC."
+            )
+        if api_key.is_expired:
+            raise exceptions.AuthenticationFailed(f"This API key expired on {api_key.expires_at:%Y-%m-%d %H:%M} UTC.")
+        if api_key.organization.deactivated_at is not None:
+            raise exceptions.AuthenticationFailed("This API key's organization is deactivated.")
+        self._touch(api_key)
+        return ApiKeyPrincipal(api_key), api_key
+
+    def authenticate_header(self, request):
+        # Makes DRF answer 401 (not 403) when credentials are missing or wrong.
+        return f'{self.keyword} realm="api"'
+
+    @staticmethod
+    def _touch(api_key: ApiKey) -> None:
+        """Record use at most once a minute per key: a write per request would make
+        every read a write."""
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now

@@ -1,0 +1,35 @@
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from . import views
+from .forms import EmailAuthenticationForm
+
+# Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
+# which contrib.auth reverses itself; the dashboard proper is namespaced.
+auth_patterns = [
+    path("signup", views.SignupView.as_view(), name="signup"),
+    path("login", auth_views.LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("password-reset", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password-reset/<uidb64>/<token>", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("password-reset/complete", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+]
+
+dashboard_patterns = [
+    path("", views.HomeView.as_view(), name="home"),
+    path("organizations/new", views.OrganizationCreateView.as_view(), name="organization-create"),
+    path("invitations/<str:token>", views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    # Organization pages: every one of these takes the slug and is covered by
+    # the tenant-isolation harness.
+    path("o/<slug:slug>/", views.OverviewView.as_view(), name="overview"),
+    path("o/<slug:slug>/settings", views.SettingsView.as_view(), name="settings"),
+    path("o/<slug:slug>/members", views.MembersView.as_view(), name="members"),
+    path("o/<slug:slug>/members/<int:membership_id>/role", views.MemberRoleView.as_view(), name="member-role"),
+    path("o/<slug:slug>/members/<int:membership_id>/remove", views.MemberRemoveView.as_view(), name="member-remove"),
+    path("o/<slug:slug>/invitations/<int:invitation_id>/revoke", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
+    path("o/<slug:slug>/api-keys", views.ApiKeysView.as_view(), name="api-keys"),
+    path("o/<slug:slug>/api-keys/<int:api_key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
+]
+
+urlpatterns = auth_patterns + [path("", include((dashboard_patterns, "dashboard")))]

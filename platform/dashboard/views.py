@@ -1,0 +1,318 @@
+"""The web dashboard: server-rendered pages over the same services as the API.
+
+Organization pages live under /o/<slug>/; the slug is resolved to the user's
+membership once (OrganizationPageMixin), and a slug the user has no membership of
+is a 404 — the same as one that does not exist.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views import View
+
+from accounts import selectors as account_selectors
+from accounts import services as account_services
+from core.api import SESSION_ORGANIZATION_KEY
+from core.errors import ApplicationError, NotFound
+from tenancy import selectors as tenancy_selectors
+from tenancy import services as tenancy_services
+from tenancy.actors import Actor
+from tenancy.models import Role
+
+from .forms import ApiKeyForm, InvitationForm, OrganizationForm, RoleForm, SignupForm, apply_application_error
+
+PENDING_INVITATION_SESSION_KEY = "pending_invitation_token"
+
+
+def _status_for(form) -> int:
+    return 200 if not form.is_bound or form.is_valid() and not form.errors else 400
+
+
+class HomeView(View):
+    def get(self, request):
+        if not request.user.is_authenticated:
+            return redirect("login")
+        organizations = tenancy_selectors.organization_list_for_user(user=request.user)
+        wanted = request.session.get(SESSION_ORGANIZATION_KEY)
+        organization = organizations.filter(pk=wanted).first() or organizations.first()
+        if organization is None:
+            return redirect("dashboard:organization-create")
+        return redirect("dashboard:overview", slug=organization.slug)
+
+
+class SignupView(View):
+    template_name = "dashboard/signup.html"
+
+    def get(self, request):
+        if request.user.is_authenticated:
+            return redirect("dashboard:home")
+        initial = {"email": request.GET.get("email", "")}
+        return render(request, self.template_name, {"form": SignupForm(initial=initial)})
+
+    def post(self, request):
+        form = SignupForm(request.POST)
+        if form.is_valid():
+            try:
+                user, organization = account_services.user_signup(**form.cleaned_data)
+            except ApplicationError as error:
+                apply_application_error(form, error)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                request.session[SESSION_ORGANIZATION_KEY] = organization.pk
+                messages.success(request, f"Welcome to Lathe. {organization.name} is ready.")
+                token = request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
+                if token:
+                    return redirect("dashboard:invitation-accept", token=token)
+                return redirect("dashboard:overview", slug=organization.slug)
+        return render(request, self.template_name, {"form": form}, status=400)
+
+
+class OrganizationCreateView(LoginRequiredMixin, View):
+    template_name = "dashboard/organization_create.html"
+
+    def get(self, request):
+        return render(request, self.template_name, {"form": OrganizationForm()})
+
+    def post(self, request):
+        form = OrganizationForm(request.POST)
+        if form.is_valid():
+            try:
+                organization = tenancy_services.organization_create(name=form.cleaned_data["name"], owner=request.user)
+            except ApplicationError as error:
+                apply_application_error(form, error)
+            else:
+                request.session[SESSION_ORGANIZATION_KEY] = organization.pk
+                messages.success(request, f"Created {organization.name}.")
+                return redirect("dashboard:overview", slug=organization.slug)
+        return render(request, self.template_name, {"form": form}, status=400)
+
+
+class OrganizationPageMixin(LoginRequiredMixin):
+    """Resolves /o/<slug>/ to the user's membership once per request."""
+
+    section = ""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        try:
+            self.membership = tenancy_selectors.membership_for_user(user=request.user, organization_slug=kwargs["slug"])
+        except NotFound:
+            raise Http404("Organization not found.") from None
+        self.organization = self.membership.organization
+        self.actor = Actor.for_membership(self.membership)
+        request.organization = self.organization
+        request.membership = self.membership
+        request.session[SESSION_ORGANIZATION_KEY] = self.organization.pk
+        return super().dispatch(request, *args, **kwargs)
+
+    def render_page(self, request, template, context=None, status=200):
+        base = {"organization": self.organization, "membership": self.membership, "section": self.section,
+                "can_administer": self.membership.has_role(Role.ADMIN)}
+        return render(request, template, {**base, **(context or {})}, status=status)
+
+    def fail(self, request, error: ApplicationError):
+        messages.error(request, error.message)
+        return None
+
+
+class OverviewView(OrganizationPageMixin, View):
+    section = "overview"
+
+    def get(self, request, slug):
+        return self.render_page(request, "dashboard/overview.html", {
+            "member_count": tenancy_selectors.membership_list(organization=self.organization).count(),
+            "active_key_count": account_selectors.api_key_list(organization=self.organization, include_revoked=False).count(),
+        })
+
+
+class SettingsView(OrganizationPageMixin, View):
+    section = "settings"
+    template = "dashboard/settings.html"
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, {"form": OrganizationForm(initial={"name": self.organization.name})})
+
+    def post(self, request, slug):
+        form = OrganizationForm(request.POST)
+        if form.is_valid():
+            try:
+                tenancy_services.organization_update(organization=self.organization, actor=self.actor, name=form.cleaned_data["name"])
+            except ApplicationError as error:
+                apply_application_error(form, error)
+                return self.render_page(request, self.template, {"form": form}, status=error.status_code)
+            messages.success(request, "Saved.")
+            return redirect("dashboard:settings", slug=self.organization.slug)
+        return self.render_page(request, self.template, {"form": form}, status=400)
+
+
+class MembersView(OrganizationPageMixin, View):
+    section = "members"
+    template = "dashboard/members.html"
+
+    def context(self, invite_form=None):
+        return {
+            "memberships": tenancy_selectors.membership_list(organization=self.organization),
+            "invitations": tenancy_selectors.invitation_list(organization=self.organization, pending_only=True),
+            "invite_form": invite_form or InvitationForm(),
+            "roles": Role.choices,
+        }
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, self.context())
+
+    def post(self, request, slug):
+        """Send an invitation."""
+        form = InvitationForm(request.POST)
+        status = 400
+        if form.is_valid():
+            try:
+                invitation, _token = tenancy_services.invitation_create(
+                    organization=self.organization, actor=self.actor, **form.cleaned_data
+                )
+            except ApplicationError as error:
+                apply_application_error(form, error)
+                status = error.status_code
+            else:
+                messages.success(request, f"Invitation sent to {invitation.email}.")
+                return redirect("dashboard:members", slug=self.organization.slug)
+        return self.render_page(request, self.template, self.context(invite_form=form), status=status)
+
+
+class MemberRoleView(OrganizationPageMixin, View):
+    def post(self, request, slug, membership_id):
+        form = RoleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose a valid role.")
+            return redirect("dashboard:members", slug=slug)
+        try:
+            membership = tenancy_services.membership_change_role(
+                organization=self.organization, actor=self.actor, membership_id=membership_id, role=form.cleaned_data["role"]
+            )
+        except NotFound:
+            raise Http404("Member not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return self.render_members_with_status(request, error.status_code)
+        messages.success(request, f"{membership.user.email} is now {membership.get_role_display().lower()}.")
+        return redirect("dashboard:members", slug=slug)
+
+    def render_members_with_status(self, request, status):
+        view = MembersView()
+        view.organization, view.membership, view.actor = self.organization, self.membership, self.actor
+        view.section = "members"
+        return view.render_page(request, MembersView.template, view.context(), status=status)
+
+
+class MemberRemoveView(MemberRoleView):
+    def post(self, request, slug, membership_id):
+        leaving_self = str(self.membership.pk) == str(membership_id)
+        try:
+            tenancy_services.membership_remove(organization=self.organization, actor=self.actor, membership_id=membership_id)
+        except NotFound:
+            raise Http404("Member not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return self.render_members_with_status(request, error.status_code)
+        if leaving_self:
+            request.session.pop(SESSION_ORGANIZATION_KEY, None)
+            messages.success(request, f"You left {self.organization.name}.")
+            return redirect("dashboard:home")
+        messages.success(request, "Member removed.")
+        return redirect("dashboard:members", slug=slug)
+
+
+class InvitationRevokeView(MemberRoleView):
+    def post(self, request, slug, invitation_id):
+        try:
+            tenancy_services.invitation_revoke(organization=self.organization, actor=self.actor, invitation_id=invitation_id)
+        except NotFound:
+            raise Http404("Invitation not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return self.render_members_with_status(request, error.status_code)
+        messages.success(request, "Invitation withdrawn.")
+        return redirect("dashboard:members", slug=slug)
+
+
+class ApiKeysView(OrganizationPageMixin, View):
+    section = "api-keys"
+    template = "dashboard/api_keys.html"
+
+    def context(self, form=None, new_key=None):
+        return {
+            "api_keys": account_selectors.api_key_list(organization=self.organization),
+            "form": form or ApiKeyForm(),
+            "new_key": new_key,
+        }
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, self.context())
+
+    def post(self, request, slug):
+        form = ApiKeyForm(request.POST)
+        status = 400
+        if form.is_valid():
+            try:
+                api_key, full_key = account_services.api_key_create(
+                    organization=self.organization, actor=self.actor, **form.cleaned_data
+                )
+            except ApplicationError as error:
+                apply_application_error(form, error)
+                status = error.status_code
+            else:
+                # Rendered (not redirected) so the full key appears exactly once.
+                return self.render_page(request, self.template, self.context(new_key={"row": api_key, "key": full_key}), status=201)
+        return self.render_page(request, self.template, self.context(form=form), status=status)
+
+
+class ApiKeyRevokeView(OrganizationPageMixin, View):
+    def post(self, request, slug, api_key_id):
+        try:
+            api_key = account_services.api_key_revoke(organization=self.organization, actor=self.actor, api_key_id=api_key_id)
+        except NotFound:
+            raise Http404("API key not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("dashboard:api-keys", slug=slug)
+        messages.success(request, f"Revoked {api_key.name}.")
+        return redirect("dashboard:api-keys", slug=slug)
+
+
+class InvitationAcceptView(View):
+    """/invitations/<token>: shows the invitation, then joins on POST. Anonymous
+    visitors are sent to log in or sign up with the token kept in the session."""
+
+    template = "dashboard/invitation_accept.html"
+
+    def _load(self, request, token):
+        try:
+            return tenancy_services.invitation_for_token(token=token), None
+        except ApplicationError as error:
+            return None, render(request, self.template, {"error": error}, status=error.status_code)
+
+    def get(self, request, token):
+        invitation, failure = self._load(request, token)
+        if failure:
+            return failure
+        if not request.user.is_authenticated:
+            request.session[PENDING_INVITATION_SESSION_KEY] = token
+        return render(request, self.template, {"invitation": invitation, "token": token,
+                                               "signup_url": reverse("signup") + f"?email={invitation.email}"})
+
+    def post(self, request, token):
+        if not request.user.is_authenticated:
+            request.session[PENDING_INVITATION_SESSION_KEY] = token
+            return redirect(f"{reverse('login')}?next={request.path}")
+        try:
+            membership = tenancy_services.invitation_accept(token=token, user=request.user)
+        except ApplicationError as error:
+            return render(request, self.template, {"error": error}, status=error.status_code)
+        request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
+        request.session[SESSION_ORGANIZATION_KEY] = membership.organization_id
+        messages.success(request, f"You joined {membership.organization.name} as {membership.get_role_display().lower()}.")
+        return redirect("dashboard:overview", slug=membership.organization.slug)

@@ -1,0 +1,34 @@
+"""Who is acting inside an organization: a member (through the dashboard or a
+session-authenticated API call) or an API key. Services check permissions
+against the actor's role, so both paths obey the same rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import ROLE_RANK, Role
+
+
+@dataclass(frozen=True)
+class Actor:
+    role: str
+    user: object | None = None  # accounts.User for a person
+    api_key: object | None = None  # accounts.ApiKey for a key
+
+    @classmethod
+    def for_membership(cls, membership) -> "Actor":
+        return cls(role=membership.role, user=membership.user)
+
+    @classmethod
+    def for_api_key(cls, api_key) -> "Actor":
+        # A key with the admin scope may administer, never own: ownership is a person's.
+        role = Role.ADMIN if api_key.has_scope("admin") else Role.MEMBER
+        return cls(role=role, api_key=api_key, user=None)
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(minimum)]
+
+    @property
+    def label(self) -> str:
+        if self.user is not None:
+            return str(self.user)
+        return f"API key {self.api_key.prefix}" if self.api_key else "system"
