@@ -5,6 +5,7 @@ without revealing whether another organization's key exists.
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.utils import timezone
@@ -14,6 +15,13 @@ from .keys import KEY_PREFIX, key_matches, parse_key
 from .models import ApiKey
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+logger = logging.getLogger(__name__)
+
+
+def _reject(message: str, *, reason: str, prefix: str | None = None):
+    # Security audit trail; the request id is added by the log filter.
+    logger.info("API key rejected: %s (prefix=%s)", reason, prefix or "-")
+    return exceptions.AuthenticationFailed(message)
 
 
 class ApiKeyPrincipal:
@@ -44,30 +52,28 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         parts = header.split()
         if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: expected 'Authorization: Bearer <API key>'."
-            )
+            raise _reject("Malformed Authorization header: expected 'Authorization: Bearer <API key>'.", reason="malformed header")
         candidate = parts[1]
         if not candidate.startswith(KEY_PREFIX):
-            raise exceptions.AuthenticationFailed(
-                f"Not a Lathe API key: keys start with '{KEY_PREFIX}'. Create one under Settings → API keys."
+            raise _reject(
+                f"Not a Lathe API key: keys start with '{KEY_PREFIX}'. Create one under Settings → API keys.",
+                reason="wrong prefix",
             )
         prefix = parse_key(candidate)
         if prefix is None:
-            raise exceptions.AuthenticationFailed(
-                "Malformed API key: expected 'lth_' followed by 12 and 40 letters or digits separated by '_'."
+            raise _reject(
+                "Malformed API key: expected 'lth_' followed by 12 and 40 letters or digits separated by '_'.",
+                reason="malformed key",
             )
         api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
         if api_key is None or not key_matches(candidate, api_key.hashed_key):
-            raise exceptions.AuthenticationFailed("Unknown API key.")
+            raise _reject("Unknown API key.", reason="unknown", prefix=prefix)
         if api_key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed(
-                f"This API key was revoked on {api_key.revoked_at:%Y-%m-%d %H:%M} UTC."
-            )
+            raise _reject(f"This API key was revoked on {api_key.revoked_at:%Y-%m-%d %H:%M} UTC.", reason="revoked", prefix=prefix)
         if api_key.is_expired:
-            raise exceptions.AuthenticationFailed(f"This API key expired on {api_key.expires_at:%Y-%m-%d %H:%M} UTC.")
+            raise _reject(f"This API key expired on {api_key.expires_at:%Y-%m-%d %H:%M} UTC.", reason="expired", prefix=prefix)
         if api_key.organization.deactivated_at is not None:
-            raise exceptions.AuthenticationFailed("This API key's organization is deactivated.")
+            raise _reject("This API key's organization is deactivated.", reason="organization deactivated", prefix=prefix)
         self._touch(api_key)
         return ApiKeyPrincipal(api_key), api_key
 

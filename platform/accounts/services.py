@@ -69,8 +69,10 @@ def _clean_scopes(scopes) -> list[str]:
     if unknown:
         raise field_error("scopes", f"Unknown scope(s): {', '.join(map(str, unknown))}. Valid: {', '.join(ApiKeyScope.values)}.")
     wanted = set(scopes)
-    # write and admin imply read: a key that can change things can see them.
-    if wanted & {ApiKeyScope.WRITE, ApiKeyScope.ADMIN}:
+    # Scopes nest: admin implies write, write implies read.
+    if ApiKeyScope.ADMIN in wanted:
+        wanted.add(ApiKeyScope.WRITE)
+    if ApiKeyScope.WRITE in wanted:
         wanted.add(ApiKeyScope.READ)
     return [s for s in ApiKeyScope.values if s in wanted]
 

@@ -2,13 +2,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
-from .forms import EmailAuthenticationForm
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
 auth_patterns = [
     path("signup", views.SignupView.as_view(), name="signup"),
-    path("login", auth_views.LoginView.as_view(authentication_form=EmailAuthenticationForm, redirect_authenticated_user=True), name="login"),
+    path("login", views.LoginView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("password-reset", auth_views.PasswordResetView.as_view(), name="password_reset"),
     path("password-reset/sent", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -23,13 +24,22 @@ from tenancy import services as tenancy_services
 from tenancy.actors import Actor
 from tenancy.models import Role
 
-from .forms import ApiKeyForm, InvitationForm, OrganizationForm, RoleForm, SignupForm, apply_application_error
+from .forms import EmailAuthenticationForm, ApiKeyForm, InvitationForm, OrganizationForm, RoleForm, SignupForm, apply_application_error
 
 PENDING_INVITATION_SESSION_KEY = "pending_invitation_token"
 
 
 def _status_for(form) -> int:
     return 200 if not form.is_bound or form.is_valid() and not form.errors else 400
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        # Wrong credentials are bad input: say so with a 4xx, not a 200.
+        return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
 class HomeView(View):

@@ -213,6 +213,7 @@ SPECTACULAR_SETTINGS = {
 # --- Files ------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [REPO_ROOT / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("LATHE_MEDIA_ROOT", default=str(VAR_DIR / "media")))

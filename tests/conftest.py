@@ -1,0 +1,85 @@
+"""Shared fixtures: people, organizations, keys and API clients built through the
+real services, so tests exercise the same paths users do."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.services import api_key_create
+from tenancy.actors import Actor
+from tenancy.models import Membership, Organization, Role
+from tenancy.services import organization_create
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Throttle counters and axes state must not leak between tests.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    counter = {"n": 0}
+
+    def make(email: str | None = None, password: str = PASSWORD, **extra) -> User:
+        counter["n"] += 1
+        return User.objects.create_user(email=email or f"user{counter['n']}@example.com", password=password, **extra)
+
+    return make
+
+
+@dataclass
+class Tenant:
+    organization: Organization
+    owner: User
+    owner_membership: Membership
+
+    def add_member(self, user: User, role: str = Role.MEMBER) -> Membership:
+        return Membership.objects.create(organization=self.organization, user=user, role=role)
+
+    def key(self, scopes=("read", "write", "admin"), **kwargs) -> str:
+        _row, full_key = api_key_create(
+            organization=self.organization, actor=Actor.for_membership(self.owner_membership),
+            name=kwargs.pop("name", "test key"), scopes=list(scopes), **kwargs,
+        )
+        return full_key
+
+
+@pytest.fixture
+def make_tenant(make_user):
+    def make(name: str = "Acme", owner_email: str | None = None) -> Tenant:
+        owner = make_user(email=owner_email)
+        organization = organization_create(name=name, owner=owner)
+        return Tenant(organization, owner, Membership.objects.get(organization=organization, user=owner))
+
+    return make
+
+
+@pytest.fixture
+def tenant_a(make_tenant):
+    return make_tenant("Acme", "owner-a@example.com")
+
+
+@pytest.fixture
+def tenant_b(make_tenant):
+    return make_tenant("Beta", "owner-b@example.com")
+
+
+def bearer_client(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def api_for():
+    return bearer_client

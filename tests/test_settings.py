@@ -1,0 +1,93 @@
+"""Settings come from the environment: embedded defaults with none, the
+production path with DATABASE_URL / REDIS_URL, and a clean `check --deploy`."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROBE = (
+    "import json, manage; manage.bootstrap_paths(); import django; django.setup(); "
+    "from django.conf import settings as s; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
+    " 'media': str(s.MEDIA_ROOT), 'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['BACKEND'],"
+    " 'email': s.EMAIL_BACKEND, 'stripe': s.STRIPE_ENABLED, 'var': str(s.VAR_DIR)}))"
+)
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "EMAIL_URL", "LATHE_VAR_DIR", "LATHE_MEDIA_ROOT")
+
+
+def run_manage(args: list[str] | None, env_extra: dict, settings_module: str, code: str | None = None):
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES and not k.startswith("DJANGO_")}
+    env.update(env_extra, DJANGO_SETTINGS_MODULE=settings_module)
+    command = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def probe(settings_module: str, env_extra: dict) -> dict:
+    result = run_manage(None, env_extra, settings_module, code=PROBE)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_default_needs_no_services(tmp_path):
+    values = probe("config.settings.dev", {"LATHE_VAR_DIR": str(tmp_path)})
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"] == str(tmp_path / "db.sqlite3")
+    assert values["media"] == str(tmp_path / "media")
+    assert values["broker"] == "filesystem://"
+    assert values["email"] == "django.core.mail.backends.console.EmailBackend"
+    assert values["stripe"] is False
+
+
+def test_default_var_dir_is_under_the_repository():
+    values = probe("config.settings.dev", {})
+    assert values["var"] == str(REPO_ROOT / "var")
+    assert values["name"] == str(REPO_ROOT / "var" / "db.sqlite3")
+
+
+def test_production_path_from_environment():
+    values = probe("config.settings.dev", {
+        "DATABASE_URL": "postgres://lathe:pw@db.internal:5432/lathe",
+        "REDIS_URL": "redis://cache.internal:6379/0",
+        "STRIPE_SECRET_KEY": "sk_test_123",
+    })
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["name"] == "lathe"
+    assert values["broker"] == "redis://cache.internal:6379/0"
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["stripe"] is True
+
+
+def test_postgres_goes_through_psycopg3():
+    import psycopg
+    from django.db.backends.postgresql import base
+
+    assert base.is_psycopg3
+    assert psycopg.__version__.startswith("3.")
+
+
+def prod_env() -> dict:
+    return {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "lathe.example.com",
+        "DATABASE_URL": "postgres://lathe@127.0.0.1:5432/lathe",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+
+
+def test_check_deploy_is_clean_on_production_settings():
+    result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], prod_env(), "config.settings.prod")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_its_secret():
+    env = prod_env()
+    del env["DJANGO_SECRET_KEY"]
+    result = run_manage(["check"], env, "config.settings.prod")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
