@@ -8,4 +8,4 @@ def ping(payload: str = "ping") -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         (db_ok,) = cursor.fetchone()
-    return {"reply": f"pong:{payload}", "database": db_ok == 1}
+    return {"reply": f"pong:{payload}", "database": db_ok == 1, "database_name": str(connection.settings_dict["NAME"])}

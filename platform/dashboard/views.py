@@ -252,6 +252,9 @@ class InvitationRevokeView(MemberRoleView):
 class ApiKeysView(OrganizationPageMixin, View):
     section = "api-keys"
     template = "dashboard/api_keys.html"
+    # The full key crosses one redirect in the session, then is gone: a reload
+    # neither shows it again nor re-submits the form (post/redirect/get).
+    NEW_KEY_SESSION_KEY = "new_api_key_once"
 
     def context(self, form=None, new_key=None):
         return {
@@ -261,7 +264,10 @@ class ApiKeysView(OrganizationPageMixin, View):
         }
 
     def get(self, request, slug):
-        return self.render_page(request, self.template, self.context())
+        new_key = request.session.pop(self.NEW_KEY_SESSION_KEY, None)
+        if new_key and new_key.get("organization_id") != self.organization.pk:
+            new_key = None
+        return self.render_page(request, self.template, self.context(new_key=new_key))
 
     def post(self, request, slug):
         form = ApiKeyForm(request.POST)
@@ -275,8 +281,10 @@ class ApiKeysView(OrganizationPageMixin, View):
                 apply_application_error(form, error)
                 status = error.status_code
             else:
-                # Rendered (not redirected) so the full key appears exactly once.
-                return self.render_page(request, self.template, self.context(new_key={"row": api_key, "key": full_key}), status=201)
+                request.session[self.NEW_KEY_SESSION_KEY] = {
+                    "organization_id": self.organization.pk, "name": api_key.name, "key": full_key,
+                }
+                return redirect("dashboard:api-keys", slug=self.organization.slug)
         return self.render_page(request, self.template, self.context(form=form), status=status)
 
 

@@ -1,0 +1,245 @@
+"""Tenant isolation harness.
+
+Walks every URL pattern under /api/v1/ and every organization page of the
+dashboard with two organizations, A and B, and checks that B's credentials (an
+API key with every scope, and B's owner logged in) reach none of A's objects:
+a foreign id answers 404, lists show none of A's rows, creates land in B, and
+A's rows are byte-for-byte unchanged afterwards.
+
+A new URL pattern without a case here fails `test_every_route_has_a_case`:
+later features extend API_CASES / DASHBOARD_OBJECT_KWARGS with their objects.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKey
+from tenancy.actors import Actor
+from tenancy.models import Invitation, Membership, Organization, Role
+from tenancy.services import invitation_create
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the world ----------------------------------------------------------------
+
+@dataclass
+class World:
+    a: object  # tests.conftest.Tenant
+    b: object
+    a_member: Membership
+    b_member: Membership
+    a_invitation: Invitation
+    a_invitation_token: str
+    a_key: ApiKey
+    b_key_value: str
+
+
+@pytest.fixture
+def world(make_tenant, make_user):
+    a, b = make_tenant("Acme", "owner-a@example.com"), make_tenant("Beta", "owner-b@example.com")
+    a_member = a.add_member(make_user(email="member-a@example.com"))
+    b_member = b.add_member(make_user(email="member-b@example.com"))
+    a_invitation, token = invitation_create(organization=a.organization, actor=Actor.for_membership(a.owner_membership),
+                                            email="invitee-a@example.com", role=Role.MEMBER)
+    a.key(name="a-key")
+    return World(a, b, a_member, b_member, a_invitation, token, ApiKey.objects.get(name="a-key"), b.key(name="b-key"))
+
+
+def snapshot(organization: Organization) -> str:
+    """Everything of A's that an attack could change, serialised."""
+    return json.dumps({
+        "organization": list(Organization.objects.filter(pk=organization.pk).values("name", "slug", "deactivated_at")),
+        "members": list(Membership.objects.filter(organization=organization).order_by("id").values("id", "user_id", "role")),
+        "invitations": list(Invitation.objects.filter(organization=organization).order_by("id")
+                            .values("id", "email", "role", "accepted_at", "revoked_at", "expires_at")),
+        "api_keys": list(ApiKey.objects.filter(organization=organization).order_by("id")
+                         .values("id", "name", "scopes", "revoked_at", "expires_at")),
+    }, default=str, sort_keys=True)
+
+
+def b_credentials(world: World) -> dict[str, APIClient]:
+    key_client = APIClient()
+    key_client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.b_key_value}")
+    session_client = APIClient()
+    session_client.force_login(world.b.owner)
+    return {"api-key": key_client, "session": session_client}
+
+
+# --- API cases ----------------------------------------------------------------
+
+@dataclass
+class Foreign:
+    """A's object addressed by id: every method must answer 404."""
+    kwargs: Callable[[World], dict]
+    methods: dict  # method -> request body
+
+
+@dataclass
+class Scoped:
+    """A collection or singleton that resolves to the caller's own organization."""
+    check: Callable  # (world, client) -> None; asserts only B's data is seen/changed
+
+
+def _ids(response) -> set:
+    assert response.status_code == 200, response.content
+    body = response.json()
+    return {row["id"] for row in body.get("results", body if isinstance(body, list) else [body])}
+
+
+def check_organization(world, client):
+    assert client.get("/api/v1/organization").json()["id"] == world.b.organization.pk
+    assert client.patch("/api/v1/organization", {"name": "Renamed by B"}, format="json").status_code == 200
+    assert Organization.objects.get(pk=world.b.organization.pk).name == "Renamed by B"
+
+
+def check_members(world, client):
+    seen = _ids(client.get("/api/v1/members"))
+    assert seen == set(Membership.objects.filter(organization=world.b.organization).values_list("id", flat=True))
+
+
+def check_invitations(world, client):
+    assert world.a_invitation.pk not in _ids(client.get("/api/v1/invitations"))
+    created = client.post("/api/v1/invitations", {"email": "someone-new@example.com"}, format="json")
+    assert created.status_code == 201
+    assert Invitation.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
+
+
+def check_api_keys(world, client):
+    seen = _ids(client.get("/api/v1/api-keys"))
+    assert world.a_key.pk not in seen and seen
+    created = client.post("/api/v1/api-keys", {"name": "made-by-b", "scopes": ["read"]}, format="json")
+    assert created.status_code == 201
+    assert ApiKey.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
+
+
+API_CASES: dict[str, Foreign | Scoped] = {
+    "api:organization": Scoped(check_organization),
+    "api:member-list": Scoped(check_members),
+    "api:member-detail": Foreign(lambda w: {"membership_id": w.a_member.pk},
+                                 {"get": None, "patch": {"role": "admin"}, "delete": None}),
+    "api:invitation-list": Scoped(check_invitations),
+    "api:invitation-detail": Foreign(lambda w: {"invitation_id": w.a_invitation.pk}, {"get": None, "delete": None}),
+    "api:api-key-list": Scoped(check_api_keys),
+    "api:api-key-detail": Foreign(lambda w: {"api_key_id": w.a_key.pk}, {"get": None, "delete": None}),
+}
+# Public by design: the API's own documentation.
+API_PUBLIC = {"api:schema", "api:docs", "api:redoc"}
+
+# --- dashboard cases ------------------------------------------------------------
+
+# Every organization page takes <slug>; object ids in its path come from here.
+DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
+    "dashboard:overview": lambda w: {},
+    "dashboard:settings": lambda w: {},
+    "dashboard:members": lambda w: {},
+    "dashboard:member-role": lambda w: {"membership_id": w.a_member.pk},
+    "dashboard:member-remove": lambda w: {"membership_id": w.a_member.pk},
+    "dashboard:invitation-revoke": lambda w: {"invitation_id": w.a_invitation.pk},
+    "dashboard:api-keys": lambda w: {},
+    "dashboard:api-key-revoke": lambda w: {"api_key_id": w.a_key.pk},
+}
+DASHBOARD_POST_BODY = {"name": "Renamed by B", "role": "owner", "email": "x@example.com", "scopes": ["read"]}
+# Not organization pages (no slug): each has a reason and its own tests.
+NON_ORGANIZATION_ROUTES = {
+    "dashboard:home": "redirects to one of the user's own organizations",
+    "dashboard:organization-create": "creates a new organization owned by the caller",
+    "dashboard:invitation-accept": "token-addressed; see test_foreign_invitation_token_cannot_be_used",
+    "signup": "public", "login": "public", "logout": "public", "password_reset": "public",
+    "password_reset_done": "public", "password_reset_confirm": "public", "password_reset_complete": "public",
+    "healthz": "public probe", "readyz": "public probe",
+}
+
+
+def walk(patterns=None, namespace=None, prefix=""):
+    for entry in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace or namespace
+            if ns == "admin":
+                continue  # operators' admin: staff only, outside the tenancy model
+            yield from walk(entry.url_patterns, ns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern) and entry.name:
+            name = f"{namespace}:{entry.name}" if namespace else entry.name
+            yield name, prefix + str(entry.pattern), set(entry.pattern.converters) | set(getattr(entry.pattern, "regex").groupindex)
+
+
+def test_every_route_has_a_case():
+    missing = []
+    for name, route, params in walk():
+        if name.startswith("api:"):
+            if name not in API_CASES and name not in API_PUBLIC:
+                missing.append(f"API route {route} ({name}) has no isolation case in API_CASES")
+        elif "slug" in params:
+            if name not in DASHBOARD_OBJECT_KWARGS:
+                missing.append(f"organization page {route} ({name}) has no entry in DASHBOARD_OBJECT_KWARGS")
+        elif name not in NON_ORGANIZATION_ROUTES:
+            missing.append(f"route {route} ({name}) is unclassified: add it to NON_ORGANIZATION_ROUTES with a reason")
+    assert not missing, "\n".join(missing)
+
+
+def test_harness_would_fail_on_an_uncovered_route(monkeypatch):
+    """The harness can fail: drop one case and it notices."""
+    monkeypatch.delitem(API_CASES, "api:api-key-detail")
+    with pytest.raises(AssertionError, match="api-key-detail"):
+        test_every_route_has_a_case()
+
+
+@pytest.mark.parametrize("credential", ["api-key", "session"])
+@pytest.mark.parametrize("route_name", sorted(API_CASES))
+def test_api_route_is_isolated(world, route_name, credential):
+    client = b_credentials(world)[credential]
+    before = snapshot(world.a.organization)
+    case = API_CASES[route_name]
+    if isinstance(case, Foreign):
+        url = reverse(route_name, kwargs=case.kwargs(world))
+        for method, body in case.methods.items():
+            response = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+            assert response.status_code == 404, f"{method.upper()} {url} as B ({credential}) → {response.status_code}"
+            assert response.json()["error"]["code"] == "not_found"
+    else:
+        case.check(world, client)
+    assert snapshot(world.a.organization) == before, f"{route_name} changed A's data"
+
+
+@pytest.mark.parametrize("route_name", sorted(DASHBOARD_OBJECT_KWARGS))
+def test_dashboard_page_is_isolated(client, world, route_name):
+    client.force_login(world.b.owner)
+    before_a, object_kwargs = snapshot(world.a.organization), DASHBOARD_OBJECT_KWARGS[route_name](world)
+    # A's slug (with A's objects) is a 404 for B ...
+    foreign = reverse(route_name, kwargs={"slug": world.a.organization.slug, **object_kwargs})
+    assert client.get(foreign).status_code == 404
+    assert client.post(foreign, DASHBOARD_POST_BODY).status_code == 404
+    # ... and so are A's objects under B's own slug.
+    if object_kwargs:
+        nested = reverse(route_name, kwargs={"slug": world.b.organization.slug, **object_kwargs})
+        assert client.post(nested, DASHBOARD_POST_BODY).status_code == 404
+    assert snapshot(world.a.organization) == before_a, f"{route_name} changed A's data"
+
+
+def test_foreign_invitation_token_cannot_be_used(client, world):
+    client.force_login(world.b.owner)
+    before = snapshot(world.a.organization)
+    response = client.post(reverse("dashboard:invitation-accept", args=[world.a_invitation_token]))
+    assert response.status_code == 403
+    assert snapshot(world.a.organization) == before
+
+
+def test_nonexistent_slug_and_foreign_slug_look_the_same(client, world):
+    client.force_login(world.b.owner)
+    foreign = client.get(f"/o/{world.a.organization.slug}/members")
+    missing = client.get("/o/no-such-org/members")
+    assert foreign.status_code == missing.status_code == 404
+
+    def normalised(response):  # per-request values aside, the pages are identical
+        body = response.content.decode().replace(response["X-Request-ID"], "")
+        body = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", body)
+        return re.sub(r'"X-CSRFToken": "[^"]*"', "", body)
+
+    assert normalised(foreign) == normalised(missing)
