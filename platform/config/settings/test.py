@@ -8,6 +8,10 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so worker subprocesses and the live server can share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    # Live-server and worker threads must not keep connections open past a
+    # request, or the test database cannot be dropped at the end.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"organization": "10000/min", "anonymous": "10000/min"},
