@@ -114,7 +114,7 @@ if REDIS_URL:
 else:
     for folder in (CELERY_BROKER_DIR, CELERY_RESULTS_DIR):
         folder.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"  # the host is ignored; naming one silences kombu
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR),
         "data_folder_out": str(CELERY_BROKER_DIR),
