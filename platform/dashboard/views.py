@@ -29,8 +29,19 @@ from .forms import EmailAuthenticationForm, ApiKeyForm, InvitationForm, Organiza
 PENDING_INVITATION_SESSION_KEY = "pending_invitation_token"
 
 
-def _status_for(form) -> int:
-    return 200 if not form.is_bound or form.is_valid() and not form.errors else 400
+def submit(form, service):
+    """Validate `form` and call `service(**cleaned_data)`.
+
+    Returns (result, None) on success, or (None, status) with the service's
+    messages placed on the form's fields, so every page shows errors the same way.
+    """
+    if not form.is_valid():
+        return None, 400
+    try:
+        return service(**form.cleaned_data), None
+    except ApplicationError as error:
+        apply_application_error(form, error)
+        return None, error.status_code
 
 
 class LoginView(auth_views.LoginView):
@@ -65,20 +76,17 @@ class SignupView(View):
 
     def post(self, request):
         form = SignupForm(request.POST)
-        if form.is_valid():
-            try:
-                user, organization = account_services.user_signup(**form.cleaned_data)
-            except ApplicationError as error:
-                apply_application_error(form, error)
-            else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                request.session[SESSION_ORGANIZATION_KEY] = organization.pk
-                messages.success(request, f"Welcome to Lathe. {organization.name} is ready.")
-                token = request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
-                if token:
-                    return redirect("dashboard:invitation-accept", token=token)
-                return redirect("dashboard:overview", slug=organization.slug)
-        return render(request, self.template_name, {"form": form}, status=400)
+        created, status = submit(form, account_services.user_signup)
+        if created is None:
+            return render(request, self.template_name, {"form": form}, status=status)
+        user, organization = created
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session[SESSION_ORGANIZATION_KEY] = organization.pk
+        messages.success(request, f"Welcome to Lathe. {organization.name} is ready.")
+        token = request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
+        if token:
+            return redirect("dashboard:invitation-accept", token=token)
+        return redirect("dashboard:overview", slug=organization.slug)
 
 
 class OrganizationCreateView(LoginRequiredMixin, View):
@@ -89,16 +97,12 @@ class OrganizationCreateView(LoginRequiredMixin, View):
 
     def post(self, request):
         form = OrganizationForm(request.POST)
-        if form.is_valid():
-            try:
-                organization = tenancy_services.organization_create(name=form.cleaned_data["name"], owner=request.user)
-            except ApplicationError as error:
-                apply_application_error(form, error)
-            else:
-                request.session[SESSION_ORGANIZATION_KEY] = organization.pk
-                messages.success(request, f"Created {organization.name}.")
-                return redirect("dashboard:overview", slug=organization.slug)
-        return render(request, self.template_name, {"form": form}, status=400)
+        organization, status = submit(form, lambda name: tenancy_services.organization_create(name=name, owner=request.user))
+        if organization is None:
+            return render(request, self.template_name, {"form": form}, status=status)
+        request.session[SESSION_ORGANIZATION_KEY] = organization.pk
+        messages.success(request, f"Created {organization.name}.")
+        return redirect("dashboard:overview", slug=organization.slug)
 
 
 class OrganizationPageMixin(LoginRequiredMixin):
@@ -149,15 +153,12 @@ class SettingsView(OrganizationPageMixin, View):
 
     def post(self, request, slug):
         form = OrganizationForm(request.POST)
-        if form.is_valid():
-            try:
-                tenancy_services.organization_update(organization=self.organization, actor=self.actor, name=form.cleaned_data["name"])
-            except ApplicationError as error:
-                apply_application_error(form, error)
-                return self.render_page(request, self.template, {"form": form}, status=error.status_code)
-            messages.success(request, "Saved.")
-            return redirect("dashboard:settings", slug=self.organization.slug)
-        return self.render_page(request, self.template, {"form": form}, status=400)
+        updated, status = submit(form, lambda name: tenancy_services.organization_update(
+            organization=self.organization, actor=self.actor, name=name))
+        if updated is None:
+            return self.render_page(request, self.template, {"form": form}, status=status)
+        messages.success(request, "Saved.")
+        return redirect("dashboard:settings", slug=self.organization.slug)
 
 
 class MembersView(OrganizationPageMixin, View):
@@ -178,19 +179,13 @@ class MembersView(OrganizationPageMixin, View):
     def post(self, request, slug):
         """Send an invitation."""
         form = InvitationForm(request.POST)
-        status = 400
-        if form.is_valid():
-            try:
-                invitation, _token = tenancy_services.invitation_create(
-                    organization=self.organization, actor=self.actor, **form.cleaned_data
-                )
-            except ApplicationError as error:
-                apply_application_error(form, error)
-                status = error.status_code
-            else:
-                messages.success(request, f"Invitation sent to {invitation.email}.")
-                return redirect("dashboard:members", slug=self.organization.slug)
-        return self.render_page(request, self.template, self.context(invite_form=form), status=status)
+        created, status = submit(form, lambda **data: tenancy_services.invitation_create(
+            organization=self.organization, actor=self.actor, **data))
+        if created is None:
+            return self.render_page(request, self.template, self.context(invite_form=form), status=status)
+        invitation, _token = created
+        messages.success(request, f"Invitation sent to {invitation.email}.")
+        return redirect("dashboard:members", slug=self.organization.slug)
 
 
 class MemberRoleView(OrganizationPageMixin, View):
@@ -271,21 +266,15 @@ class ApiKeysView(OrganizationPageMixin, View):
 
     def post(self, request, slug):
         form = ApiKeyForm(request.POST)
-        status = 400
-        if form.is_valid():
-            try:
-                api_key, full_key = account_services.api_key_create(
-                    organization=self.organization, actor=self.actor, **form.cleaned_data
-                )
-            except ApplicationError as error:
-                apply_application_error(form, error)
-                status = error.status_code
-            else:
-                request.session[self.NEW_KEY_SESSION_KEY] = {
-                    "organization_id": self.organization.pk, "name": api_key.name, "key": full_key,
-                }
-                return redirect("dashboard:api-keys", slug=self.organization.slug)
-        return self.render_page(request, self.template, self.context(form=form), status=status)
+        created, status = submit(form, lambda **data: account_services.api_key_create(
+            organization=self.organization, actor=self.actor, **data))
+        if created is None:
+            return self.render_page(request, self.template, self.context(form=form), status=status)
+        api_key, full_key = created
+        request.session[self.NEW_KEY_SESSION_KEY] = {
+            "organization_id": self.organization.pk, "name": api_key.name, "key": full_key,
+        }
+        return redirect("dashboard:api-keys", slug=self.organization.slug)
 
 
 class ApiKeyRevokeView(OrganizationPageMixin, View):

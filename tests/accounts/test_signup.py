@@ -28,7 +28,7 @@ def test_signup_email_is_case_insensitive_and_duplicate_is_refused(client, make_
     make_user(email="ada@example.com")
     before = counts()
     response = client.post(reverse("signup"), {**GOOD, "email": "ADA@Example.com"})
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "An account with this e-mail already exists." in response.content.decode()
     assert counts() == before
 
