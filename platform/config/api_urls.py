@@ -3,6 +3,14 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import ApiKeyDetailApi, ApiKeyListApi
+from corpora.api import (
+    DatasetDetailApi,
+    DatasetListApi,
+    DatasetVersionDetailApi,
+    DatasetVersionListApi,
+    DatasetVersionPreviewApi,
+    DatasetVersionReportApi,
+)
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
 
 app_name = "api"
@@ -15,6 +23,12 @@ urlpatterns = [
     path("invitations/<int:invitation_id>", InvitationDetailApi.as_view(), name="invitation-detail"),
     path("api-keys", ApiKeyListApi.as_view(), name="api-key-list"),
     path("api-keys/<int:api_key_id>", ApiKeyDetailApi.as_view(), name="api-key-detail"),
+    path("datasets", DatasetListApi.as_view(), name="dataset-list"),
+    path("datasets/<int:dataset_id>", DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("datasets/<int:dataset_id>/versions", DatasetVersionListApi.as_view(), name="dataset-version-list"),
+    path("datasets/<int:dataset_id>/versions/<int:number>", DatasetVersionDetailApi.as_view(), name="dataset-version-detail"),
+    path("datasets/<int:dataset_id>/versions/<int:number>/report", DatasetVersionReportApi.as_view(), name="dataset-version-report"),
+    path("datasets/<int:dataset_id>/versions/<int:number>/preview", DatasetVersionPreviewApi.as_view(), name="dataset-version-preview"),
     # Public documentation of the API.
     path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "tenancy",
+    "catalog",
+    "corpora",
     "dashboard",
 ]
 
@@ -255,3 +257,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# --- Datasets (defaults until plans set them per organization) -------------
+LATHE_DATASET_MAX_FILE_BYTES = env.int("LATHE_DATASET_MAX_FILE_BYTES", default=100 * 1000 * 1000)
+LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 1000 * 1000)
+# Uploads above this go to a temporary file rather than memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from django.db import models
+
+from core.models import TimeStampedModel
+
+
+class WeightsSource(models.TextChoices):
+    PACKAGE = "package", "Installed Python package (get_model_path())"
+    PATH = "path", "Local directory"
+    HUB = "hub", "Hugging Face Hub id (deployments with internet only)"
+
+
+class BaseModel(TimeStampedModel):
+    """A model jobs start from. Operators manage the catalog in admin."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    architecture = models.CharField(max_length=60, help_text="e.g. bert, distilbert")
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    source_kind = models.CharField(max_length=16, choices=WeightsSource.choices)
+    source = models.CharField(max_length=300, help_text="Package module, directory or hub id")
+    license = models.CharField(max_length=60, blank=True)
+    supported_tasks = models.JSONField(default=list)
+    default_max_length = models.PositiveIntegerField(default=128)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def local_path(self) -> str:
+        """Where the weights and tokenizer are on this machine (safetensors only)."""
+        if self.source_kind == WeightsSource.PACKAGE:
+            return str(importlib.import_module(self.source).get_model_path())
+        if self.source_kind == WeightsSource.PATH:
+            return str(Path(self.source))
+        return self.source  # a hub id: resolved by transformers where allowed
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.local_path(), use_fast=True)

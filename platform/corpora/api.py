@@ -1,0 +1,127 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+from catalog.selectors import base_model_get
+from core.api import OrganizationAPIView
+from core.errors import ApplicationError
+from core.parsers import StrictMultiPartParser
+
+from . import parsing, selectors, services
+from .limits import limits_for
+from .serializers import DatasetSerializer, DatasetUploadSerializer, DatasetVersionSerializer, PreviewQuerySerializer
+
+# Multipart overhead allowed above the file-size limit before the body is read.
+MULTIPART_SLACK_BYTES = 1_000_000
+
+
+class UploadMixin:
+    parser_classes = [StrictMultiPartParser, JSONParser]
+
+    def upload(self, request, dataset=None):
+        # Refuse an oversized body before reading it.
+        limit = limits_for(organization=self.organization).max_file_bytes
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > limit + MULTIPART_SLACK_BYTES:
+            raise ApplicationError(
+                f"The upload is {parsing.human_bytes(declared)}; the limit per file is {parsing.human_bytes(limit)}.",
+                code="file_too_large", status=413, fields={"file": ["File too large."]},
+            )
+        payload = DatasetUploadSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        kwargs = payload.service_kwargs()
+        slug = kwargs.pop("base_model", None)
+        kwargs["base_model"] = base_model_get(slug=slug) if slug else None
+        return services.dataset_upload(organization=self.organization, actor=self.actor, dataset=dataset, **kwargs)
+
+
+class DatasetListApi(UploadMixin, OrganizationAPIView):
+    serializer_class = DatasetSerializer
+
+    @extend_schema(operation_id="datasets_list", responses=DatasetSerializer(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(selectors.dataset_list(organization=self.organization))
+        return self.get_paginated_response(DatasetSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="datasets_create", request={"multipart/form-data": DatasetUploadSerializer},
+                   responses={201: DatasetSerializer},
+                   description="Upload a file; it is validated and reported on before it is kept (version 1).")
+    def post(self, request):
+        version = self.upload(request)
+        return Response(DatasetSerializer(version.dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(OrganizationAPIView):
+    serializer_class = DatasetSerializer
+
+    @extend_schema(operation_id="datasets_retrieve", responses=DatasetSerializer)
+    def get(self, request, dataset_id: int):
+        return Response(DatasetSerializer(selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)).data)
+
+    @extend_schema(operation_id="datasets_destroy", responses={204: None},
+                   description="Delete the dataset and all its versions; refused (409) while a job uses one.")
+    def delete(self, request, dataset_id: int):
+        services.dataset_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetVersionListApi(UploadMixin, OrganizationAPIView):
+    serializer_class = DatasetVersionSerializer
+    pagination_class = None
+
+    @extend_schema(operation_id="dataset_versions_list", responses=DatasetVersionSerializer(many=True))
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+        versions = selectors.dataset_version_list(organization=self.organization, dataset=dataset)
+        return Response(DatasetVersionSerializer(versions, many=True).data)
+
+    @extend_schema(operation_id="dataset_versions_create", request={"multipart/form-data": DatasetUploadSerializer},
+                   responses={201: DatasetVersionSerializer}, description="Upload a new immutable version.")
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+        version = self.upload(request, dataset=dataset)
+        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionMixin:
+    def version(self, dataset_id, number):
+        dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+        return selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=number)
+
+
+class DatasetVersionDetailApi(DatasetVersionMixin, OrganizationAPIView):
+    serializer_class = DatasetVersionSerializer
+
+    @extend_schema(operation_id="dataset_versions_retrieve", responses=DatasetVersionSerializer)
+    def get(self, request, dataset_id: int, number: int):
+        return Response(DatasetVersionSerializer(self.version(dataset_id, number)).data)
+
+    @extend_schema(operation_id="dataset_versions_destroy", responses={204: None})
+    def delete(self, request, dataset_id: int, number: int):
+        services.dataset_version_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id, number=number)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetVersionReportApi(DatasetVersionMixin, OrganizationAPIView):
+    serializer_class = DatasetVersionSerializer
+
+    @extend_schema(operation_id="dataset_versions_report",
+                   responses=inline_serializer("PreflightReport", {"report": serializers.DictField()}),
+                   description="The preflight report: rows, rejected rows with line numbers, labels, duplicates, "
+                               "leakage, token lengths and histogram, split.")
+    def get(self, request, dataset_id: int, number: int):
+        return Response({"report": self.version(dataset_id, number).report})
+
+
+class DatasetVersionPreviewApi(DatasetVersionMixin, OrganizationAPIView):
+    serializer_class = DatasetVersionSerializer
+
+    @extend_schema(operation_id="dataset_versions_preview", parameters=[PreviewQuerySerializer],
+                   responses=inline_serializer("DatasetPreview", {"split": serializers.CharField(),
+                                                                  "rows": serializers.ListField(child=serializers.DictField())}))
+    def get(self, request, dataset_id: int, number: int):
+        query = PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = selectors.dataset_version_preview(version=self.version(dataset_id, number), **query.validated_data)
+        return Response({"split": query.validated_data["split"], "rows": rows})

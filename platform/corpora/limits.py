@@ -1,0 +1,27 @@
+"""Per-organization dataset limits. Plan-driven defaults from settings until
+billing (issue 7) gives each plan its own."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Sum
+
+
+@dataclass(frozen=True)
+class DatasetLimits:
+    max_file_bytes: int
+    storage_quota_bytes: int
+
+
+def limits_for(*, organization) -> DatasetLimits:
+    return DatasetLimits(
+        max_file_bytes=settings.LATHE_DATASET_MAX_FILE_BYTES,
+        storage_quota_bytes=settings.LATHE_STORAGE_QUOTA_BYTES,
+    )
+
+
+def storage_used(*, organization) -> int:
+    from .models import DatasetVersion
+
+    return DatasetVersion.objects.filter(organization=organization).aggregate(total=Sum("stored_bytes"))["total"] or 0

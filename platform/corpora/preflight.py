@@ -1,0 +1,421 @@
+"""Preflight: map columns, validate every row, gather the report, carve a
+split, and write normalized JSONL — before a GPU second is spent.
+
+Free of Django: takes an open text stream and returns a PreflightResult with the
+report (a JSON-able dict) and the paths of the normalized train/validation files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from .parsing import DatasetFileError, FileInfo, Record, Rejected, iter_records
+
+TASK_FIELDS = {
+    "text_classification": ("text", "label"),
+    "text_pair_classification": ("text_a", "text_b", "label"),
+    "token_classification": ("tokens", "tags"),
+}
+TEXT_FIELDS = {"text", "text_a", "text_b"}
+# Column names recognised without help, best first.
+SYNONYMS = {
+    "text": ("text", "sentence", "utterance", "query", "question", "content", "input", "document", "review", "body"),
+    "label": ("label", "category", "intent", "class", "target", "labels", "y"),
+    "text_a": ("text_a", "sentence1", "premise", "question1", "text1", "query"),
+    "text_b": ("text_b", "sentence2", "hypothesis", "question2", "text2", "passage"),
+    "tokens": ("tokens", "words"),
+    "tags": ("tags", "ner_tags", "pos_tags", "labels"),
+    "split": ("split", "subset", "fold"),
+}
+SPLIT_VALUES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+                "val": "validation", "dev": "validation", "eval": "validation"}
+# A cell a spreadsheet would execute: =..., or +/-/@ followed by a function call.
+FORMULA = re.compile(r"^\s*(=|[+\-@]\s*[A-Za-z_][A-Za-z0-9_.]*\s*\()")
+MAX_REJECTED_EXAMPLES = 100
+MAX_REJECTED_FRACTION = 0.10
+IMBALANCE_RATIO_WARNING = 10
+MIN_EXAMPLES_PER_LABEL = 5
+HISTOGRAM_BINS = 20
+
+
+@dataclass
+class PreflightOptions:
+    task: str | None = None
+    column_mapping: dict = field(default_factory=dict)
+    validation_fraction: float = 0.1
+    seed: int = 13
+    max_length: int = 128
+    max_rejected_fraction: float = MAX_REJECTED_FRACTION
+
+
+@dataclass
+class PreflightResult:
+    report: dict
+    train_path: str
+    validation_path: str
+    train_count: int
+    validation_count: int
+
+
+def resolve_mapping(columns: list[str], options: PreflightOptions) -> tuple[str, dict]:
+    """(task, {field: column}) from explicit settings or recognisable names."""
+    lowered = {c.lower(): c for c in columns}
+    explicit = {k: v for k, v in (options.column_mapping or {}).items() if v}
+    for fieldname, column in explicit.items():
+        if column not in columns:
+            raise DatasetFileError(
+                f"Column '{column}' (given for {fieldname}) is not in the file; its columns are: {', '.join(columns)}.",
+                code="unknown_column", field=f"{fieldname}_column",
+            )
+
+    def find(fieldname: str, taken: set) -> str | None:
+        if fieldname in explicit:
+            return explicit[fieldname]
+        for name in SYNONYMS[fieldname]:
+            if name in lowered and lowered[name] not in taken:
+                return lowered[name]
+        return None
+
+    tasks = [options.task] if options.task else ["token_classification", "text_pair_classification", "text_classification"]
+    last_missing = None
+    for task in tasks:
+        mapping, taken = {}, set()
+        for fieldname in TASK_FIELDS[task]:
+            column = find(fieldname, taken)
+            if column is None:
+                break
+            mapping[fieldname] = column
+            taken.add(column)
+        else:
+            split_column = find("split", taken)
+            if split_column:
+                mapping["split"] = split_column
+            return task, mapping
+        last_missing = (task, fieldname)
+    task, fieldname = last_missing
+    raise DatasetFileError(
+        f"Could not find a column for '{fieldname}' ({task.replace('_', ' ')}); the file's columns are: "
+        f"{', '.join(columns)}. Name it with {fieldname}_column.",
+        code="unmapped_column", field=f"{fieldname}_column",
+    )
+
+
+def _as_list(value, fieldname: str):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None, f"{fieldname} is not a JSON list"
+    if not isinstance(value, list) or not value:
+        return None, f"{fieldname} must be a non-empty list"
+    if not all(isinstance(v, (str, int)) for v in value):
+        return None, f"{fieldname} must hold strings"
+    return [str(v) for v in value], None
+
+
+def _check_formula(value: str, line: int, column: str) -> None:
+    if FORMULA.match(value):
+        shown = value[:40] + ("…" if len(value) > 40 else "")
+        raise DatasetFileError(
+            f"Line {line}, column '{column}': the cell looks like a spreadsheet formula ({shown}). "
+            "Formulas are refused because spreadsheets execute them; remove it or prefix it with an apostrophe.",
+            code="formula_cell", line=line,
+        )
+
+
+def normalize_row(record: Record, task: str, mapping: dict) -> tuple[dict | None, str | None]:
+    """(normalized row, None) or (None, rejection reason)."""
+    out = {}
+    for fieldname in TASK_FIELDS[task]:
+        column = mapping[fieldname]
+        value = record.values.get(column)
+        if fieldname in ("tokens", "tags"):
+            items, problem = _as_list(value, fieldname)
+            if problem:
+                return None, problem
+            for item in items:
+                _check_formula(item, record.line, column)
+            out[fieldname] = items
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None, f"missing {fieldname}"
+        if not isinstance(value, (str, int, float, bool)):
+            return None, f"{fieldname} must be text, found {type(value).__name__}"
+        value = str(value).strip()
+        _check_formula(value, record.line, column)
+        out[fieldname] = value
+    if task == "token_classification" and len(out["tokens"]) != len(out["tags"]):
+        return None, f"{len(out['tokens'])} tokens but {len(out['tags'])} tags"
+    if "split" in mapping:
+        raw = str(record.values.get(mapping["split"], "")).strip().lower()
+        if raw not in SPLIT_VALUES:
+            return None, f"split must be train or validation, found '{raw[:20]}'"
+        out["split"] = SPLIT_VALUES[raw]
+    return out, None
+
+
+def _text_key(row: dict, task: str) -> bytes:
+    if task == "token_classification":
+        parts = row["tokens"]
+    else:
+        parts = [row[f] for f in TASK_FIELDS[task] if f in TEXT_FIELDS]
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).digest()
+
+
+def _labels_of(row: dict, task: str) -> list[str]:
+    return row["tags"] if task == "token_classification" else [row["label"]]
+
+
+def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str, tokenizer=None, tokenizer_name: str | None = None) -> PreflightResult:
+    started = time.perf_counter()
+    records = iter_records(text, info)
+    rejected_by_reason, rejected_examples = Counter(), []
+    first = None
+    for item in records:  # the first record fixes the columns (JSONL keys may grow later)
+        if isinstance(item, Rejected):
+            rejected_by_reason[item.reason] += 1
+            rejected_examples.append({"line": item.line, "reason": item.reason})
+            continue
+        first = item
+        break
+    if first is None:
+        if rejected_by_reason:
+            raise DatasetFileError(
+                f"No valid rows: every row was rejected (first: line {rejected_examples[0]['line']}: {rejected_examples[0]['reason']}).",
+                code="no_valid_rows", line=rejected_examples[0]["line"],
+            )
+        raise DatasetFileError("The file has a header but no data rows.", code="no_rows")
+    task, mapping = resolve_mapping(info.columns or list(first.values), options)
+
+    all_path = os.path.join(workdir, "all.jsonl")
+    label_counts, missing = Counter(), Counter()
+    seen_rows, seen_text_label = set(), {}
+    duplicates = conflicting = 0
+    duplicate_examples = []
+    row_keys, row_labels, row_given_split = [], [], []
+    total = sum(rejected_by_reason.values())
+
+    def reject(line: int, reason: str):
+        rejected_by_reason[reason] += 1
+        if reason.startswith("missing "):
+            missing[reason[len("missing "):]] += 1
+        if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
+            rejected_examples.append({"line": line, "reason": reason})
+
+    with open(all_path, "w", encoding="utf-8") as out:
+        for item in _chain(first, records):
+            total += 1
+            if isinstance(item, Rejected):
+                reject(item.line, item.reason)
+                continue
+            row, problem = normalize_row(item, task, mapping)
+            if problem:
+                reject(item.line, problem)
+                continue
+            text_key = _text_key(row, task)
+            labels = _labels_of(row, task)
+            label_key = "\x1f".join(labels)
+            full_key = text_key + hashlib.blake2b(label_key.encode(), digest_size=8).digest()
+            if full_key in seen_rows:
+                duplicates += 1
+                if len(duplicate_examples) < 20:
+                    duplicate_examples.append({"line": item.line})
+            seen_rows.add(full_key)
+            previous_label = seen_text_label.setdefault(text_key, label_key)
+            if previous_label != label_key:
+                conflicting += 1
+            label_counts.update(labels)
+            row_keys.append(text_key)
+            row_labels.append(labels[0] if task != "token_classification" else "")
+            row_given_split.append(row.pop("split", None))
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if total % 50_000 == 0:
+                _check_rejection_budget(total, rejected_by_reason, rejected_examples, options)
+
+    accepted = len(row_keys)
+    if accepted == 0:
+        first_bad = rejected_examples[0] if rejected_examples else {"line": "?", "reason": "?"}
+        raise DatasetFileError(
+            f"No valid rows: every row was rejected (first: line {first_bad['line']}: {first_bad['reason']}).",
+            code="no_valid_rows",
+        )
+    _check_rejection_budget(total, rejected_by_reason, rejected_examples, options)
+
+    assignment, split_info = _assign_split(row_keys, row_labels, row_given_split, task, options)
+    train_path, validation_path = os.path.join(workdir, "train.jsonl"), os.path.join(workdir, "validation.jsonl")
+    leakage_keys = set()
+    train_keys = {k for k, side in zip(row_keys, assignment) if side == "train"}
+    for k, side in zip(row_keys, assignment):
+        if side == "validation" and k in train_keys:
+            leakage_keys.add(k)
+    counts = Counter()
+    with open(all_path, encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as tr, \
+            open(validation_path, "w", encoding="utf-8") as va:
+        for line, side in zip(src, assignment):
+            (tr if side == "train" else va).write(line)
+            counts[side] += 1
+    os.remove(all_path)
+    parse_seconds = time.perf_counter() - started
+
+    label_report = _label_report(label_counts, task)
+    report = {
+        "format": info.format, "compressed": info.compressed, "encoding": info.encoding,
+        "warnings": list(info.warnings) + label_report.pop("warnings"),
+        "task": task, "column_mapping": mapping, "columns": info.columns,
+        "rows": {"total": total, "accepted": accepted, "rejected": sum(rejected_by_reason.values()),
+                 "train": counts["train"], "validation": counts["validation"]},
+        "rejected": {"by_reason": dict(rejected_by_reason.most_common()), "examples": rejected_examples[:MAX_REJECTED_EXAMPLES]},
+        "missing": dict(missing),
+        "labels": label_report,
+        "duplicates": {"exact_rows": duplicates, "conflicting_labels": conflicting, "examples": duplicate_examples},
+        "leakage": {"texts_in_both_splits": len(leakage_keys)},
+        "split": split_info,
+    }
+    if duplicates:
+        report["warnings"].append(f"{duplicates} exact duplicate row(s); they add weight without adding information.")
+    if conflicting:
+        report["warnings"].append(f"{conflicting} row(s) repeat a text with a different label.")
+    if leakage_keys:
+        report["warnings"].append(f"{len(leakage_keys)} text(s) appear in both train and validation: validation scores will be optimistic.")
+
+    tokenize_started = time.perf_counter()
+    report["lengths"] = length_statistics(train_path, validation_path, task, options.max_length, tokenizer, tokenizer_name)
+    if report["lengths"]["truncated_share"] > 0.05:
+        report["warnings"].append(
+            f"{report['lengths']['truncated_share']:.0%} of rows are longer than max_length {options.max_length} and would be truncated."
+        )
+    report["timings"] = {"parse_validate_seconds": round(parse_seconds, 4),
+                         "tokenize_seconds": round(time.perf_counter() - tokenize_started, 4)}
+    return PreflightResult(report, train_path, validation_path, counts["train"], counts["validation"])
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _check_rejection_budget(total, rejected_by_reason, examples, options):
+    rejected = sum(rejected_by_reason.values())
+    if total and rejected / total > options.max_rejected_fraction and rejected > 1:
+        listed = "; ".join(f"line {e['line']}: {e['reason']}" for e in examples[:5])
+        raise DatasetFileError(
+            f"{rejected} of {total} rows ({rejected / total:.0%}) are invalid, more than the "
+            f"{options.max_rejected_fraction:.0%} allowed. First problems: {listed}.",
+            code="too_many_invalid_rows",
+        )
+
+
+def _assign_split(keys, labels, given, task, options):
+    if any(g is not None for g in given):
+        return [g or "train" for g in given], {"source": "given"}
+    fraction = options.validation_fraction
+    if not 0 < fraction < 0.5:
+        raise DatasetFileError("validation_fraction must be between 0 and 0.5.", code="invalid", field="validation_fraction")
+    # Identical texts move together, so carving never leaks; groups are
+    # stratified by label (the first row's) and shuffled with the seed.
+    groups = defaultdict(list)
+    for index, key in enumerate(keys):
+        groups[key].append(index)
+    by_label = defaultdict(list)
+    for key, indices in groups.items():
+        by_label[labels[indices[0]]].append(key)
+    rng = random.Random(options.seed)
+    assignment = ["train"] * len(keys)
+    for label in sorted(by_label):
+        label_groups = sorted(by_label[label])
+        rng.shuffle(label_groups)
+        size = sum(len(groups[k]) for k in label_groups)
+        want = round(size * fraction) if len(label_groups) > 1 else 0
+        taken = 0
+        for key in label_groups:
+            if taken >= want:
+                break
+            for index in groups[key]:
+                assignment[index] = "validation"
+            taken += len(groups[key])
+    return assignment, {"source": "carved", "validation_fraction": fraction, "seed": options.seed,
+                        "stratified_by": "label" if task != "token_classification" else None,
+                        "duplicates_kept_together": True}
+
+
+def _label_report(counts: Counter, task: str) -> dict:
+    warnings = []
+    most, least = (counts.most_common(1)[0][1], min(counts.values())) if counts else (0, 0)
+    ratio = round(most / least, 2) if least else None
+    if len(counts) < 2:
+        warnings.append("Only one label: a classifier needs at least two.")
+    if ratio and ratio > IMBALANCE_RATIO_WARNING:
+        warnings.append(f"Labels are imbalanced: the most frequent has {ratio:.0f}× the examples of the rarest.")
+    rare = sorted(label for label, n in counts.items() if n < MIN_EXAMPLES_PER_LABEL)
+    if rare:
+        warnings.append(f"{len(rare)} label(s) have fewer than {MIN_EXAMPLES_PER_LABEL} examples: {', '.join(rare[:10])}.")
+    return {"count": len(counts), "counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "imbalance_ratio": ratio, "warnings": warnings}
+
+
+def _iter_texts(paths, task):
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                if task == "text_pair_classification":
+                    yield (row["text_a"], row["text_b"])
+                elif task == "token_classification":
+                    yield row["tokens"]
+                else:
+                    yield row["text"]
+
+
+def length_statistics(train_path, validation_path, task, max_length, tokenizer=None, tokenizer_name=None) -> dict:
+    """Token lengths with the chosen base model's tokenizer (special tokens
+    included, no truncation), or whitespace words when none is chosen."""
+    lengths, batch = [], []
+
+    def flush():
+        if not batch:
+            return
+        if tokenizer is None:
+            for item in batch:
+                words = item if isinstance(item, list) else " ".join(item if isinstance(item, tuple) else [item]).split()
+                lengths.append(len(words))
+        elif task == "text_pair_classification":
+            enc = tokenizer([a for a, _ in batch], [b for _, b in batch], truncation=False, add_special_tokens=True)
+            lengths.extend(len(ids) for ids in enc["input_ids"])
+        else:
+            enc = tokenizer(batch, truncation=False, add_special_tokens=True, is_split_into_words=task == "token_classification")
+            lengths.extend(len(ids) for ids in enc["input_ids"])
+        batch.clear()
+
+    for item in _iter_texts([train_path, validation_path], task):
+        batch.append(item)
+        if len(batch) >= 1024:
+            flush()
+    flush()
+    lengths.sort()
+    n = len(lengths)
+
+    def percentile(p):
+        return lengths[min(n - 1, max(0, math.ceil(p / 100 * n) - 1))] if n else 0
+
+    top = lengths[-1] if n else 0
+    width = max(1, math.ceil((top + 1) / HISTOGRAM_BINS))
+    edges = [i * width for i in range(HISTOGRAM_BINS + 1)]
+    histogram = [0] * HISTOGRAM_BINS
+    for value in lengths:
+        histogram[min(HISTOGRAM_BINS - 1, value // width)] += 1
+    return {
+        "unit": "tokens" if tokenizer is not None else "words",
+        "tokenizer": tokenizer_name if tokenizer is not None else None,
+        "max_length": max_length, "count": n,
+        "mean": round(sum(lengths) / n, 2) if n else 0, "p50": percentile(50), "p95": percentile(95), "max": top,
+        "truncated_share": round(sum(1 for v in lengths if v > max_length) / n, 4) if n else 0,
+        "histogram": {"edges": edges, "counts": histogram},
+    }

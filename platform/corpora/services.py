@@ -1,0 +1,186 @@
+"""Dataset uploads and deletes (keyword-only). An upload is parsed, validated
+and reported on before anything is kept; a failure of any kind leaves no row and
+no file behind."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max, ProtectedError
+
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, field_error
+from tenancy.actors import Actor
+from tenancy.models import Organization, Role
+
+from . import parsing
+from .limits import limits_for, storage_used
+from .models import Dataset, DatasetVersion, Task
+from .preflight import PreflightOptions, run_preflight
+
+logger = logging.getLogger(__name__)
+DATASET_NAME_MAX_LENGTH = 100
+
+
+def _file_error(exc: parsing.DatasetFileError) -> ApplicationError:
+    return ApplicationError(exc.message, code=exc.code, status=exc.status, fields={exc.field: [exc.message]})
+
+
+def _check_size(*, organization: Organization, size: int) -> None:
+    limits = limits_for(organization=organization)
+    if size > limits.max_file_bytes:
+        raise ApplicationError(
+            f"The file is {parsing.human_bytes(size)}; the limit per file is {parsing.human_bytes(limits.max_file_bytes)}.",
+            code="file_too_large", status=413, fields={"file": ["File too large."]},
+        )
+    used = storage_used(organization=organization)
+    if used + size > limits.storage_quota_bytes:
+        raise ApplicationError(
+            f"Storage quota reached: {parsing.human_bytes(used)} of {parsing.human_bytes(limits.storage_quota_bytes)} used; "
+            f"this upload needs {parsing.human_bytes(size)} more. Delete old dataset versions or upgrade your plan.",
+            code="storage_quota_exceeded", status=403, fields={"file": ["Storage quota reached."]},
+        )
+
+
+def _sha256(uploaded) -> str:
+    digest = hashlib.sha256()
+    for chunk in uploaded.chunks():
+        digest.update(chunk)
+    uploaded.seek(0)
+    return digest.hexdigest()
+
+
+def _clean_options(*, task, column_mapping, validation_fraction, seed, max_length) -> PreflightOptions:
+    if task and task not in Task.values:
+        raise field_error("task", f"Unknown task '{task}'; choose one of {', '.join(Task.values)}.")
+    if not (0 < float(validation_fraction) < 0.5):
+        raise field_error("validation_fraction", "validation_fraction must be between 0 and 0.5 (exclusive).")
+    if not (8 <= int(max_length) <= 8192):
+        raise field_error("max_length", "max_length must be between 8 and 8192 tokens.")
+    return PreflightOptions(task=task or None, column_mapping=dict(column_mapping or {}),
+                            validation_fraction=float(validation_fraction), seed=int(seed), max_length=int(max_length))
+
+
+def dataset_upload(
+    *, organization: Organization, actor: Actor, uploaded, name: str | None = None, dataset: Dataset | None = None,
+    task: str | None = None, column_mapping: dict | None = None, base_model=None, max_length: int | None = None,
+    validation_fraction: float = 0.1, seed: int = 13,
+) -> DatasetVersion:
+    """Validate `uploaded` (a Django UploadedFile) and keep it as a new version of
+    `dataset`, or of a new dataset called `name`."""
+    try:
+        original_name = parsing.check_filename(uploaded.name or "")
+        info = parsing.detect_format(original_name)
+    except parsing.DatasetFileError as exc:
+        raise _file_error(exc) from None
+    name = (name or "").strip() or original_name.split(".")[0][:DATASET_NAME_MAX_LENGTH]
+    if len(name) > DATASET_NAME_MAX_LENGTH:
+        raise field_error("name", f"Dataset names are at most {DATASET_NAME_MAX_LENGTH} characters (this one has {len(name)}).")
+    if dataset is not None and task and task != dataset.task:
+        raise field_error("task", f"This dataset is for {dataset.task}; a new version cannot change the task.")
+    max_length = max_length or (base_model.default_max_length if base_model else 128)
+    options = _clean_options(task=task or (dataset.task if dataset else None), column_mapping=column_mapping,
+                             validation_fraction=validation_fraction, seed=seed, max_length=max_length)
+    _check_size(organization=organization, size=uploaded.size)
+
+    tokenizer = None
+    if base_model is not None:
+        try:
+            tokenizer = base_model.load_tokenizer()
+        except Exception as exc:  # a broken catalog entry is the operator's problem, reported clearly
+            logger.exception("Tokenizer of %s failed to load", base_model.slug)
+            raise ApplicationError(f"The tokenizer of base model '{base_model.slug}' could not be loaded ({type(exc).__name__}).",
+                                   code="tokenizer_unavailable", status=503) from None
+
+    sha256 = _sha256(uploaded)
+    workdir = tempfile.mkdtemp(prefix="lathe-preflight-")
+    saved: list[str] = []
+    try:
+        try:
+            text = parsing.open_text(uploaded, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10)
+            result = run_preflight(text, info, options, workdir, tokenizer=tokenizer,
+                                   tokenizer_name=base_model.slug if base_model else None)
+        except parsing.DatasetFileError as exc:
+            raise _file_error(exc) from None
+        stored_bytes = uploaded.size + os.path.getsize(result.train_path) + os.path.getsize(result.validation_path)
+        _check_size(organization=organization, size=stored_bytes)
+
+        folder = f"datasets/{organization.pk}/{uuid.uuid4().hex}"
+        extension = "." + original_name.lower().split(".", 1)[1] if "." in original_name else ""
+        uploaded.seek(0)
+        saved.append(default_storage.save(f"{folder}/source{extension}", File(uploaded)))
+        for path in (result.train_path, result.validation_path):
+            with open(path, "rb") as fh:
+                saved.append(default_storage.save(f"{folder}/{os.path.basename(path)}", File(fh)))
+
+        with transaction.atomic():
+            Organization.objects.select_for_update().get(pk=organization.pk)  # serializes quota and numbering
+            _check_size(organization=organization, size=stored_bytes)
+            if dataset is None:
+                dataset = Dataset.objects.create(organization=organization, name=name, task=result.report["task"],
+                                                 created_by=actor.user)
+            number = (dataset.versions.aggregate(m=Max("number"))["m"] or 0) + 1
+            version = DatasetVersion.objects.create(
+                dataset=dataset, organization=organization, number=number, original_filename=original_name,
+                source_file=saved[0], train_file=saved[1], validation_file=saved[2], format=info.format,
+                compressed=info.compressed, encoding=info.encoding, sha256=sha256, size_bytes=uploaded.size,
+                stored_bytes=stored_bytes, task=result.report["task"], column_mapping=result.report["column_mapping"],
+                base_model=base_model, max_length=options.max_length, row_count=result.report["rows"]["accepted"],
+                rejected_count=result.report["rows"]["rejected"], train_count=result.train_count,
+                validation_count=result.validation_count, label_count=result.report["labels"]["count"],
+                report=result.report, created_by=actor.user,
+            )
+            dataset.save(update_fields=["updated_at"])
+        saved = []  # committed: the files now belong to the row
+        return version
+    finally:
+        for stored_name in saved:
+            default_storage.delete(stored_name)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _require_delete(actor: Actor, created_by_id) -> None:
+    if actor.has_role(Role.ADMIN) or (actor.user is not None and actor.user.pk == created_by_id):
+        return
+    raise PermissionDenied("Only an admin, an owner or the uploader can delete a dataset.")
+
+
+def _delete_versions(versions: list[DatasetVersion]) -> None:
+    names = [n for v in versions for n in v.stored_names]
+    try:
+        with transaction.atomic():
+            for version in versions:
+                version.delete()
+    except ProtectedError as exc:
+        users = sorted({str(obj) for obj in exc.protected_objects})[:5]
+        raise Conflict(f"This dataset version is used by {', '.join(users)}; it cannot be deleted while they exist.",
+                       code="dataset_in_use") from None
+    transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+
+
+@transaction.atomic
+def dataset_version_delete(*, organization: Organization, actor: Actor, dataset_id, number) -> None:
+    from .selectors import dataset_get, dataset_version_get
+
+    dataset = dataset_get(organization=organization, dataset_id=dataset_id)
+    version = dataset_version_get(organization=organization, dataset=dataset, number=number)
+    _require_delete(actor, version.created_by_id)
+    _delete_versions([version])
+    if not dataset.versions.exists():
+        dataset.delete()
+
+
+@transaction.atomic
+def dataset_delete(*, organization: Organization, actor: Actor, dataset_id) -> None:
+    from .selectors import dataset_get
+
+    dataset = dataset_get(organization=organization, dataset_id=dataset_id)
+    _require_delete(actor, dataset.created_by_id)
+    _delete_versions(list(dataset.versions.all()))
+    dataset.delete()
