@@ -21,6 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
+from corpora.models import Dataset, DatasetVersion
 from tenancy.actors import Actor
 from tenancy.models import Invitation, Membership, Organization, Role
 from tenancy.services import invitation_create
@@ -40,17 +41,32 @@ class World:
     a_invitation_token: str
     a_key: ApiKey
     b_key_value: str
+    a_dataset: Dataset
+
+
+def _dataset_for(tenant, name):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from corpora.services import dataset_upload
+
+    content = "text,label\n" + "".join(f"{name} row {i},{'x' if i % 2 else 'y'}\n" for i in range(20))
+    version = dataset_upload(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
+                             uploaded=SimpleUploadedFile(f"{name}.csv", content.encode()))
+    return version.dataset
 
 
 @pytest.fixture
-def world(make_tenant, make_user):
+def world(make_tenant, make_user, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
     a, b = make_tenant("Acme", "owner-a@example.com"), make_tenant("Beta", "owner-b@example.com")
     a_member = a.add_member(make_user(email="member-a@example.com"))
     b_member = b.add_member(make_user(email="member-b@example.com"))
     a_invitation, token = invitation_create(organization=a.organization, actor=Actor.for_membership(a.owner_membership),
                                             email="invitee-a@example.com", role=Role.MEMBER)
     a.key(name="a-key")
-    return World(a, b, a_member, b_member, a_invitation, token, ApiKey.objects.get(name="a-key"), b.key(name="b-key"))
+    a_dataset = _dataset_for(a, "secret-a")
+    _dataset_for(b, "beta")
+    return World(a, b, a_member, b_member, a_invitation, token, ApiKey.objects.get(name="a-key"), b.key(name="b-key"), a_dataset)
 
 
 def snapshot(organization: Organization) -> str:
@@ -62,6 +78,9 @@ def snapshot(organization: Organization) -> str:
                             .values("id", "email", "role", "accepted_at", "revoked_at", "expires_at")),
         "api_keys": list(ApiKey.objects.filter(organization=organization).order_by("id")
                          .values("id", "name", "scopes", "revoked_at", "expires_at")),
+        "datasets": list(Dataset.objects.filter(organization=organization).order_by("id").values("id", "name", "task")),
+        "dataset_versions": list(DatasetVersion.objects.filter(organization=organization).order_by("id")
+                                 .values("id", "dataset_id", "number", "sha256", "source_file", "train_file")),
     }, default=str, sort_keys=True)
 
 
@@ -120,6 +139,25 @@ def check_api_keys(world, client):
     assert ApiKey.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
 
 
+def check_datasets(world, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    seen = _ids(client.get("/api/v1/datasets"))
+    assert world.a_dataset.pk not in seen and seen
+    content = b"text,label\n" + b"".join(b"b upload %d,%s\n" % (i, b"xy"[i % 2:i % 2 + 1]) for i in range(10))
+    created = client.post("/api/v1/datasets", {"file": SimpleUploadedFile("b.csv", content)}, format="multipart")
+    assert created.status_code == 201, created.content
+    assert Dataset.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
+
+
+def _a_dataset(w):
+    return {"dataset_id": w.a_dataset.pk}
+
+
+def _a_version(w):
+    return {"dataset_id": w.a_dataset.pk, "number": 1}
+
+
 API_CASES: dict[str, Foreign | Scoped] = {
     "api:organization": Scoped(check_organization),
     "api:member-list": Scoped(check_members),
@@ -129,6 +167,12 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:invitation-detail": Foreign(lambda w: {"invitation_id": w.a_invitation.pk}, {"get": None, "delete": None}),
     "api:api-key-list": Scoped(check_api_keys),
     "api:api-key-detail": Foreign(lambda w: {"api_key_id": w.a_key.pk}, {"get": None, "delete": None}),
+    "api:dataset-list": Scoped(check_datasets),
+    "api:dataset-detail": Foreign(_a_dataset, {"get": None, "delete": None}),
+    "api:dataset-version-list": Foreign(_a_dataset, {"get": None, "post": "upload"}),
+    "api:dataset-version-detail": Foreign(_a_version, {"get": None, "delete": None}),
+    "api:dataset-version-report": Foreign(_a_version, {"get": None}),
+    "api:dataset-version-preview": Foreign(_a_version, {"get": None}),
 }
 # Public by design: the API's own documentation.
 API_PUBLIC = {"api:schema", "api:docs", "api:redoc"}
@@ -145,6 +189,10 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:invitation-revoke": lambda w: {"invitation_id": w.a_invitation.pk},
     "dashboard:api-keys": lambda w: {},
     "dashboard:api-key-revoke": lambda w: {"api_key_id": w.a_key.pk},
+    "dashboard:datasets": lambda w: {},
+    "dashboard:dataset-detail": _a_dataset,
+    "dashboard:dataset-delete": _a_dataset,
+    "dashboard:dataset-version-delete": _a_version,
 }
 DASHBOARD_POST_BODY = {"name": "Renamed by B", "role": "owner", "email": "x@example.com", "scopes": ["read"]}
 # Not organization pages (no slug): each has a reason and its own tests.
@@ -200,7 +248,15 @@ def test_api_route_is_isolated(world, route_name, credential):
     if isinstance(case, Foreign):
         url = reverse(route_name, kwargs=case.kwargs(world))
         for method, body in case.methods.items():
-            response = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+            if body == "upload":
+                from django.core.files.uploadedfile import SimpleUploadedFile
+
+                upload = {"file": SimpleUploadedFile("x.csv", b"text,label\nfrom b,x\nalso b,y\n")}
+                response = client.post(url, upload, format="multipart")
+            elif body is not None:
+                response = getattr(client, method)(url, body, format="json")
+            else:
+                response = getattr(client, method)(url)
             assert response.status_code == 404, f"{method.upper()} {url} as B ({credential}) → {response.status_code}"
             assert response.json()["error"]["code"] == "not_found"
     else:

@@ -166,6 +166,19 @@ def _detect_encoding(sample: bytes, info: FileInfo) -> str:
     return encoding
 
 
+def _read_up_to(stream, size: int) -> bytes:
+    """Up to `size` bytes; fewer only at the end of the stream (raw reads may be short)."""
+    chunks, remaining = [], size
+    while remaining > 0:
+        buffer = bytearray(remaining)
+        n = stream.readinto(buffer)
+        if not n:
+            break
+        chunks.append(bytes(buffer[:n]))
+        remaining -= n
+    return b"".join(chunks)
+
+
 def open_text(raw: BinaryIO, info: FileInfo, *, max_decompressed_bytes: int) -> io.TextIOWrapper:
     head = raw.read(2)
     stream = _Prefixed(head, raw)
@@ -178,8 +191,8 @@ def open_text(raw: BinaryIO, info: FileInfo, *, max_decompressed_bytes: int) -> 
         raise DatasetFileError("The file name ends in .gz but the content is not gzip-compressed.", code="gzip_corrupt")
     else:
         stream = _CappedReader(stream, max_decompressed_bytes)
-    buffered = io.BufferedReader(stream, buffer_size=SNIFF_BYTES)
-    sample = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    sample = _read_up_to(stream, SNIFF_BYTES)
+    buffered = io.BufferedReader(_Prefixed(sample, stream), buffer_size=SNIFF_BYTES)
     if not sample.strip():
         raise DatasetFileError("The file is empty.", code="empty_file")
     info.encoding = _detect_encoding(sample, info)

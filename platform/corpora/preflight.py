@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 import math
 import os
-import random
 import re
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .parsing import DatasetFileError, FileInfo, Record, Rejected, iter_records
 
@@ -162,19 +164,24 @@ def normalize_row(record: Record, task: str, mapping: dict) -> tuple[dict | None
     return out, None
 
 
-def _text_key(row: dict, task: str) -> bytes:
+def _text_key(row: dict, task: str) -> int:
     if task == "token_classification":
         parts = row["tokens"]
     else:
         parts = [row[f] for f in TASK_FIELDS[task] if f in TEXT_FIELDS]
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).digest()
+    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "little")
 
 
 def _labels_of(row: dict, task: str) -> list[str]:
     return row["tags"] if task == "token_classification" else [row["label"]]
 
 
+SPLIT_CODES = {None: 0, "train": 1, "validation": 2}
+
+
 def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str, tokenizer=None, tokenizer_name: str | None = None) -> PreflightResult:
+    """Memory per row is 17 bytes (text hash, label id, line, given split),
+    whatever the row's length: the rows themselves stream to disk."""
     started = time.perf_counter()
     records = iter_records(text, info)
     rejected_by_reason, rejected_examples = Counter(), []
@@ -182,7 +189,8 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     for item in records:  # the first record fixes the columns (JSONL keys may grow later)
         if isinstance(item, Rejected):
             rejected_by_reason[item.reason] += 1
-            rejected_examples.append({"line": item.line, "reason": item.reason})
+            if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
+                rejected_examples.append({"line": item.line, "reason": item.reason})
             continue
         first = item
         break
@@ -196,11 +204,8 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     task, mapping = resolve_mapping(info.columns or list(first.values), options)
 
     all_path = os.path.join(workdir, "all.jsonl")
-    label_counts, missing = Counter(), Counter()
-    seen_rows, seen_text_label = set(), {}
-    duplicates = conflicting = 0
-    duplicate_examples = []
-    row_keys, row_labels, row_given_split = [], [], []
+    label_counts, missing, label_ids = Counter(), Counter(), {}
+    keys, labels, lines, given = array("Q"), array("i"), array("I"), bytearray()
     total = sum(rejected_by_reason.values())
 
     def reject(line: int, reason: str):
@@ -220,27 +225,17 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
             if problem:
                 reject(item.line, problem)
                 continue
-            text_key = _text_key(row, task)
-            labels = _labels_of(row, task)
-            label_key = "\x1f".join(labels)
-            full_key = text_key + hashlib.blake2b(label_key.encode(), digest_size=8).digest()
-            if full_key in seen_rows:
-                duplicates += 1
-                if len(duplicate_examples) < 20:
-                    duplicate_examples.append({"line": item.line})
-            seen_rows.add(full_key)
-            previous_label = seen_text_label.setdefault(text_key, label_key)
-            if previous_label != label_key:
-                conflicting += 1
-            label_counts.update(labels)
-            row_keys.append(text_key)
-            row_labels.append(labels[0] if task != "token_classification" else "")
-            row_given_split.append(row.pop("split", None))
+            row_labels = _labels_of(row, task)
+            label_counts.update(row_labels)
+            keys.append(_text_key(row, task))
+            labels.append(label_ids.setdefault("\x1f".join(row_labels), len(label_ids)))
+            lines.append(item.line)
+            given.append(SPLIT_CODES[row.pop("split", None)])
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             if total % 50_000 == 0:
                 _check_rejection_budget(total, rejected_by_reason, rejected_examples, options)
 
-    accepted = len(row_keys)
+    accepted = len(keys)
     if accepted == 0:
         first_bad = rejected_examples[0] if rejected_examples else {"line": "?", "reason": "?"}
         raise DatasetFileError(
@@ -249,19 +244,21 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
         )
     _check_rejection_budget(total, rejected_by_reason, rejected_examples, options)
 
-    assignment, split_info = _assign_split(row_keys, row_labels, row_given_split, task, options)
+    key_arr = np.frombuffer(keys, dtype=np.uint64)
+    label_arr = np.frombuffer(labels, dtype=np.int32)
+    line_arr = np.frombuffer(lines, dtype=np.uint32)
+    given_arr = np.frombuffer(bytes(given), dtype=np.uint8)
+    duplicates = _duplicates(key_arr, label_arr, line_arr)
+    is_validation, split_info = _assign_split(key_arr, label_arr, given_arr, task, options)
+    leaked = int(np.intersect1d(key_arr[~is_validation], key_arr[is_validation]).size)
+
     train_path, validation_path = os.path.join(workdir, "train.jsonl"), os.path.join(workdir, "validation.jsonl")
-    leakage_keys = set()
-    train_keys = {k for k, side in zip(row_keys, assignment) if side == "train"}
-    for k, side in zip(row_keys, assignment):
-        if side == "validation" and k in train_keys:
-            leakage_keys.add(k)
     counts = Counter()
     with open(all_path, encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as tr, \
             open(validation_path, "w", encoding="utf-8") as va:
-        for line, side in zip(src, assignment):
-            (tr if side == "train" else va).write(line)
-            counts[side] += 1
+        for line, to_validation in zip(src, is_validation):
+            (va if to_validation else tr).write(line)
+            counts["validation" if to_validation else "train"] += 1
     os.remove(all_path)
     parse_seconds = time.perf_counter() - started
 
@@ -275,16 +272,16 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
         "rejected": {"by_reason": dict(rejected_by_reason.most_common()), "examples": rejected_examples[:MAX_REJECTED_EXAMPLES]},
         "missing": dict(missing),
         "labels": label_report,
-        "duplicates": {"exact_rows": duplicates, "conflicting_labels": conflicting, "examples": duplicate_examples},
-        "leakage": {"texts_in_both_splits": len(leakage_keys)},
+        "duplicates": duplicates,
+        "leakage": {"texts_in_both_splits": leaked},
         "split": split_info,
     }
-    if duplicates:
-        report["warnings"].append(f"{duplicates} exact duplicate row(s); they add weight without adding information.")
-    if conflicting:
-        report["warnings"].append(f"{conflicting} row(s) repeat a text with a different label.")
-    if leakage_keys:
-        report["warnings"].append(f"{len(leakage_keys)} text(s) appear in both train and validation: validation scores will be optimistic.")
+    if duplicates["exact_rows"]:
+        report["warnings"].append(f"{duplicates['exact_rows']} exact duplicate row(s); they add weight without adding information.")
+    if duplicates["conflicting_labels"]:
+        report["warnings"].append(f"{duplicates['conflicting_labels']} row(s) repeat a text with a different label.")
+    if leaked:
+        report["warnings"].append(f"{leaked} text(s) appear in both train and validation: validation scores will be optimistic.")
 
     tokenize_started = time.perf_counter()
     report["lengths"] = length_statistics(train_path, validation_path, task, options.max_length, tokenizer, tokenizer_name)
@@ -313,37 +310,43 @@ def _check_rejection_budget(total, rejected_by_reason, examples, options):
         )
 
 
+def _duplicates(keys, labels, lines) -> dict:
+    order = np.lexsort((lines, labels, keys))  # by text, then label, then position
+    k, lab = keys[order], labels[order]
+    same_text = k[1:] == k[:-1]
+    exact = same_text & (lab[1:] == lab[:-1])
+    conflicting = same_text & (lab[1:] != lab[:-1])
+    examples = sorted(int(x) for x in lines[order[1:][exact]][:20])
+    return {"exact_rows": int(exact.sum()), "conflicting_labels": int(conflicting.sum()),
+            "examples": [{"line": x} for x in examples]}
+
+
 def _assign_split(keys, labels, given, task, options):
-    if any(g is not None for g in given):
-        return [g or "train" for g in given], {"source": "given"}
+    """A boolean mask: True for validation rows."""
+    if given.any():
+        return given == SPLIT_CODES["validation"], {"source": "given"}
     fraction = options.validation_fraction
     if not 0 < fraction < 0.5:
         raise DatasetFileError("validation_fraction must be between 0 and 0.5.", code="invalid", field="validation_fraction")
     # Identical texts move together, so carving never leaks; groups are
-    # stratified by label (the first row's) and shuffled with the seed.
-    groups = defaultdict(list)
-    for index, key in enumerate(keys):
-        groups[key].append(index)
-    by_label = defaultdict(list)
-    for key, indices in groups.items():
-        by_label[labels[indices[0]]].append(key)
-    rng = random.Random(options.seed)
-    assignment = ["train"] * len(keys)
-    for label in sorted(by_label):
-        label_groups = sorted(by_label[label])
-        rng.shuffle(label_groups)
-        size = sum(len(groups[k]) for k in label_groups)
-        want = round(size * fraction) if len(label_groups) > 1 else 0
-        taken = 0
-        for key in label_groups:
-            if taken >= want:
-                break
-            for index in groups[key]:
-                assignment[index] = "validation"
-            taken += len(groups[key])
-    return assignment, {"source": "carved", "validation_fraction": fraction, "seed": options.seed,
-                        "stratified_by": "label" if task != "token_classification" else None,
-                        "duplicates_kept_together": True}
+    # stratified by label (their first row's) and shuffled with the seed.
+    unique_keys, first_index, group_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    group_label = labels[first_index] if task != "token_classification" else np.zeros(len(unique_keys), dtype=np.int32)
+    group_size = np.bincount(group_of_row, minlength=len(unique_keys))
+    rng = np.random.default_rng(options.seed)
+    validation_groups = np.zeros(len(unique_keys), dtype=bool)
+    for label in np.unique(group_label):
+        members = np.flatnonzero(group_label == label)
+        if len(members) < 2:
+            continue  # a lone text stays in train: the model must see each label
+        members = members[rng.permutation(len(members))]
+        want = round(int(group_size[members].sum()) * fraction)
+        taken = np.cumsum(group_size[members])
+        chosen = members[: int(np.searchsorted(taken, want, side="left")) + (1 if want else 0)]
+        validation_groups[chosen[: max(0, min(len(chosen), len(members) - 1))]] = True
+    return validation_groups[group_of_row], {
+        "source": "carved", "validation_fraction": fraction, "seed": options.seed,
+        "stratified_by": "label" if task != "token_classification" else None, "duplicates_kept_together": True}
 
 
 def _label_report(counts: Counter, task: str) -> dict:

@@ -51,3 +51,46 @@ class ApiKeyForm(forms.Form):
                                        initial=[ApiKeyScope.READ])
     expires_at = forms.DateTimeField(label="Expires (optional, UTC)", required=False,
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(label="File", help_text="CSV, TSV or JSONL, optionally .gz. Columns like text,label are recognised.",
+                           allow_empty_file=True)
+    name = forms.CharField(label="Name", required=False, max_length=10_000, help_text="Defaults to the file name.")
+    base_model = forms.ChoiceField(label="Base model (its tokenizer measures lengths)", required=False)
+    task = forms.ChoiceField(label="Task", required=False)
+    max_length = forms.IntegerField(label="Max length (tokens)", required=False, min_value=8, max_value=8192)
+    validation_fraction = forms.FloatField(label="Validation share when the file has no split column", initial=0.1,
+                                           min_value=0.01, max_value=0.49)
+    seed = forms.IntegerField(label="Split seed", initial=13)
+    text_column = forms.CharField(label="Text column", required=False)
+    label_column = forms.CharField(label="Label column", required=False)
+    text_a_column = forms.CharField(label="First text column (pairs)", required=False)
+    text_b_column = forms.CharField(label="Second text column (pairs)", required=False)
+    tokens_column = forms.CharField(label="Tokens column", required=False)
+    tags_column = forms.CharField(label="Tags column", required=False)
+    split_column = forms.CharField(label="Split column", required=False)
+
+    MAPPING_FIELDS = ("text", "label", "text_a", "text_b", "tokens", "tags", "split")
+
+    def __init__(self, *args, base_models=(), **kwargs):
+        from corpora.models import Task
+
+        super().__init__(*args, **kwargs)
+        self.fields["base_model"].choices = [("", "— words, no tokenizer —")] + [(m.slug, m.name) for m in base_models]
+        self.fields["task"].choices = [("", "Detect from the columns")] + list(Task.choices)
+        if base_models:
+            self.fields["base_model"].initial = base_models[0].slug
+
+    def service_kwargs(self) -> dict:
+        from catalog.selectors import base_model_get
+
+        data = dict(self.cleaned_data)
+        data["column_mapping"] = {f: data.pop(f"{f}_column") for f in self.MAPPING_FIELDS if data.get(f"{f}_column")}
+        for f in self.MAPPING_FIELDS:
+            data.pop(f"{f}_column", None)
+        data["uploaded"] = data.pop("file")
+        slug = data.pop("base_model")
+        data["base_model"] = base_model_get(slug=slug) if slug else None
+        data["task"] = data["task"] or None
+        return data

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import datasets, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
@@ -29,6 +29,11 @@ dashboard_patterns = [
     path("o/<slug:slug>/invitations/<int:invitation_id>/revoke", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
     path("o/<slug:slug>/api-keys", views.ApiKeysView.as_view(), name="api-keys"),
     path("o/<slug:slug>/api-keys/<int:api_key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
+    path("o/<slug:slug>/datasets", datasets.DatasetListView.as_view(), name="datasets"),
+    path("o/<slug:slug>/datasets/<int:dataset_id>", datasets.DatasetDetailView.as_view(), name="dataset-detail"),
+    path("o/<slug:slug>/datasets/<int:dataset_id>/delete", datasets.DatasetDeleteView.as_view(), name="dataset-delete"),
+    path("o/<slug:slug>/datasets/<int:dataset_id>/versions/<int:number>/delete", datasets.DatasetVersionDeleteView.as_view(),
+         name="dataset-version-delete"),
 ]
 
 urlpatterns = auth_patterns + [path("", include((dashboard_patterns, "dashboard")))]

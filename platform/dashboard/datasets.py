@@ -1,0 +1,151 @@
+"""Dataset pages: list + upload (with a progress bar through htmx), detail with
+the preflight report as charts, preview, new versions, deletes."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views import View
+
+from catalog.selectors import base_model_list
+from core.errors import ApplicationError, NotFound
+from corpora import selectors, services
+
+from .forms import DatasetUploadForm, apply_application_error
+from .views import OrganizationPageMixin
+
+LABEL_BARS_SHOWN = 40
+
+
+def _upload(form, *, organization, actor, dataset=None):
+    if not form.is_valid():
+        return None, 400
+    try:
+        return services.dataset_upload(organization=organization, actor=actor, dataset=dataset, **form.service_kwargs()), None
+    except ApplicationError as error:
+        apply_application_error(form, error)
+        return None, error.status_code
+
+
+class DatasetUploadMixin(OrganizationPageMixin):
+    upload_partial = "dashboard/partials/dataset_upload_form.html"
+
+    def upload_form(self, data=None, files=None):
+        return DatasetUploadForm(data, files, base_models=list(base_model_list()))
+
+    def respond_to_upload(self, request, form, version, status, page_template, page_context):
+        is_htmx = request.headers.get("HX-Request") == "true"
+        if version is not None:
+            messages.success(request, f"{version.dataset.name} v{version.number}: {version.row_count} rows validated.")
+            url = reverse("dashboard:dataset-detail", args=[self.organization.slug, version.dataset_id])
+            if is_htmx:
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = url
+                return response
+            return redirect(url)
+        if is_htmx:  # swap just the form, errors inline
+            return self.render_page(request, self.upload_partial, {"form": form, "upload_url": request.path}, status=status)
+        return self.render_page(request, page_template, {**page_context, "form": form}, status=status)
+
+
+class DatasetListView(DatasetUploadMixin, View):
+    section = "datasets"
+    template = "dashboard/datasets.html"
+
+    def context(self):
+        from corpora.limits import limits_for, storage_used
+
+        return {"datasets": selectors.dataset_list(organization=self.organization),
+                "limits": limits_for(organization=self.organization),
+                "storage_used": storage_used(organization=self.organization),
+                "upload_url": reverse("dashboard:datasets", args=[self.organization.slug])}
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, {**self.context(), "form": self.upload_form()})
+
+    def post(self, request, slug):
+        form = self.upload_form(request.POST, request.FILES)
+        version, status = _upload(form, organization=self.organization, actor=self.actor)
+        return self.respond_to_upload(request, form, version, status, self.template, self.context())
+
+
+def _bars(counts: dict, limit: int) -> list[dict]:
+    items = list(counts.items())
+    top = max((n for _, n in items), default=1)
+    shown = [{"label": k, "count": n, "percent": round(100 * n / top, 1)} for k, n in items[:limit]]
+    if len(items) > limit:
+        rest = sum(n for _, n in items[limit:])
+        shown.append({"label": f"{len(items) - limit} more labels", "count": rest, "percent": min(100, round(100 * rest / top, 1))})
+    return shown
+
+
+def _histogram(lengths: dict) -> list[dict]:
+    hist = lengths.get("histogram") or {}
+    counts, edges = hist.get("counts", []), hist.get("edges", [])
+    top = max(counts, default=0) or 1
+    return [{"from": edges[i], "to": edges[i + 1] - 1, "count": c, "percent": round(100 * c / top, 1),
+             "over": edges[i] > lengths.get("max_length", 10**9)} for i, c in enumerate(counts)]
+
+
+class DatasetDetailView(DatasetUploadMixin, View):
+    section = "datasets"
+    template = "dashboard/dataset_detail.html"
+
+    def context(self, request, dataset_id):
+        try:
+            dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+            versions = list(selectors.dataset_version_list(organization=self.organization, dataset=dataset))
+            wanted = request.GET.get("version")
+            version = (selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=int(wanted))
+                       if wanted and wanted.isdigit() else (versions[0] if versions else None))
+        except NotFound:
+            raise Http404("Dataset not found.") from None
+        report = version.report if version else {}
+        return {
+            "dataset": dataset, "versions": versions, "version": version, "report": report,
+            "label_bars": _bars(report.get("labels", {}).get("counts", {}), LABEL_BARS_SHOWN),
+            "histogram": _histogram(report.get("lengths", {})),
+            "preview": selectors.dataset_version_preview(version=version, limit=20) if version else [],
+            "upload_url": reverse("dashboard:dataset-detail", args=[self.organization.slug, dataset.pk]),
+        }
+
+    def get(self, request, slug, dataset_id):
+        return self.render_page(request, self.template, {**self.context(request, dataset_id), "form": self.upload_form()})
+
+    def post(self, request, slug, dataset_id):
+        """Upload a new version."""
+        context = self.context(request, dataset_id)
+        form = self.upload_form(request.POST, request.FILES)
+        version, status = _upload(form, organization=self.organization, actor=self.actor, dataset=context["dataset"])
+        return self.respond_to_upload(request, form, version, status, self.template, context)
+
+
+class DatasetDeleteView(OrganizationPageMixin, View):
+    def post(self, request, slug, dataset_id):
+        try:
+            services.dataset_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id)
+        except NotFound:
+            raise Http404("Dataset not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
+        messages.success(request, "Dataset deleted.")
+        return redirect("dashboard:datasets", slug=slug)
+
+
+class DatasetVersionDeleteView(OrganizationPageMixin, View):
+    def post(self, request, slug, dataset_id, number):
+        try:
+            services.dataset_version_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id, number=number)
+        except NotFound:
+            raise Http404("Dataset version not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
+        messages.success(request, f"Version {number} deleted.")
+        from corpora.models import Dataset
+
+        if Dataset.objects.filter(organization=self.organization, pk=dataset_id).exists():
+            return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
+        return redirect("dashboard:datasets", slug=slug)
