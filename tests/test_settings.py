@@ -15,9 +15,11 @@ PROBE = (
     "from django.conf import settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
     " 'media': str(s.MEDIA_ROOT), 'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['BACKEND'],"
-    " 'email': s.EMAIL_BACKEND, 'stripe': s.STRIPE_ENABLED, 'var': str(s.VAR_DIR)}))"
+    " 'email': s.EMAIL_BACKEND, 'stripe': s.STRIPE_ENABLED, 'var': str(s.VAR_DIR),"
+    " 'storage': s.STORAGES['default']['BACKEND'], 'storage_options': s.STORAGES['default'].get('OPTIONS', {})}))"
 )
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "EMAIL_URL", "LATHE_VAR_DIR", "LATHE_MEDIA_ROOT")
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "EMAIL_URL", "LATHE_VAR_DIR", "LATHE_MEDIA_ROOT",
+                     "LATHE_S3_BUCKET", "LATHE_S3_ENDPOINT_URL")
 
 
 def run_manage(args: list[str] | None, env_extra: dict, settings_module: str, code: str | None = None):
@@ -41,6 +43,7 @@ def test_embedded_default_needs_no_services(tmp_path):
     assert values["broker"].startswith("filesystem://")
     assert values["email"] == "django.core.mail.backends.console.EmailBackend"
     assert values["stripe"] is False
+    assert values["storage"] == "django.core.files.storage.FileSystemStorage"
 
 
 def test_default_var_dir_is_under_the_repository():
@@ -60,6 +63,13 @@ def test_production_path_from_environment():
     assert values["broker"] == "redis://cache.internal:6379/0"
     assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert values["stripe"] is True
+
+
+def test_object_storage_when_a_bucket_is_named():
+    values = probe("config.settings.dev", {"LATHE_S3_BUCKET": "lathe-data", "LATHE_S3_ENDPOINT_URL": "http://minio:9000"})
+    assert values["storage"] == "storages.backends.s3.S3Storage"
+    assert values["storage_options"]["bucket_name"] == "lathe-data"
+    assert values["storage_options"]["endpoint_url"] == "http://minio:9000"
 
 
 def test_postgres_goes_through_psycopg3():

@@ -223,6 +223,24 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# S3-compatible object storage for uploads and artifacts when a bucket is named
+# (AWS S3, MinIO, Ceph, R2...); local disk otherwise.
+LATHE_S3_BUCKET = env.str("LATHE_S3_BUCKET", default="")
+if LATHE_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": LATHE_S3_BUCKET,
+            "endpoint_url": env.str("LATHE_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("LATHE_S3_REGION", default="") or None,
+            "access_key": env.str("LATHE_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("LATHE_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("LATHE_S3_PREFIX", default=""),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 
 # --- E-mail -----------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
