@@ -1,0 +1,14 @@
+from django import template
+
+from corpora.parsing import human_bytes
+
+register = template.Library()
+
+
+@register.filter(name="bytes")
+def bytes_filter(value) -> str:
+    """Decimal units (1 MB = 1,000,000 B), the same as the API's messages."""
+    try:
+        return human_bytes(int(value))
+    except (TypeError, ValueError):
+        return ""
