@@ -2,7 +2,6 @@
 build themselves (no hub), and an upload helper over the real API."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import BaseModel, WeightsSource
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SLICE = FIXTURES / "banking77_slice.csv"
+from tests.tiny_model import SLICE  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(autouse=True)
@@ -27,19 +25,10 @@ def stored_files(media_root: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory):
     """A WordPiece tokenizer over the slice's vocabulary, saved like a model's."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tests.tiny_model import build_tokenizer
 
-    words = sorted({w for w in re.findall(r"[a-z]+", SLICE.read_text().lower())})
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
-    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    fast.save_pretrained(folder)
+    folder = tmp_path_factory.mktemp("tiny-tokenizer")
+    build_tokenizer(folder)
     return folder
 
 

@@ -1,0 +1,40 @@
+"""What a fine-tune job runs: one dataclass, resolved (no 'auto' left) by the
+platform before the worker sees it (after peft's examples/sft/train.py)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class FineTuneSpec:
+    task: str  # text_classification | text_pair_classification
+    base_model_path: str
+    train_file: str  # normalized JSONL (the dataset version's)
+    validation_file: str
+    labels: list[str]
+    output_dir: str
+    checkpoint_dir: str
+    method: str = "full"  # full | lora
+    epochs: int = 3
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    early_stopping_patience: int | None = 2
+    metric_for_best: str = "accuracy"  # accuracy | macro_f1
+    seed: int = 13
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    checkpoint_every_steps: int = 200
+    group_by_length: bool = True
+    torch_threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
