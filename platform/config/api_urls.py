@@ -11,6 +11,15 @@ from corpora.api import (
     DatasetVersionPreviewApi,
     DatasetVersionReportApi,
 )
+from jobs.api import (
+    JobArtifactDownloadApi,
+    JobArtifactListApi,
+    JobCancelApi,
+    JobDetailApi,
+    JobEventListApi,
+    JobListApi,
+    JobMetricListApi,
+)
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
 
 app_name = "api"
@@ -29,6 +38,13 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/versions/<int:number>", DatasetVersionDetailApi.as_view(), name="dataset-version-detail"),
     path("datasets/<int:dataset_id>/versions/<int:number>/report", DatasetVersionReportApi.as_view(), name="dataset-version-report"),
     path("datasets/<int:dataset_id>/versions/<int:number>/preview", DatasetVersionPreviewApi.as_view(), name="dataset-version-preview"),
+    path("jobs", JobListApi.as_view(), name="job-list"),
+    path("jobs/<int:job_id>", JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<int:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<int:job_id>/events", JobEventListApi.as_view(), name="job-events"),
+    path("jobs/<int:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
+    path("jobs/<int:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
+    path("jobs/<int:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
     # Public documentation of the API.
     path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),

@@ -94,3 +94,32 @@ class DatasetUploadForm(forms.Form):
         data["base_model"] = base_model_get(slug=slug) if slug else None
         data["task"] = data["task"] or None
         return data
+
+
+class JobLaunchForm(forms.Form):
+    """The launch form: every hyperparameter left blank means 'auto'."""
+
+    dataset_id = forms.TypedChoiceField(label="Dataset", coerce=int)
+    base_model = forms.ChoiceField(label="Base model")
+    method = forms.ChoiceField(label="Method", choices=[("full", "Full fine-tune"), ("lora", "LoRA")])
+    name = forms.CharField(label="Name", required=False, max_length=1000)
+    epochs = forms.IntegerField(required=False, help_text="blank = auto")
+    learning_rate = forms.FloatField(required=False, help_text="blank = auto")
+    batch_size = forms.IntegerField(required=False, help_text="blank = auto")
+    max_length = forms.IntegerField(required=False, help_text="blank = auto (from the dataset's p95 length)")
+    early_stopping_patience = forms.IntegerField(required=False, help_text="blank = auto")
+    lora_r = forms.IntegerField(label="LoRA rank", required=False, help_text="LoRA only; blank = auto")
+    seed = forms.IntegerField(required=False, help_text="blank = auto")
+
+    HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "max_length", "early_stopping_patience", "lora_r", "seed")
+
+    def __init__(self, *args, datasets=(), base_models=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
+        self.fields["base_model"].choices = [(m.slug, m.name) for m in base_models]
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {"dataset_id": data["dataset_id"], "base_model": data["base_model"], "method": data["method"],
+                "name": data["name"],
+                "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}

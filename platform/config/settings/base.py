@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "tenancy",
     "catalog",
     "corpora",
+    "jobs",
     "dashboard",
 ]
 
@@ -281,3 +282,21 @@ LATHE_DATASET_MAX_FILE_BYTES = env.int("LATHE_DATASET_MAX_FILE_BYTES", default=1
 LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 1000 * 1000)
 # Uploads above this go to a temporary file rather than memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Jobs -------------------------------------------------------------------
+LATHE_DEFAULT_QUEUE = env.str("LATHE_DEFAULT_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
+LATHE_MAX_CONCURRENT_JOBS = env.int("LATHE_MAX_CONCURRENT_JOBS", default=2)
+LATHE_JOB_MAX_ATTEMPTS = env.int("LATHE_JOB_MAX_ATTEMPTS", default=3)
+# A worker heartbeats every HEARTBEAT seconds; a job whose lease (LEASE seconds
+# past its last heartbeat) expired is re-queued by the reaper.
+LATHE_JOB_LEASE_SECONDS = env.int("LATHE_JOB_LEASE_SECONDS", default=60)
+LATHE_JOB_HEARTBEAT_SECONDS = env.float("LATHE_JOB_HEARTBEAT_SECONDS", default=10)
+LATHE_REDISPATCH_AFTER_SECONDS = env.int("LATHE_REDISPATCH_AFTER_SECONDS", default=120)
+# Where workers keep checkpoints: a folder every worker host can reach.
+LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DIR / "checkpoints")))
+LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)
+CELERY_BEAT_SCHEDULE.update({
+    "reap-expired-leases": {"task": "jobs.tasks.reap_expired_leases", "schedule": timedelta(seconds=15)},
+    "sweep-lost-doorbells": {"task": "jobs.tasks.sweep_lost_doorbells", "schedule": timedelta(seconds=30)},
+})
+LATHE_CHECKPOINT_EVERY_STEPS = env.int("LATHE_CHECKPOINT_EVERY_STEPS", default=200)

@@ -12,3 +12,8 @@ def bytes_filter(value) -> str:
         return human_bytes(int(value))
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter
+def get_item(mapping, key):
+    return mapping.get(key) if hasattr(mapping, "get") else None

@@ -1,0 +1,115 @@
+"""Job pages: list with filters and the launch form; a live job page."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views import View
+
+from catalog.selectors import base_model_list
+from core.errors import ApplicationError, NotFound
+from corpora.selectors import dataset_list
+from jobs import selectors, services
+from jobs.models import JobState
+
+from .forms import JobLaunchForm, apply_application_error
+from .views import OrganizationPageMixin
+
+CHART_WIDTH, CHART_HEIGHT = 600, 160
+
+
+def _polyline(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> str:
+    span = (y_max - y_min) or 1.0
+    return " ".join(f"{CHART_WIDTH * x / (x_max or 1):.1f},{CHART_HEIGHT - CHART_HEIGHT * (y - y_min) / span:.1f}" for x, y in points)
+
+
+def chart(job) -> dict:
+    """SVG polylines: training loss (left scale) and validation accuracy (0–1)."""
+    metrics = list(job.metrics.order_by("id").values_list("step", "values"))
+    losses = [(s, v["train_loss"]) for s, v in metrics if "train_loss" in v]
+    accuracy = [(s, v["accuracy"]) for s, v in metrics if "accuracy" in v]
+    x_max = max([job.total_steps] + [s for s, _ in metrics]) or 1
+    loss_max = max((v for _, v in losses), default=1.0)
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "has_data": bool(losses or accuracy),
+            "loss": _polyline(losses, x_max, 0.0, loss_max), "loss_max": round(loss_max, 3),
+            "accuracy": _polyline(accuracy, x_max, 0.0, 1.0),
+            "last_accuracy": accuracy[-1][1] if accuracy else None}
+
+
+class JobListView(OrganizationPageMixin, View):
+    section = "jobs"
+    template = "dashboard/jobs.html"
+
+    def form(self, data=None):
+        return JobLaunchForm(data, datasets=list(dataset_list(organization=self.organization)),
+                             base_models=list(base_model_list()))
+
+    def context(self, request, form=None):
+        filters = {k: request.GET.get(k) or None for k in ("state", "kind", "created_after", "created_before")}
+        try:
+            jobs = list(selectors.job_list(organization=self.organization, **filters)[:100])
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            jobs = list(selectors.job_list(organization=self.organization)[:100])
+        return {"jobs": jobs, "form": form or self.form(), "filters": filters, "states": JobState.choices}
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, self.context(request))
+
+    def post(self, request, slug):
+        form = self.form(request.POST)
+        if form.is_valid():
+            try:
+                job, _created = services.job_submit(organization=self.organization, actor=self.actor, **form.service_kwargs())
+            except ApplicationError as error:
+                for field, problems in list(error.fields.items()):
+                    if field.startswith("hyperparameters."):
+                        error.fields[field.split(".", 1)[1]] = error.fields.pop(field)
+                apply_application_error(form, error)
+                return self.render_page(request, self.template, self.context(request, form), status=error.status_code)
+            messages.success(request, f"Job {job.pk} queued.")
+            return redirect("dashboard:job-detail", slug=slug, job_id=job.pk)
+        return self.render_page(request, self.template, self.context(request, form), status=400)
+
+
+class JobDetailView(OrganizationPageMixin, View):
+    section = "jobs"
+
+    def get(self, request, slug, job_id):
+        try:
+            job = selectors.job_get(organization=self.organization, job_id=job_id)
+        except NotFound:
+            raise Http404("Job not found.") from None
+        context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job),
+                   "queue_position": selectors.queue_position(job=job),
+                   "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
+                   "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
+        # htmx polls the live part only.
+        template = "dashboard/partials/job_live.html" if request.headers.get("HX-Request") == "true" else "dashboard/job_detail.html"
+        return self.render_page(request, template, context)
+
+
+class JobCancelView(OrganizationPageMixin, View):
+    def post(self, request, slug, job_id):
+        try:
+            services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id)
+        except NotFound:
+            raise Http404("Job not found.") from None
+        except ApplicationError as error:
+            messages.error(request, error.message)
+        return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
+
+
+class JobArtifactDownloadView(OrganizationPageMixin, View):
+    def get(self, request, slug, job_id, name):
+        try:
+            job = selectors.job_get(organization=self.organization, job_id=job_id)
+            artifact = selectors.artifact_get(job=job, name=name)
+        except NotFound:
+            raise Http404("Artifact not found.") from None
+        response = FileResponse(default_storage.open(artifact.storage_name, "rb"), as_attachment=True,
+                                filename=f"job-{job.pk}-{artifact.name}")
+        response["Content-Length"] = str(artifact.size_bytes)
+        return response

@@ -1,0 +1,124 @@
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from core.api import OrganizationAPIView
+
+from . import selectors, services
+from .serializers import (
+    CursorQuerySerializer,
+    JobArtifactSerializer,
+    JobEventSerializer,
+    JobListQuerySerializer,
+    JobMetricSerializer,
+    JobSerializer,
+    JobSubmitSerializer,
+)
+
+
+class JobListApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_list", parameters=[JobListQuerySerializer], responses=JobSerializer(many=True))
+    def get(self, request):
+        query = JobListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.job_list(organization=self.organization, **query.validated_data))
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="jobs_create", request=JobSubmitSerializer, responses={201: JobSerializer, 200: JobSerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                                description="Same key + same body returns the same job; a different body is 409.")])
+    def post(self, request):
+        payload = JobSubmitSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        job, created = services.job_submit(
+            organization=self.organization, actor=self.actor, dataset_id=data["dataset_id"],
+            dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
+            hyperparameters_in=data["hyperparameters"], name=data["name"],
+            idempotency_key=request.headers.get("Idempotency-Key"))
+        job = selectors.job_get(organization=self.organization, job_id=job.pk)
+        response = Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class JobDetailApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_retrieve", responses=JobSerializer)
+    def get(self, request, job_id: int):
+        return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
+
+
+class JobCancelApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_cancel", request=None, responses=JobSerializer,
+                   description="A queued job never starts; a running one stops within an optimizer step and keeps its best checkpoint.")
+    def post(self, request, job_id: int):
+        services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id)
+        return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
+
+
+class _CursorListApi(OrganizationAPIView):
+    pagination_class = None
+    related = ""
+    item_serializer = None
+
+    def list_after(self, request, job_id):
+        query = CursorQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        items = list(getattr(job, self.related).filter(id__gt=query.validated_data["after"]).order_by("id")[: query.validated_data["limit"]])
+        return Response({"results": self.item_serializer(items, many=True).data,
+                         "next_after": items[-1].id if items else query.validated_data["after"]})
+
+
+class JobEventListApi(_CursorListApi):
+    serializer_class = JobEventSerializer
+    related, item_serializer = "events", JobEventSerializer
+
+    @extend_schema(operation_id="job_events_list", parameters=[CursorQuerySerializer],
+                   responses=inline_serializer("JobEventPage", {"results": JobEventSerializer(many=True), "next_after": serializers.IntegerField()}))
+    def get(self, request, job_id: int):
+        return self.list_after(request, job_id)
+
+
+class JobMetricListApi(_CursorListApi):
+    serializer_class = JobMetricSerializer
+    related, item_serializer = "metrics", JobMetricSerializer
+
+    @extend_schema(operation_id="job_metrics_list", parameters=[CursorQuerySerializer],
+                   responses=inline_serializer("JobMetricPage", {"results": JobMetricSerializer(many=True), "next_after": serializers.IntegerField()}))
+    def get(self, request, job_id: int):
+        return self.list_after(request, job_id)
+
+
+class JobArtifactListApi(OrganizationAPIView):
+    serializer_class = JobArtifactSerializer
+    pagination_class = None
+
+    @extend_schema(operation_id="job_artifacts_list", responses=JobArtifactSerializer(many=True))
+    def get(self, request, job_id: int):
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        return Response(JobArtifactSerializer(job.artifacts.order_by("name"), many=True).data)
+
+
+class JobArtifactDownloadApi(OrganizationAPIView):
+    serializer_class = JobArtifactSerializer
+
+    @extend_schema(operation_id="job_artifacts_download", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, job_id: int, name: str):
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        artifact = selectors.artifact_get(job=job, name=name)
+        response = FileResponse(default_storage.open(artifact.storage_name, "rb"), as_attachment=True,
+                                filename=f"job-{job.pk}-{artifact.name}")
+        response["Content-Length"] = str(artifact.size_bytes)
+        response["X-Checksum-SHA256"] = artifact.sha256
+        return response

@@ -1,0 +1,81 @@
+"""Submitted hyperparameters: each may be 'auto'; everything is checked and
+resolved to concrete values before a job is queued."""
+from __future__ import annotations
+
+from core.errors import ApplicationError
+
+# name: (type, minimum, maximum)
+BOUNDS = {
+    "epochs": (int, 1, 50),
+    "learning_rate": (float, 1e-7, 1e-1),
+    "batch_size": (int, 1, 512),
+    "gradient_accumulation_steps": (int, 1, 64),
+    "max_length": (int, 8, 512),
+    "warmup_ratio": (float, 0.0, 0.5),
+    "weight_decay": (float, 0.0, 1.0),
+    "lora_r": (int, 1, 256),
+    "lora_alpha": (int, 1, 1024),
+    "lora_dropout": (float, 0.0, 0.9),
+    "early_stopping_patience": (int, 0, 20),
+    "seed": (int, 0, 2**31 - 1),
+}
+LIST_FIELDS = {"lora_targets"}
+LORA_ONLY = {"lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+
+
+def _invalid(name: str, message: str) -> ApplicationError:
+    return ApplicationError(f"hyperparameters.{name}: {message}", code="invalid", fields={f"hyperparameters.{name}": [message]})
+
+
+def check(raw: dict | None) -> dict:
+    """Type- and range-check; 'auto' (or absence) stays 'auto'."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _invalid("*", "hyperparameters must be an object")
+    out = {}
+    for name, value in raw.items():
+        if name not in BOUNDS and name not in LIST_FIELDS:
+            known = ", ".join(sorted([*BOUNDS, *LIST_FIELDS]))
+            raise _invalid(name, f"unknown hyperparameter; known: {known}")
+        if value == "auto" or value is None:
+            out[name] = "auto"
+            continue
+        if name in LIST_FIELDS:
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.isidentifier() for v in value):
+                raise _invalid(name, "a non-empty list of module names, e.g. [\"query\", \"value\"]")
+            out[name] = value
+            continue
+        kind, low, high = BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+            raise _invalid(name, f"must be {'an integer' if kind is int else 'a number'} or \"auto\"")
+        value = kind(value)
+        if not low <= value <= high:
+            raise _invalid(name, f"must be between {low} and {high} (got {value})")
+        out[name] = value
+    return out
+
+
+def resolve(requested: dict, *, method: str, version, base_model) -> dict:
+    """Concrete values for every hyperparameter, from the data where 'auto'."""
+    rows = version.train_count
+    lengths = version.report.get("lengths", {})
+    p95 = lengths.get("p95") if lengths.get("unit") == "tokens" else None
+    auto = {
+        "epochs": 5 if rows < 2_000 else 3 if rows < 50_000 else 2,
+        "learning_rate": 3e-4 if method == "lora" else 8e-5,
+        "batch_size": 32,
+        "gradient_accumulation_steps": 1,
+        # Enough for 95% of rows without truncation, on a multiple of 8.
+        "max_length": min(base_model.default_max_length, max(16, ((int(p95 * 1.25) + 7) // 8) * 8)) if p95 else base_model.default_max_length,
+        "warmup_ratio": 0.06,
+        "weight_decay": 0.01,
+        "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "lora_targets": ["query", "value"],
+        "early_stopping_patience": 2,
+        "seed": 13,
+    }
+    resolved = {name: (auto[name] if requested.get(name, "auto") == "auto" else requested[name]) for name in auto}
+    if method != "lora":
+        for name in LORA_ONLY:
+            resolved.pop(name)
+    return resolved

@@ -1,0 +1,161 @@
+"""Jobs: the state machine, its events, metrics, checkpoints, artifacts and the
+immutable usage segments billing reads.
+
+    queued → running → succeeded | failed | cancelled
+               ↘ queued (lease expired, attempts left: the reaper re-queues)
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from core.models import TimeStampedModel
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobKind(models.TextChoices):
+    FINETUNE = "finetune", "Fine-tune"
+
+
+class Method(models.TextChoices):
+    FULL = "full", "Full fine-tune"
+    LORA = "lora", "LoRA"
+
+
+class Job(TimeStampedModel):
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=20, choices=JobKind.choices, default=JobKind.FINETUNE)
+    state = models.CharField(max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
+    name = models.CharField(max_length=100, blank=True)
+    dataset_version = models.ForeignKey("corpora.DatasetVersion", on_delete=models.PROTECT, related_name="jobs")
+    base_model = models.ForeignKey("catalog.BaseModel", on_delete=models.PROTECT, related_name="jobs")
+    method = models.CharField(max_length=10, choices=Method.choices, default=Method.FULL)
+    requested = models.JSONField(default=dict, help_text="Hyperparameters as submitted ('auto' allowed).")
+    spec = models.JSONField(default=dict, help_text="Hyperparameters as resolved for the worker.")
+    labels = models.JSONField(default=list)
+    queue = models.CharField(max_length=40, default="default")
+    priority = models.PositiveSmallIntegerField(default=5, help_text="0 (highest) … 9")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    device_class = models.CharField(max_length=40, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    last_dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.FloatField(default=0)
+    latest_metrics = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["organization", "-created_at"]), models.Index(fields=["state", "queue", "priority"])]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "idempotency_key"], condition=Q(idempotency_key__isnull=False),
+                                    name="jobs_job_idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.kind}, {self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class EventLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class JobEvent(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    attempt = models.PositiveSmallIntegerField(default=0)
+    level = models.CharField(max_length=10, choices=EventLevel.choices, default=EventLevel.INFO)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("id",)
+
+
+class JobMetric(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    epoch = models.FloatField()
+    values = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+
+
+class JobCheckpoint(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="checkpoints")
+    attempt = models.PositiveSmallIntegerField()
+    step = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    is_best = models.BooleanField(default=False)
+    metrics = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+
+
+class JobArtifact(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20)
+    storage_name = models.CharField(max_length=300)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="jobs_artifact_name_unique")]
+
+
+class UsageSegment(models.Model):
+    """Immutable: one per heartbeat (and one at the end), written only under the
+    job's current lease, so a fenced-off worker bills nothing."""
+
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.PROTECT, related_name="usage_segments")
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="usage_segments")
+    attempt = models.PositiveSmallIntegerField()
+    lease_token = models.UUIDField()
+    device_class = models.CharField(max_length=40)
+    device_count = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    seconds = models.DecimalField(max_digits=12, decimal_places=3)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("id",)
+        indexes = [models.Index(fields=["organization", "created_at"])]

@@ -1,0 +1,180 @@
+"""Runs a claimed job: prepares files, runs `workers.finetune` with a reporter
+whose every write is fenced by the lease, heartbeats (extending the lease and
+metering usage) from a thread, and commits the outcome."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.utils import timezone
+
+from workers.devices import device_class as detect_device_class
+from workers.finetune import run_finetune
+from workers.spec import FineTuneSpec
+
+from . import services
+from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobMetric, JobState
+
+logger = logging.getLogger(__name__)
+PROGRESS_WRITE_INTERVAL = 1.0
+
+
+class JobReporter:
+    """workers.reporting.Reporter over the ORM, fenced by (job, lease token)."""
+
+    def __init__(self, job: Job, token, device_class: str, device_count: int = 1):
+        self.job, self.token, self.device_class, self.device_count = job, token, device_class, device_count
+        self.lease_lost, self.cancel_requested = threading.Event(), threading.Event()
+        self._stop_heartbeat = threading.Event()
+        self._segment_start = timezone.now()
+        self._segment_lock = threading.Lock()
+        self._last_progress = 0.0
+        self._thread = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-job-{job.pk}", daemon=True)
+
+    # --- lease and usage ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        try:
+            while not self._stop_heartbeat.wait(settings.LATHE_JOB_HEARTBEAT_SECONDS):
+                if not self.heartbeat():
+                    return
+        finally:
+            connection.close()
+
+    def heartbeat(self) -> bool:
+        with self._segment_lock:
+            if self.lease_lost.is_set():
+                return False
+            ended = timezone.now()
+            if not services.record_usage(job=self.job, token=self.token, started_at=self._segment_start, ended_at=ended,
+                                         device_class=self.device_class, device_count=self.device_count):
+                self.lease_lost.set()
+                logger.warning("Job %s: lease lost; stopping without billing further", self.job.pk)
+                return False
+            self._segment_start = ended
+        if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
+            self.cancel_requested.set()
+        return True
+
+    def stop(self) -> dict:
+        """Stop heartbeating; the still-open usage segment, for job_finish."""
+        self._stop_heartbeat.set()
+        self._thread.join(timeout=30)
+        with self._segment_lock:
+            return {"started_at": self._segment_start, "ended_at": timezone.now(), "device_class": self.device_class,
+                    "device_count": self.device_count}
+
+    def _fenced_write(self, create) -> bool:
+        with transaction.atomic():
+            if not services._fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
+                self.lease_lost.set()
+                return False
+            create()
+        return True
+
+    # --- Reporter ------------------------------------------------------------------
+    def progress(self, *, step, total_steps, epoch):
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_WRITE_INTERVAL and step != total_steps:
+            return
+        self._last_progress = now
+        if not services._fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch):
+            self.lease_lost.set()
+
+    def metrics(self, *, step, epoch, values):
+        def create():
+            JobMetric.objects.create(job=self.job, step=step, epoch=epoch, values=values)
+            merged = {**Job.objects.get(pk=self.job.pk).latest_metrics, **values}
+            Job.objects.filter(pk=self.job.pk).update(latest_metrics=merged)
+        self._fenced_write(create)
+
+    def event(self, *, level, message):
+        self._fenced_write(lambda: JobEvent.objects.create(job=self.job, attempt=self.job.attempts, level=level, message=message))
+
+    def checkpoint_saved(self, *, step, path, metrics, is_best):
+        self._fenced_write(lambda: JobCheckpoint.objects.create(job=self.job, attempt=self.job.attempts, step=step, path=path,
+                                                               is_best=is_best, metrics=metrics))
+
+    def artifact(self, *, name, path, kind):
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        with open(path, "rb") as fh:
+            stored = default_storage.save(f"jobs/{self.job.organization_id}/{self.job.pk}/{self.job.attempts}/{name}", File(fh))
+        ok = self._fenced_write(lambda: JobArtifact.objects.update_or_create(
+            job=self.job, name=name, defaults={"organization_id": self.job.organization_id, "kind": kind, "storage_name": stored,
+                                               "size_bytes": os.path.getsize(path), "sha256": digest.hexdigest()}))
+        if not ok:
+            default_storage.delete(stored)
+
+    def should_stop(self):
+        if self.lease_lost.is_set():
+            return "lease lost"
+        if self.cancel_requested.is_set():
+            return "cancelled"
+        return None
+
+
+def job_folder(job: Job) -> Path:
+    return Path(settings.LATHE_CHECKPOINT_ROOT) / str(job.organization_id) / str(job.pk)
+
+
+def build_spec(job: Job, folder: Path) -> FineTuneSpec:
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    version = job.dataset_version
+    for source, target in ((version.train_file, data / "train.jsonl"), (version.validation_file, data / "validation.jsonl")):
+        if not target.exists():
+            with default_storage.open(source, "rb") as src, open(f"{target}.tmp", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(f"{target}.tmp", target)
+    return FineTuneSpec(
+        task=version.task, base_model_path=job.base_model.local_path(), train_file=str(data / "train.jsonl"),
+        validation_file=str(data / "validation.jsonl"), labels=list(job.labels),
+        output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
+        method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
+        checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS,
+        **{k: v for k, v in job.spec.items() if k in FineTuneSpec.__dataclass_fields__},
+    )
+
+
+def run_claimed_job(job: Job, token) -> str:
+    device_class, device_count = detect_device_class()
+    reporter = JobReporter(job, token, device_class, device_count)
+    reporter.start()
+    state, result, reason = JobState.FAILED, {}, ""
+    try:
+        outcome = run_finetune(build_spec(job, job_folder(job)), reporter)
+        if outcome.status == "succeeded":
+            state = JobState.SUCCEEDED
+        elif outcome.stop_reason == "cancelled":
+            state, reason = JobState.CANCELLED, "Cancelled while running; the best checkpoint is kept."
+        else:
+            state = None  # lease lost: someone else owns the job now; write nothing
+        result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
+                  "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
+                  "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
+                  "device": outcome.device, "precision": outcome.precision}
+    except Exception as exc:
+        logger.exception("Job %s failed", job.pk)
+        reason = f"{type(exc).__name__}: {exc}"
+        reporter.event(level="error", message=reason + "\n" + traceback.format_exc(limit=3))
+    usage = reporter.stop()
+    if state is None or reporter.lease_lost.is_set():
+        return "lease lost"
+    services.job_finish(job=job, token=token, state=state, result=result, failure_reason=reason, usage=usage)
+    return state

@@ -1,0 +1,89 @@
+from rest_framework import serializers
+
+from . import selectors
+from .models import Job, JobArtifact, JobEvent, JobMetric, JobState, Method
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    dataset_id = serializers.IntegerField()
+    dataset_version = serializers.IntegerField(required=False, help_text="Defaults to the latest version")
+    base_model = serializers.CharField(help_text="Catalog slug, e.g. all-minilm-l6-v2")
+    method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL)
+    hyperparameters = serializers.DictField(required=False, default=dict,
+                                            help_text='Each value may be "auto": epochs, learning_rate, batch_size, '
+                                                      'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
+                                                      'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    dataset = serializers.SerializerMethodField()
+    base_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    progress = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField()
+    eta = serializers.SerializerMethodField()
+    billed_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "requested", "spec", "labels", "queue",
+                  "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
+                  "failure_reason", "device_class", "billed_seconds", "cancel_requested_at", "queued_at", "started_at",
+                  "finished_at", "created_at")
+        read_only_fields = fields
+
+    def get_dataset(self, job) -> dict:
+        version = job.dataset_version
+        return {"id": version.dataset_id, "version": version.number, "name": version.dataset.name}
+
+    def get_progress(self, job) -> dict:
+        return {"step": job.step, "total_steps": job.total_steps, "epoch": round(job.epoch, 3),
+                "fraction": round(job.step / job.total_steps, 4) if job.total_steps else 0.0}
+
+    def get_queue_position(self, job) -> int | None:
+        return selectors.queue_position(job=job)
+
+    def get_eta(self, job) -> str | None:
+        when = selectors.eta(job=job)
+        return when.isoformat() if when else None
+
+    def get_billed_seconds(self, job) -> float:
+        value = getattr(job, "billed_seconds", None)
+        if value is None:
+            from .services import usage_seconds
+
+            value = usage_seconds(job=job)
+        return float(value or 0)
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ("id", "attempt", "level", "message", "created_at")
+        read_only_fields = fields
+
+
+class JobMetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobMetric
+        fields = ("id", "step", "epoch", "values", "created_at")
+        read_only_fields = fields
+
+
+class JobArtifactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobArtifact
+        fields = ("name", "kind", "size_bytes", "sha256", "created_at")
+        read_only_fields = fields
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=JobState.choices, required=False)
+    kind = serializers.CharField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class CursorQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, min_value=0, default=0, help_text="Return items with id > after")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=200)

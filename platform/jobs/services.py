@@ -1,0 +1,245 @@
+"""Job state changes. Every write a worker makes goes through a *fenced*
+update — `filter(pk=..., lease_token=token, state=running)` — so a worker whose
+lease was taken over changes nothing and bills nothing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.selectors import base_model_get
+from core.errors import ApplicationError, Conflict, NotFound, field_error
+from corpora.models import DatasetVersion
+from tenancy.actors import Actor
+from tenancy.models import Organization
+
+from . import hyperparameters
+from .models import TERMINAL_STATES, Job, JobEvent, JobKind, JobState, Method, UsageSegment
+
+logger = logging.getLogger(__name__)
+SUPPORTED_TASKS = ("text_classification", "text_pair_classification")
+
+
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def queue_for(*, organization: Organization) -> str:
+    """The queue of the organization's plan (one queue until billing, issue 7)."""
+    return settings.LATHE_DEFAULT_QUEUE
+
+
+def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
+               base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
+               idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
+    commit. Returns (job, created); a repeated Idempotency-Key returns the first job."""
+    payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
+               "hyperparameters": hyperparameters_in or {}, "name": name}
+    fingerprint = _fingerprint(payload)
+    if idempotency_key:
+        if len(idempotency_key) > 200:
+            raise field_error("Idempotency-Key", "at most 200 characters")
+        existing = Job.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
+        if existing:
+            if existing.request_fingerprint != fingerprint:
+                raise Conflict("This Idempotency-Key was used with a different request body.", code="idempotency_key_reused")
+            return existing, False
+
+    versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
+    version = versions.filter(number=dataset_version).first() if dataset_version else versions.order_by("-number").first()
+    if version is None:
+        raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+    if version.task not in SUPPORTED_TASKS:
+        raise field_error("dataset_id", f"Fine-tuning supports {', '.join(SUPPORTED_TASKS)}; this dataset is {version.task}.")
+    model = base_model_get(slug=base_model)
+    if version.task not in (model.supported_tasks or SUPPORTED_TASKS):
+        raise field_error("base_model", f"{model.name} does not support {version.task}.")
+    if method not in Method.values:
+        raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
+    requested = hyperparameters.check(hyperparameters_in)
+    if method != Method.LORA and any(k in hyperparameters.LORA_ONLY and v != "auto" for k, v in requested.items()):
+        raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
+    spec = hyperparameters.resolve(requested, method=method, version=version, base_model=model)
+    labels = sorted(version.report.get("labels", {}).get("counts", {}))
+    if len(labels) < 2:
+        raise field_error("dataset_id", "The dataset has fewer than two labels.")
+    if len((name or "").strip()) > 100:
+        raise field_error("name", "at most 100 characters")
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                organization=organization, kind=JobKind.FINETUNE, name=(name or "").strip(), dataset_version=version,
+                base_model=model, method=method, requested=requested, spec=spec, labels=labels,
+                queue=queue_for(organization=organization), max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS,
+                queued_at=now, idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+                created_by=actor.user, created_by_key=actor.api_key,
+            )
+            JobEvent.objects.create(job=job, message=f"Queued on '{job.queue}': {method} fine-tune of {model.name} on "
+                                                     f"{version.dataset.name} v{version.number}.")
+            transaction.on_commit(lambda: dispatch(job_id=job.pk))
+    except IntegrityError:  # the same Idempotency-Key raced us
+        existing = Job.objects.get(organization=organization, idempotency_key=idempotency_key)
+        if existing.request_fingerprint != fingerprint:
+            raise Conflict("This Idempotency-Key was used with a different request body.", code="idempotency_key_reused") from None
+        return existing, False
+    return job, True
+
+
+def dispatch(*, job_id: int) -> None:
+    """Ring the doorbell. Losing it is harmless: the sweeper rings again."""
+    from .tasks import run_job
+
+    job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).first()
+    if job is None:
+        return
+    try:
+        run_job.apply_async(args=[job.pk], queue=job.queue, priority=job.priority)
+    except Exception:
+        logger.exception("Doorbell for job %s failed; the sweeper will retry", job_id)
+        return
+    Job.objects.filter(pk=job_id).update(last_dispatched_at=timezone.now())
+
+
+def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid.UUID] | None:
+    """queued → running under a new lease, if nobody else has it and the
+    organization is under its concurrency limit. None means: not yours."""
+    token, now = uuid.uuid4(), timezone.now()
+    with transaction.atomic():
+        job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).select_related("organization").first()
+        if job is None:
+            return None
+        Organization.objects.select_for_update().get(pk=job.organization_id)  # serializes the limit check
+        running = Job.objects.filter(organization_id=job.organization_id, state=JobState.RUNNING).count()
+        if running >= settings.LATHE_MAX_CONCURRENT_JOBS:
+            JobEvent.objects.create(job=job, message=f"Waiting: the organization already runs {running} job(s).")
+            return None
+        claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED, cancel_requested_at__isnull=True).update(
+            state=JobState.RUNNING, lease_token=token, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS),
+            heartbeat_at=now, attempts=F("attempts") + 1, worker=worker, device_class=device_class,
+            started_at=now, updated_at=now,
+        )
+        if not claimed:
+            return None
+        job.refresh_from_db()
+        JobEvent.objects.create(job=job, attempt=job.attempts, message=f"Attempt {job.attempts} started on {worker} ({device_class}).")
+    return job, token
+
+
+def _fenced(job_id: int, token):
+    return Job.objects.filter(pk=job_id, lease_token=token, state=JobState.RUNNING)
+
+
+def record_usage(*, job: Job, token, started_at, ended_at, device_class: str, device_count: int = 1) -> bool:
+    """Extend the lease and append a usage segment, atomically and only under
+    the current lease. False: the lease is gone; stop and bill nothing more."""
+    now = timezone.now()
+    with transaction.atomic():
+        extended = _fenced(job.pk, token).update(
+            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS), updated_at=now)
+        if not extended:
+            return False
+        seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
+        UsageSegment.objects.create(organization_id=job.organization_id, job=job, attempt=job.attempts, lease_token=token,
+                                    device_class=device_class, device_count=device_count, started_at=started_at,
+                                    ended_at=ended_at, seconds=seconds)
+    return True
+
+
+def job_finish(*, job: Job, token, state: str, result: dict | None = None, failure_reason: str = "",
+               usage: dict | None = None) -> bool:
+    """The last usage segment, the result and the final state commit together."""
+    now = timezone.now()
+    with transaction.atomic():
+        if usage and not record_usage(job=job, token=token, **usage):
+            return False
+        done = _fenced(job.pk, token).update(state=state, finished_at=now, lease_token=None, lease_expires_at=None,
+                                             result=result or {}, failure_reason=failure_reason[:5000], updated_at=now)
+        if done:
+            level = "error" if state == JobState.FAILED else "info"
+            JobEvent.objects.create(job=job, attempt=job.attempts, level=level,
+                                    message=f"Job {state}." + (f" {failure_reason}" if failure_reason else ""))
+    return bool(done)
+
+
+def job_cancel(*, organization: Organization, actor: Actor | None, job_id) -> Job:
+    job = Job.objects.filter(organization=organization, pk=job_id).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    if job.is_terminal:
+        raise Conflict(f"The job already ended ({job.state}).", code="job_finished")
+    now = timezone.now()
+    with transaction.atomic():
+        # A queued job never starts: cancel it outright.
+        if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(state=JobState.CANCELLED, cancel_requested_at=now,
+                                                                      finished_at=now, updated_at=now):
+            JobEvent.objects.create(job=job, attempt=job.attempts, message="Cancelled before it started.")
+        else:  # running: a flag the worker reads between optimizer steps
+            Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now, updated_at=now)
+            JobEvent.objects.create(job=job, attempt=job.attempts, level="warning", message="Cancellation requested.")
+    job.refresh_from_db()
+    return job
+
+
+def reap_expired_leases() -> dict:
+    """Running jobs whose lease expired: re-queue (resuming from the last
+    checkpoint) while attempts are left, else fail them with the reason."""
+    now, requeued, failed = timezone.now(), [], []
+    for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
+        with transaction.atomic():
+            if job.attempts < job.max_attempts:
+                if Job.objects.filter(pk=job.pk, lease_token=job.lease_token, state=JobState.RUNNING).update(
+                        state=JobState.QUEUED, lease_token=None, lease_expires_at=None, worker="", queued_at=now, updated_at=now):
+                    JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
+                                            message=f"Worker lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); re-queued to resume from the last checkpoint.")
+                    requeued.append(job.pk)
+                    transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
+            elif Job.objects.filter(pk=job.pk, lease_token=job.lease_token, state=JobState.RUNNING).update(
+                    state=JobState.FAILED, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now,
+                    failure_reason=f"Worker lost {job.attempts} times (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)."):
+                JobEvent.objects.create(job=job, attempt=job.attempts, level="error", message="Failed: attempts exhausted after lost workers.")
+                failed.append(job.pk)
+    return {"requeued": requeued, "failed": failed}
+
+
+def sweep_lost_doorbells() -> list[int]:
+    """Queued jobs nobody picked up (a lost message, a Redis restart): ring again."""
+    cutoff = timezone.now() - timedelta(seconds=settings.LATHE_REDISPATCH_AFTER_SECONDS)
+    stale = list(Job.objects.filter(state=JobState.QUEUED, cancel_requested_at__isnull=True)
+                 .exclude(last_dispatched_at__gt=cutoff).values_list("pk", flat=True))
+    for pk in stale:
+        dispatch(job_id=pk)
+    return stale
+
+
+def job_requeue(*, job: Job, reason: str) -> bool:
+    """Operators: put a failed or cancelled job back in the queue (new attempts)."""
+    if job.state not in TERMINAL_STATES:
+        return False
+    updated = Job.objects.filter(pk=job.pk, state=job.state).update(
+        state=JobState.QUEUED, attempts=0, cancel_requested_at=None, finished_at=None, failure_reason="",
+        queued_at=timezone.now(), updated_at=timezone.now())
+    if updated:
+        JobEvent.objects.create(job=job, message=f"Re-queued by an operator: {reason}.")
+        transaction.on_commit(lambda: dispatch(job_id=job.pk))
+    return bool(updated)
+
+
+def usage_seconds(*, job: Job) -> Decimal:
+    from django.db.models import Sum
+
+    return job.usage_segments.aggregate(total=Sum("seconds"))["total"] or Decimal("0")
+
+
+__all__ = ["job_submit", "job_claim", "record_usage", "job_finish", "job_cancel", "reap_expired_leases",
+           "sweep_lost_doorbells", "dispatch", "usage_seconds", "ApplicationError"]
