@@ -149,6 +149,8 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
                                          f"{total_steps} steps, {spec.method} fine-tune.")
 
     def checkpoint(batch_in_epoch: int, epoch: int) -> None:
+        if not reporter.confirm_lease():
+            return
         snapshot = {**state, "batch_in_epoch": batch_in_epoch, "epoch": epoch}
         path = checkpoints.save_checkpoint(spec.checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=snapshot)
         reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=None, is_best=False)
@@ -188,7 +190,8 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
                 checkpoint(index + 1, epoch)
             stop_reason = reporter.should_stop()
             if stop_reason:
-                checkpoint(index + 1, epoch)
+                if stop_reason != "lease lost":  # the checkpoints belong to the new owner now
+                    checkpoint(index + 1, epoch)
                 reporter.event(level="warning", message=f"Stopped at step {step}: {stop_reason}.")
                 break
         if stop_reason:
@@ -199,8 +202,9 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
         score = metrics.get(spec.metric_for_best)
         if score is not None and (state["best_metric"] is None or score > state["best_metric"]):
             state.update(best_metric=score, best_step=state["global_step"], bad_epochs=0)
-            path = checkpoints.save_best(spec.checkpoint_dir, model=model, metrics=metrics, step=state["global_step"])
-            reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=metrics, is_best=True)
+            if reporter.confirm_lease():
+                path = checkpoints.save_best(spec.checkpoint_dir, model=model, metrics=metrics, step=state["global_step"])
+                reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=metrics, is_best=True)
         else:
             state["bad_epochs"] += 1
         epoch += 1

@@ -15,6 +15,11 @@ class Reporter(Protocol):
         """A reason to stop now ('cancelled', 'lease lost', 'budget'), or None."""
         ...
 
+    def confirm_lease(self) -> bool:
+        """Checked right before writing a checkpoint: is this run still the owner?
+        (A worker frozen past its lease must not overwrite its successor's files.)"""
+        ...
+
 
 class MemoryReporter:
     """Collects everything; `stop_after_steps` simulates a cancellation."""
@@ -39,6 +44,9 @@ class MemoryReporter:
 
     def artifact(self, *, name, path, kind):
         self.artifacts.append({"name": name, "path": path, "kind": kind})
+
+    def confirm_lease(self):
+        return True
 
     def should_stop(self):
         if self.stop_after_steps is not None and self.last_step >= self.stop_after_steps:

@@ -121,6 +121,14 @@ class JobReporter:
         if not ok:
             default_storage.delete(stored)
 
+    def confirm_lease(self) -> bool:
+        if self.lease_lost.is_set():
+            return False
+        if not services._fenced(self.job.pk, self.token).exists():
+            self.lease_lost.set()
+            return False
+        return True
+
     def should_stop(self):
         if self.lease_lost.is_set():
             return "lease lost"

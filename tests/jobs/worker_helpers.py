@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+
+from jobs.models import Job
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def job_state(job_id: int) -> Job:
+    connection.close()  # see other processes' commits at once (PostgreSQL snapshots, SQLite WAL)
+    return Job.objects.get(pk=job_id)
+
+
+def worker_env(settings, tmp_path, **extra) -> dict:
+    return {
+        "LATHE_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "LATHE_CHECKPOINT_ROOT": str(settings.LATHE_CHECKPOINT_ROOT),
+        "LATHE_JOB_HEARTBEAT_SECONDS": str(settings.LATHE_JOB_HEARTBEAT_SECONDS),
+        "LATHE_JOB_LEASE_SECONDS": str(settings.LATHE_JOB_LEASE_SECONDS),
+        "LATHE_CHECKPOINT_EVERY_STEPS": str(settings.LATHE_CHECKPOINT_EVERY_STEPS),
+        "LATHE_WORKER_THREADS": "1",
+        **extra,
+    }
