@@ -217,7 +217,7 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
 
     train_seconds = time.perf_counter() - started
     best = checkpoints.load_best(spec.checkpoint_dir, model, device)
-    if best is not None:
+    if best is not None and stop_reason != "lease lost":
         export(spec, model, tokenizer, best, state, reporter, precision=precision, device=device)
     return FineTuneResult(
         status="stopped" if stop_reason else "succeeded", stop_reason=stop_reason, global_step=state["global_step"],

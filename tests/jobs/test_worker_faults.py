@@ -1,0 +1,152 @@
+"""Fault tests with real worker processes: a worker killed mid-job, a worker
+frozen past its lease, and doorbells lost with the broker's messages."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from decimal import Decimal
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import Job, JobCheckpoint, JobEvent, JobState, UsageSegment
+from tests.celery_worker import celery_worker
+
+from .worker_helpers import job_state, wait_for, worker_env
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def fast_jobs(settings, media):
+    settings.LATHE_JOB_HEARTBEAT_SECONDS = 0.5
+    settings.LATHE_JOB_LEASE_SECONDS = 3
+    settings.LATHE_CHECKPOINT_EVERY_STEPS = 10
+    return settings
+
+
+def submit(client, dataset, **hyper):
+    hyper = {"batch_size": 4, "learning_rate": 3e-3, "early_stopping_patience": 0, **hyper}
+    response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "hyperparameters": hyper},
+                           format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def reap_when_expired(job_id: int) -> None:
+    job = wait_for(lambda: (j := job_state(job_id)).lease_expires_at and j.lease_expires_at < timezone.now() and j,
+                   timeout=30, message="the lease to expire")
+    assert job.state == JobState.RUNNING
+    assert services.reap_expired_leases()["requeued"] == [job_id]
+
+
+def test_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(tmp_path, fast_jobs, tenant_a, api_for,
+                                                                           long_dataset, tiny_bert):
+    client = api_for(tenant_a.key(scopes=["write"]))
+    env = worker_env(fast_jobs, tmp_path)
+    with celery_worker(tmp_path / "a.log", extra_env=env) as (queue, first):
+        fast_jobs.LATHE_DEFAULT_QUEUE = queue
+        job_id = submit(client, long_dataset, epochs=8)
+        checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
+                              message="a first checkpoint")
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its child, mid-job
+        first.wait(timeout=10)
+        killed_at = timezone.now()
+    reap_when_expired(job_id)
+    with celery_worker(tmp_path / "b.log", queue=queue, extra_env=env):
+        job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=240, message="the resumed job to finish")
+    assert job.state == JobState.SUCCEEDED and job.attempts == 2, job.failure_reason
+    resumed = JobEvent.objects.filter(job_id=job_id, attempt=2, message__startswith="Resumed from checkpoint at step").first()
+    assert resumed is not None
+    assert int(resumed.message.split("step ")[1].split(" ")[0]) >= checkpoint.step
+    # The dead attempt billed only what ran: nothing after the kill.
+    first_attempt = UsageSegment.objects.filter(job_id=job_id, attempt=1)
+    assert first_attempt.exists() and all(s.ended_at <= killed_at for s in first_attempt)
+    assert UsageSegment.objects.filter(job_id=job_id, attempt=2).exists()
+
+
+def test_frozen_worker_is_fenced_and_bills_nothing_after_it_wakes(tmp_path, fast_jobs, tenant_a, api_for,
+                                                                  long_dataset, tiny_bert):
+    client = api_for(tenant_a.key(scopes=["write"]))
+    env = worker_env(fast_jobs, tmp_path)
+    with celery_worker(tmp_path / "a.log", extra_env=env) as (queue, frozen):
+        fast_jobs.LATHE_DEFAULT_QUEUE = queue
+        job_id = submit(client, long_dataset, epochs=6)
+        wait_for(lambda: job_state(job_id).step >= 15, message="the job to train a little")
+        first_token = job_state(job_id).lease_token
+        os.killpg(frozen.pid, signal.SIGSTOP)
+        try:
+            frozen_at = timezone.now()
+            reap_when_expired(job_id)
+            with celery_worker(tmp_path / "b.log", queue=queue, extra_env=env):
+                wait_for(lambda: job_state(job_id).attempts == 2 and job_state(job_id).state == JobState.RUNNING,
+                         message="a second worker to take over")
+                os.killpg(frozen.pid, signal.SIGCONT)  # the zombie wakes up mid-run
+                time.sleep(3 * float(env["LATHE_JOB_HEARTBEAT_SECONDS"]) + 1)
+                job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=240, message="the job to finish")
+        finally:
+            os.killpg(frozen.pid, signal.SIGCONT)
+    assert job.state == JobState.SUCCEEDED and job.attempts == 2, job.failure_reason
+    zombie = UsageSegment.objects.filter(job_id=job_id, lease_token=first_token)
+    assert zombie.exists(), "the first attempt billed what it ran before freezing"
+    assert all(s.ended_at <= frozen_at + timezone.timedelta(seconds=float(env["LATHE_JOB_HEARTBEAT_SECONDS"]) + 0.5)
+               for s in zombie), "nothing billed for the time frozen or after waking"
+    assert "lease lost" in (tmp_path / "a.log").read_text()
+
+
+def test_lost_doorbells_are_rung_again(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert, settings):
+    """Messages lost with the broker (a Redis restart in CI; the filesystem
+    queue emptied in the embedded default): the sweeper re-rings, all jobs run."""
+    client = api_for(tenant_a.key(scopes=["write"]))
+    queue = f"lost-{os.getpid()}-{int(time.time())}"
+    fast_jobs.LATHE_DEFAULT_QUEUE = queue
+    job_ids = [submit(client, dataset, epochs=1, batch_size=8) for _ in range(3)]
+    lose_queued_messages(queue)
+    settings.LATHE_REDISPATCH_AFTER_SECONDS = 0
+    Job.objects.filter(pk__in=job_ids).update(last_dispatched_at=timezone.now() - timezone.timedelta(hours=1))
+    with celery_worker(tmp_path / "w.log", queue=queue, extra_env=worker_env(fast_jobs, tmp_path)):
+        time.sleep(2)
+        assert all(job_state(j).state == JobState.QUEUED for j in job_ids), "the messages should be gone"
+        assert sorted(services.sweep_lost_doorbells()) == sorted(job_ids)
+        for job_id in job_ids:
+            job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=180, message=f"job {job_id}")
+            assert job.state == JobState.SUCCEEDED and job.attempts == 1
+
+
+def lose_queued_messages(queue: str) -> None:
+    if django_settings.REDIS_URL:
+        restart_redis()
+    else:
+        from config.celery_app import app
+
+        with app.connection_for_write() as connection:
+            assert connection.default_channel.queue_purge(queue) >= 3
+
+
+def restart_redis() -> None:
+    """Restart the loopback Redis (it keeps nothing on disk): every queued message is lost."""
+    import shutil
+    import subprocess
+
+    import redis
+
+    url = django_settings.REDIS_URL
+    client = redis.Redis.from_url(url)
+    try:
+        client.shutdown(nosave=True)
+    except redis.exceptions.ConnectionError:
+        pass  # shutdown closes the connection
+    server = shutil.which("redis-server")
+    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+                    "--appendonly", "no", "--dir", "/tmp"], check=True)
+    wait_for(lambda: _ping(client), timeout=20, message="Redis to come back")
+
+
+def _ping(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
