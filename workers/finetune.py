@@ -148,9 +148,13 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     reporter.event(level="info", message=f"Training on {device.type} in {precision}: {len(train)} examples, "
                                          f"{total_steps} steps, {spec.method} fine-tune.")
 
+    last_checkpoint_step = state["global_step"]
+
     def checkpoint(batch_in_epoch: int, epoch: int) -> None:
+        nonlocal last_checkpoint_step
         if not reporter.confirm_lease():
             return
+        last_checkpoint_step = state["global_step"]
         snapshot = {**state, "batch_in_epoch": batch_in_epoch, "epoch": epoch}
         path = checkpoints.save_checkpoint(spec.checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=snapshot)
         reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=None, is_best=False)
@@ -209,7 +213,12 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
             state["bad_epochs"] += 1
         epoch += 1
         state["batch_in_epoch"] = 0
-        checkpoint(0, epoch)
+        stopping_early = bool(spec.early_stopping_patience and state["bad_epochs"] >= spec.early_stopping_patience)
+        # An epoch-end checkpoint is skipped after the last epoch, or when a periodic
+        # one is recent: resuming then replays a few steps instead of paying a save.
+        recent = state["global_step"] - last_checkpoint_step < spec.checkpoint_every_steps // 2
+        if epoch < spec.epochs and not stopping_early and not recent:
+            checkpoint(0, epoch)
         if spec.early_stopping_patience and state["bad_epochs"] >= spec.early_stopping_patience and epoch < spec.epochs:
             reporter.event(level="info", message=f"Early stop after epoch {epoch}: {spec.metric_for_best} did not improve "
                                                  f"for {state['bad_epochs']} epoch(s).")
