@@ -26,6 +26,8 @@ class BaseModel(TimeStampedModel):
     license = models.CharField(max_length=60, blank=True)
     supported_tasks = models.JSONField(default=list)
     default_max_length = models.PositiveIntegerField(default=128)
+    default_hyperparameters = models.JSONField(
+        default=dict, blank=True, help_text="Used where a job says 'auto', before Lathe's own heuristics, e.g. {\"learning_rate\": 8e-5}.")
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -74,6 +74,8 @@ def resolve(requested: dict, *, method: str, version, base_model) -> dict:
         "early_stopping_patience": 2,
         "seed": 13,
     }
+    # The catalog's per-model defaults come before the heuristics above.
+    auto.update({k: v for k, v in (base_model.default_hyperparameters or {}).items() if k in auto})
     resolved = {name: (auto[name] if requested.get(name, "auto") == "auto" else requested[name]) for name in auto}
     if method != "lora":
         for name in LORA_ONLY:

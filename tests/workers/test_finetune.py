@@ -109,3 +109,21 @@ def test_early_stopping(tmp_path, tiny_bert, data):
     result = run_finetune(spec_for(tmp_path, tiny_bert, data, epochs=5, learning_rate=1e-9, early_stopping_patience=1), reporter)
     assert result.status == "succeeded" and len(result.history) < 5
     assert any("Early stop" in message for _, message in reporter.events)
+
+
+def test_pair_classification_with_gradient_accumulation(tmp_path, tiny_bert):
+    import json as _json
+
+    rows = [("my card is lost", "where is my card", "same"), ("my card is lost", "top up failed", "different")] * 12
+    train, validation = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+    train.write_text("".join(_json.dumps({"text_a": a, "text_b": b, "label": y}) + "\n" for a, b, y in rows))
+    validation.write_text("".join(_json.dumps({"text_a": a, "text_b": b, "label": y}) + "\n" for a, b, y in rows[:4]))
+    spec = FineTuneSpec(task="text_pair_classification", base_model_path=str(tiny_bert), train_file=str(train),
+                        validation_file=str(validation), labels=["different", "same"], output_dir=str(tmp_path / "out"),
+                        checkpoint_dir=str(tmp_path / "ckpt"), epochs=2, batch_size=4, gradient_accumulation_steps=3,
+                        learning_rate=3e-3, torch_threads=1, early_stopping_patience=None)
+    reporter = MemoryReporter()
+    result = run_finetune(spec, reporter)
+    assert result.status == "succeeded"
+    assert result.total_steps == 2 * 2  # 6 batches an epoch, 3 per optimizer step
+    assert [p[0] for p in reporter.progress_calls] == [1, 2, 3, 4]
