@@ -54,7 +54,16 @@ def resolve_precision(spec: FineTuneSpec, device: torch.device) -> str:
         return spec.precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    # CPUs with native bf16 (AVX512-BF16 / AMX): bf16 autocast trained MiniLM on
+    # BANKING77 1.39x faster than fp32 at the same accuracy (docs/jobs.md).
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def seed_everything(seed: int) -> None:

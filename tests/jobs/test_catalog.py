@@ -7,7 +7,10 @@ pytestmark = pytest.mark.django_db
 
 def test_catalog_defaults_come_before_heuristics(tiny_bert, dataset):
     version = dataset.versions.get()
-    assert resolve({}, method="full", version=version, base_model=tiny_bert)["learning_rate"] == 8e-5
+    assert resolve({}, method="full", version=version, base_model=tiny_bert)["learning_rate"] == 5e-5
+    tiny_bert.parameter_count = 1_000_000
+    assert resolve({}, method="full", version=version, base_model=tiny_bert)["learning_rate"] == 2e-4
+    assert resolve({}, method="full", version=version, base_model=tiny_bert)["epochs"] == 8  # 12 rows per label
     tiny_bert.default_hyperparameters = {"learning_rate": 1e-4, "epochs": 7}
     resolved = resolve({"epochs": 2}, method="full", version=version, base_model=tiny_bert)
     assert resolved["learning_rate"] == 1e-4 and resolved["epochs"] == 2  # explicit beats the catalog
