@@ -88,3 +88,24 @@ def test_guard_would_catch_a_collision(tmp_path):
     names = importable_names(tmp_path)
     assert "queue" in names & set(sys.stdlib_module_names)
     assert "celery" in names & installed_top_level_names()
+
+
+def _names(path: Path) -> set[str]:
+    import re
+
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[\[=<>!~ ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_every_direct_dependency_is_pinned():
+    """requirements.in (what the code imports) and the pinned files cannot drift."""
+    pinned = _names(REPO_ROOT / "requirements.txt") | _names(REPO_ROOT / "requirements-test.txt")
+    wanted = _names(REPO_ROOT / "requirements.in") | _names(REPO_ROOT / "requirements-test.in")
+    assert wanted - pinned == set(), f"add to the pins: {sorted(wanted - pinned)}"
+    assert all("==" in line for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+               if line.strip() and not line.startswith("#"))
+    assert "torch==2.13.0" in (REPO_ROOT / "requirements.txt").read_text().splitlines()
