@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.selectors import base_model_get
-from core.errors import ApplicationError, Conflict, NotFound, field_error
+from core.errors import Conflict, NotFound, field_error
 from corpora.models import DatasetVersion
 from tenancy.actors import Actor
 from tenancy.models import Organization
@@ -240,6 +240,3 @@ def usage_seconds(*, job: Job) -> Decimal:
 
     return job.usage_segments.aggregate(total=Sum("seconds"))["total"] or Decimal("0")
 
-
-__all__ = ["job_submit", "job_claim", "record_usage", "job_finish", "job_cancel", "reap_expired_leases",
-           "sweep_lost_doorbells", "dispatch", "usage_seconds", "ApplicationError"]

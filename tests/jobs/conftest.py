@@ -62,3 +62,12 @@ def long_dataset(tenant_a, media):
     version = dataset_upload(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership),
                              uploaded=SimpleUploadedFile("long.csv", slice_csv(labels=20)), validation_fraction=0.1)
     return version.dataset
+
+
+@pytest.fixture
+def fast_jobs(settings, media):
+    """Short heartbeats, leases and checkpoint cadence, so fault tests take seconds."""
+    settings.LATHE_JOB_HEARTBEAT_SECONDS = 0.5
+    settings.LATHE_JOB_LEASE_SECONDS = 3
+    settings.LATHE_CHECKPOINT_EVERY_STEPS = 10
+    return settings

@@ -12,25 +12,13 @@ from django.db.models import Max, Min, Sum
 from jobs.models import Job, JobState, UsageSegment
 from tests.celery_worker import celery_worker
 
-from .worker_helpers import job_state, wait_for, worker_env
+from .worker_helpers import job_state, submit, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def fast_jobs(settings, media):
-    settings.LATHE_JOB_HEARTBEAT_SECONDS = 0.5
-    settings.LATHE_JOB_LEASE_SECONDS = 4
-    settings.LATHE_CHECKPOINT_EVERY_STEPS = 10
-    return settings
 
 
-def submit(client, dataset, **hyper):
-    hyper = {"batch_size": 8, "learning_rate": 3e-3, **hyper}
-    response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "hyperparameters": hyper},
-                           format="json")
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
 
 
 def test_finetune_end_to_end_through_a_real_worker(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):

@@ -15,25 +15,13 @@ from jobs import services
 from jobs.models import Job, JobCheckpoint, JobEvent, JobState, UsageSegment
 from tests.celery_worker import celery_worker
 
-from .worker_helpers import job_state, wait_for, worker_env
+from .worker_helpers import job_state, submit, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def fast_jobs(settings, media):
-    settings.LATHE_JOB_HEARTBEAT_SECONDS = 0.5
-    settings.LATHE_JOB_LEASE_SECONDS = 3
-    settings.LATHE_CHECKPOINT_EVERY_STEPS = 10
-    return settings
 
 
-def submit(client, dataset, **hyper):
-    hyper = {"batch_size": 4, "learning_rate": 3e-3, "early_stopping_patience": 0, **hyper}
-    response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "hyperparameters": hyper},
-                           format="json")
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
 
 
 def reap_when_expired(job_id: int) -> None:
@@ -49,7 +37,7 @@ def test_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(tmp_p
     env = worker_env(fast_jobs, tmp_path)
     with celery_worker(tmp_path / "a.log", extra_env=env) as (queue, first):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
-        job_id = submit(client, long_dataset, epochs=8)
+        job_id = submit(client, long_dataset, epochs=8, batch_size=4, early_stopping_patience=0)
         checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
                               message="a first checkpoint")
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its child, mid-job
@@ -74,7 +62,7 @@ def test_frozen_worker_is_fenced_and_bills_nothing_after_it_wakes(tmp_path, fast
     env = worker_env(fast_jobs, tmp_path)
     with celery_worker(tmp_path / "a.log", extra_env=env) as (queue, frozen):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
-        job_id = submit(client, long_dataset, epochs=6)
+        job_id = submit(client, long_dataset, epochs=6, batch_size=4, early_stopping_patience=0)
         wait_for(lambda: job_state(job_id).step >= 15, message="the job to train a little")
         first_token = job_state(job_id).lease_token
         os.killpg(frozen.pid, signal.SIGSTOP)
@@ -103,7 +91,7 @@ def test_lost_doorbells_are_rung_again(tmp_path, fast_jobs, tenant_a, api_for, d
     client = api_for(tenant_a.key(scopes=["write"]))
     queue = f"lost-{os.getpid()}-{int(time.time())}"
     fast_jobs.LATHE_DEFAULT_QUEUE = queue
-    job_ids = [submit(client, dataset, epochs=1, batch_size=8) for _ in range(3)]
+    job_ids = [submit(client, dataset, epochs=1) for _ in range(3)]
     lose_queued_messages(queue)
     settings.LATHE_REDISPATCH_AFTER_SECONDS = 0
     Job.objects.filter(pk__in=job_ids).update(last_dispatched_at=timezone.now() - timezone.timedelta(hours=1))

@@ -32,3 +32,12 @@ def worker_env(settings, tmp_path, **extra) -> dict:
         "LATHE_WORKER_THREADS": "1",
         **extra,
     }
+
+
+def submit(client, dataset, **hyper) -> int:
+    """Submit through the API with training settings fit for the tiny model."""
+    hyper = {"batch_size": 8, "learning_rate": 3e-3, **hyper}
+    response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "hyperparameters": hyper},
+                           format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
