@@ -20,9 +20,13 @@ from .views import OrganizationPageMixin
 CHART_WIDTH, CHART_HEIGHT = 600, 160
 
 
-def _polyline(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> str:
+def _scaled(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> list[tuple[float, float]]:
     span = (y_max - y_min) or 1.0
-    return " ".join(f"{CHART_WIDTH * x / (x_max or 1):.1f},{CHART_HEIGHT - CHART_HEIGHT * (y - y_min) / span:.1f}" for x, y in points)
+    return [(round(CHART_WIDTH * x / (x_max or 1), 1), round(CHART_HEIGHT - CHART_HEIGHT * (y - y_min) / span, 1)) for x, y in points]
+
+
+def _polyline(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> str:
+    return " ".join(f"{x},{y}" for x, y in _scaled(points, x_max, y_min, y_max))
 
 
 def chart(job) -> dict:
@@ -35,6 +39,8 @@ def chart(job) -> dict:
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "has_data": bool(losses or accuracy),
             "loss": _polyline(losses, x_max, 0.0, loss_max), "loss_max": round(loss_max, 3),
             "accuracy": _polyline(accuracy, x_max, 0.0, 1.0),
+            # Evaluations are few (one per epoch): mark each, a lone one included.
+            "accuracy_points": _scaled(accuracy, x_max, 0.0, 1.0),
             "last_accuracy": accuracy[-1][1] if accuracy else None}
 
 

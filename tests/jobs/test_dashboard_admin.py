@@ -37,6 +37,7 @@ def test_job_page_is_live_and_cancellable(client, tenant_a, dataset, tiny_bert):
     JobMetric.objects.create(job=job, step=5, epoch=1.0, values={"accuracy": 0.5})
     page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
     assert 'hx-trigger="every 2s"' in page and 'data-testid="job-chart"' in page
+    assert page.count('class="dot-accuracy"') == 1  # a lone evaluation still shows
     partial = client.get(f"/o/acme/jobs/{job.pk}", HTTP_HX_REQUEST="true").content.decode()
     assert partial.lstrip().startswith('<div id="job-live"') and "<html" not in partial and "step 5/10" in partial
     assert client.post(f"/o/acme/jobs/{job.pk}/cancel").status_code == 302
