@@ -240,6 +240,7 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:jobs": lambda w: {},
     "dashboard:job-detail": _a_job,
     "dashboard:job-cancel": _a_job,
+    "dashboard:job-compress": _a_job,
     "dashboard:job-artifact": lambda w: {"job_id": w.a_job.pk, "name": "eval_report.json"},
 }
 DASHBOARD_POST_BODY = {"name": "Renamed by B", "role": "owner", "email": "x@example.com", "scopes": ["read"]}

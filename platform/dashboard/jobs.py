@@ -119,3 +119,26 @@ class JobArtifactDownloadView(OrganizationPageMixin, View):
                                 filename=f"job-{job.pk}-{artifact.name}")
         response["Content-Length"] = str(artifact.size_bytes)
         return response
+
+
+class JobCompressView(OrganizationPageMixin, View):
+    """Start a compression job from a succeeded job's page."""
+
+    def post(self, request, slug, job_id):
+        try:
+            source = selectors.job_get(organization=self.organization, job_id=job_id)
+        except NotFound:
+            raise Http404("Job not found.") from None
+        try:
+            drop = float(request.POST.get("max_accuracy_drop", "1.0"))
+            job, _created = services.compression_submit(organization=self.organization, actor=self.actor,
+                                                        kind=request.POST.get("kind", "quantize"), source_job_id=source.pk,
+                                                        max_accuracy_drop=drop)
+        except ValueError:
+            messages.error(request, "The allowed accuracy drop must be a number of points, e.g. 0.5.")
+            return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+        messages.success(request, f"Job {job.pk} queued: {job.get_kind_display().lower()} of job {source.pk}.")
+        return redirect("dashboard:job-detail", slug=slug, job_id=job.pk)

@@ -37,6 +37,7 @@ dashboard_patterns = [
     path("o/<slug:slug>/jobs", jobs.JobListView.as_view(), name="jobs"),
     path("o/<slug:slug>/jobs/<int:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
     path("o/<slug:slug>/jobs/<int:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("o/<slug:slug>/jobs/<int:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),
     path("o/<slug:slug>/jobs/<int:job_id>/artifacts/<str:name>", jobs.JobArtifactDownloadView.as_view(), name="job-artifact"),
 ]
 

@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from core.api import OrganizationAPIView
+from core.errors import field_error
 
 from . import selectors, services
 from .serializers import (
@@ -36,11 +37,20 @@ class JobListApi(OrganizationAPIView):
         payload = JobSubmitSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        job, created = services.job_submit(
-            organization=self.organization, actor=self.actor, dataset_id=data["dataset_id"],
-            dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
-            hyperparameters_in=data["hyperparameters"], name=data["name"],
-            idempotency_key=request.headers.get("Idempotency-Key"))
+        key = request.headers.get("Idempotency-Key")
+        if data["kind"] == "finetune":
+            for required in ("dataset_id", "base_model"):
+                if data.get(required) in (None, ""):
+                    raise field_error(required, "This field is required for a fine-tune.", code="required")
+            job, created = services.job_submit(
+                organization=self.organization, actor=self.actor, dataset_id=data["dataset_id"],
+                dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
+                hyperparameters_in=data["hyperparameters"], name=data["name"], idempotency_key=key)
+        else:
+            job, created = services.compression_submit(
+                organization=self.organization, actor=self.actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
+                max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
+                dataset_version=data.get("dataset_version"), name=data["name"], idempotency_key=key)
         job = selectors.job_get(organization=self.organization, job_id=job.pk)
         response = Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
         if not created:

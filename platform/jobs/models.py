@@ -26,6 +26,10 @@ TERMINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 class JobKind(models.TextChoices):
     FINETUNE = "finetune", "Fine-tune"
+    QUANTIZE = "quantize", "Quantize (int8)"
+
+
+COMPRESSION_KINDS = (JobKind.QUANTIZE,)
 
 
 class Method(models.TextChoices):
@@ -41,6 +45,10 @@ class Job(TimeStampedModel):
     dataset_version = models.ForeignKey("corpora.DatasetVersion", on_delete=models.PROTECT, related_name="jobs")
     base_model = models.ForeignKey("catalog.BaseModel", on_delete=models.PROTECT, related_name="jobs")
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.FULL)
+    source_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_jobs",
+                                   help_text="Compression jobs: the job whose model they compress.")
+    max_accuracy_drop = models.FloatField(null=True, blank=True,
+                                          help_text="Compression jobs: the largest acceptable accuracy drop, in points.")
     requested = models.JSONField(default=dict, help_text="Hyperparameters as submitted ('auto' allowed).")
     spec = models.JSONField(default=dict, help_text="Hyperparameters as resolved for the worker.")
     labels = models.JSONField(default=list)

@@ -160,12 +160,61 @@ def build_spec(job: Job, folder: Path) -> FineTuneSpec:
     )
 
 
+def extract_model(job: Job, folder: Path) -> Path:
+    """The source job's model.zip, unpacked; refuses members that escape the folder."""
+    import zipfile
+
+    target = folder / "source-model"
+    if (target / "config.json").exists():
+        return target
+    artifact = job.source_job.artifacts.get(name="model.zip")
+    tmp = folder / "source-model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with default_storage.open(artifact.storage_name, "rb") as fh, zipfile.ZipFile(fh) as archive:
+        for member in archive.namelist():
+            resolved = (tmp / member).resolve()
+            if not str(resolved).startswith(str(tmp.resolve()) + os.sep):
+                raise ValueError(f"Refusing archive member outside the folder: {member!r}")
+        archive.extractall(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def run_compression(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
+    from workers.compression.run import QuantizeSpec, run_quantize
+
+    folder = job_folder(job)
+    spec = build_spec(job, folder)  # fetches the evaluation data
+    report = run_quantize(QuantizeSpec(
+        source_model_dir=str(extract_model(job, folder)), eval_file=spec.validation_file,
+        output_dir=str(folder / "output" / f"attempt-{job.attempts}"), task=job.dataset_version.task,
+        max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
+        threads=settings.LATHE_WORKER_THREADS or None), reporter)
+    if "stopped" in report:
+        return (JobState.CANCELLED, {}, "Cancelled.") if report["stopped"] == "cancelled" else (None, {}, "")
+    guard = report["guard"]
+    if not guard["passed"]:
+        return JobState.FAILED, {"compression": report}, (
+            f"Accuracy guard failed: accuracy dropped {guard['accuracy_drop_points']} points, more than the "
+            f"{guard['max_accuracy_drop_points']} allowed. The compressed model is kept for inspection.")
+    return JobState.SUCCEEDED, {"compression": report}, ""
+
+
 def run_claimed_job(job: Job, token) -> str:
     device_class, device_count = detect_device_class()
     reporter = JobReporter(job, token, device_class, device_count)
     reporter.start()
     state, result, reason = JobState.FAILED, {}, ""
     try:
+        if job.kind != "finetune":
+            state, result, reason = run_compression(job, reporter)
+            usage = reporter.stop()
+            if state is None or reporter.lease_lost.is_set():
+                return "lease lost"
+            services.job_finish(job=job, token=token, state=state, result=result, failure_reason=reason, usage=usage)
+            return state
         outcome = run_finetune(build_spec(job, job_folder(job)), reporter)
         if outcome.status == "succeeded":
             state = JobState.SUCCEEDED
@@ -178,6 +227,7 @@ def run_claimed_job(job: Job, token) -> str:
                   "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
                   "device": outcome.device, "precision": outcome.precision}
     except Exception as exc:
+        state = JobState.FAILED
         logger.exception("Job %s failed", job.pk)
         reason = f"{type(exc).__name__}: {exc}"
         reporter.event(level="error", message=reason + "\n" + traceback.format_exc(limit=3))

@@ -1,13 +1,18 @@
 from rest_framework import serializers
 
 from . import selectors
-from .models import Job, JobArtifact, JobEvent, JobMetric, JobState, Method
+from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method
 
 
 class JobSubmitSerializer(serializers.Serializer):
-    dataset_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.FINETUNE)
+    dataset_id = serializers.IntegerField(required=False, help_text="Fine-tune: the data. Compression: evaluation data "
+                                                                    "(default: the source job's validation split)")
     dataset_version = serializers.IntegerField(required=False, help_text="Defaults to the latest version")
-    base_model = serializers.CharField(help_text="Catalog slug, e.g. all-minilm-l6-v2")
+    base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
+    source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
+    max_accuracy_drop = serializers.FloatField(required=False, default=1.0,
+                                               help_text="Compression: the largest acceptable accuracy drop, in points")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL)
     hyperparameters = serializers.DictField(required=False, default=dict,
                                             help_text='Each value may be "auto": epochs, learning_rate, batch_size, '
@@ -26,7 +31,8 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "requested", "spec", "labels", "queue",
+        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "max_accuracy_drop",
+                  "requested", "spec", "labels", "queue",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "cancel_requested_at", "queued_at", "started_at",
                   "finished_at", "created_at")

@@ -32,6 +32,71 @@ def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _idempotent_replay(organization, idempotency_key: str | None, fingerprint: str) -> Job | None:
+    """The job an Idempotency-Key already made with this body; a 409 if the body differs."""
+    if not idempotency_key:
+        return None
+    if len(idempotency_key) > 200:
+        raise field_error("Idempotency-Key", "at most 200 characters")
+    existing = Job.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
+    if existing and existing.request_fingerprint != fingerprint:
+        raise Conflict("This Idempotency-Key was used with a different request body.", code="idempotency_key_reused")
+    return existing
+
+
+def _create_queued(*, idempotency_key, fingerprint, organization, event: str, **fields) -> tuple[Job, bool]:
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(organization=organization, queue=queue_for(organization=organization),
+                                     max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS, queued_at=timezone.now(),
+                                     idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, **fields)
+            JobEvent.objects.create(job=job, message=event)
+            transaction.on_commit(lambda: dispatch(job_id=job.pk))
+    except IntegrityError:  # the same Idempotency-Key raced us
+        return _idempotent_replay(organization, idempotency_key, fingerprint), False
+    return job, True
+
+
+def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id, max_accuracy_drop: float = 1.0,
+                       dataset_id=None, dataset_version: int | None = None, name: str = "",
+                       idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Compress the model of an earlier succeeded job, measured before and after
+    on an evaluation dataset (default: the source job's validation split)."""
+    from .models import COMPRESSION_KINDS
+
+    payload = {"kind": kind, "source_job_id": source_job_id, "max_accuracy_drop": max_accuracy_drop,
+               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name}
+    fingerprint = _fingerprint(payload)
+    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
+    if replay:
+        return replay, False
+    if kind not in COMPRESSION_KINDS:
+        raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
+    source = Job.objects.filter(organization=organization, pk=source_job_id).first() if source_job_id else None
+    if source is None:
+        raise field_error("source_job_id", "No such job in this organization.", code="not_found")
+    if source.state != JobState.SUCCEEDED or not source.artifacts.filter(name="model.zip").exists():
+        raise field_error("source_job_id", f"Job {source.pk} has no finished model to compress (it is {source.state}).")
+    if max_accuracy_drop is None or not 0 <= float(max_accuracy_drop) <= 100:
+        raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
+    version = source.dataset_version
+    if dataset_id is not None:
+        versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
+        version = versions.filter(number=dataset_version).first() if dataset_version else versions.order_by("-number").first()
+        if version is None:
+            raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+    if not set(source.labels) >= set(version.report.get("labels", {}).get("counts", {})):
+        raise field_error("dataset_id", "The evaluation data has labels the model was not trained on.")
+    return _create_queued(
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
+        name=(name or "").strip()[:100], dataset_version=version, base_model=source.base_model, method=source.method,
+        source_job=source, max_accuracy_drop=float(max_accuracy_drop), labels=source.labels,
+        requested=payload, spec={"max_accuracy_drop": float(max_accuracy_drop)}, created_by=actor.user,
+        created_by_key=actor.api_key,
+        event=f"Queued on '{queue_for(organization=organization)}': {kind} of job {source.pk}'s model, "
+              f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
+
+
 def queue_for(*, organization: Organization) -> str:
     """The queue of the organization's plan (one queue until billing, issue 7)."""
     return settings.LATHE_DEFAULT_QUEUE
@@ -45,14 +110,9 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
                "hyperparameters": hyperparameters_in or {}, "name": name}
     fingerprint = _fingerprint(payload)
-    if idempotency_key:
-        if len(idempotency_key) > 200:
-            raise field_error("Idempotency-Key", "at most 200 characters")
-        existing = Job.objects.filter(organization=organization, idempotency_key=idempotency_key).first()
-        if existing:
-            if existing.request_fingerprint != fingerprint:
-                raise Conflict("This Idempotency-Key was used with a different request body.", code="idempotency_key_reused")
-            return existing, False
+    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
+    if replay:
+        return replay, False
 
     versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
     version = versions.filter(number=dataset_version).first() if dataset_version else versions.order_by("-number").first()
@@ -75,25 +135,12 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
 
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(
-                organization=organization, kind=JobKind.FINETUNE, name=(name or "").strip(), dataset_version=version,
-                base_model=model, method=method, requested=requested, spec=spec, labels=labels,
-                queue=queue_for(organization=organization), max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS,
-                queued_at=now, idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
-                created_by=actor.user, created_by_key=actor.api_key,
-            )
-            JobEvent.objects.create(job=job, message=f"Queued on '{job.queue}': {method} fine-tune of {model.name} on "
-                                                     f"{version.dataset.name} v{version.number}.")
-            transaction.on_commit(lambda: dispatch(job_id=job.pk))
-    except IntegrityError:  # the same Idempotency-Key raced us
-        existing = Job.objects.get(organization=organization, idempotency_key=idempotency_key)
-        if existing.request_fingerprint != fingerprint:
-            raise Conflict("This Idempotency-Key was used with a different request body.", code="idempotency_key_reused") from None
-        return existing, False
-    return job, True
+    return _create_queued(
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=JobKind.FINETUNE,
+        name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
+        spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
+        event=f"Queued on '{queue_for(organization=organization)}': {method} fine-tune of {model.name} on "
+              f"{version.dataset.name} v{version.number}.")
 
 
 def dispatch(*, job_id: int) -> None:

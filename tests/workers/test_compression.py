@@ -25,7 +25,8 @@ def model_and_rows(tmp_path_factory):
     labels = sorted({r["label"] for r in rows})
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=512, max_position_embeddings=64, num_labels=len(labels))
+                        intermediate_size=512, max_position_embeddings=64, num_labels=len(labels),
+                        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
     return folder, tokenizer, rows, labels
@@ -92,3 +93,27 @@ def test_measurement_reports_every_field(model_and_rows):
     assert report["eval_rows"] == len(rows) and 0 <= report["accuracy"] <= 1
     assert 0 < report["latency_ms_p50"] <= report["latency_ms_p95"]
     assert report["throughput_batch32"] > 0 and report["size_bytes"] > report["parameters"] * 3
+
+
+def test_quantize_run_reports_and_applies_the_guard(tmp_path, model_and_rows):
+    from workers.compression.run import QuantizeSpec, run_quantize
+    from workers.reporting import MemoryReporter
+
+    folder, _tokenizer, rows, _labels = model_and_rows
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(max_drop, out):
+        reporter = MemoryReporter()
+        spec = QuantizeSpec(source_model_dir=str(folder), eval_file=str(eval_file), output_dir=str(tmp_path / out),
+                            task="text_classification", max_accuracy_drop=max_drop, max_length=32, latency_samples=5)
+        return run_quantize(spec, reporter), reporter
+
+    report, reporter = run(100.0, "loose")
+    assert report["guard"]["passed"] and report["after"]["size_bytes"] < report["before"]["size_bytes"]
+    assert {a["name"] for a in reporter.artifacts} == {"model.zip", "compression_report.json", "README.md"}
+    assert "Accuracy guard" in (tmp_path / "loose" / "README.md").read_text()
+    # A guard that cannot be met (it demands 50 points of improvement) fails, with the numbers.
+    impossible, _ = run(-50.0, "strict")
+    assert impossible["guard"]["passed"] is False
+    assert impossible["guard"]["accuracy_drop_points"] > -50.0
