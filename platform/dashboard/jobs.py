@@ -131,11 +131,12 @@ class JobCompressView(OrganizationPageMixin, View):
             raise Http404("Job not found.") from None
         try:
             drop = float(request.POST.get("max_accuracy_drop", "1.0"))
+            sparsity = float(request.POST["sparsity"]) if request.POST.get("sparsity") else None
             job, _created = services.compression_submit(organization=self.organization, actor=self.actor,
                                                         kind=request.POST.get("kind", "quantize"), source_job_id=source.pk,
-                                                        max_accuracy_drop=drop)
+                                                        max_accuracy_drop=drop, sparsity=sparsity)
         except ValueError:
-            messages.error(request, "The allowed accuracy drop must be a number of points, e.g. 0.5.")
+            messages.error(request, "The accuracy drop and the sparsity must be numbers, e.g. 0.5.")
             return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
         except ApplicationError as error:
             messages.error(request, error.message)

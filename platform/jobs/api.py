@@ -50,7 +50,8 @@ class JobListApi(OrganizationAPIView):
             job, created = services.compression_submit(
                 organization=self.organization, actor=self.actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
                 max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
-                dataset_version=data.get("dataset_version"), name=data["name"], idempotency_key=key)
+                dataset_version=data.get("dataset_version"), name=data["name"], sparsity=data.get("sparsity"),
+                idempotency_key=key)
         job = selectors.job_get(organization=self.organization, job_id=job.pk)
         response = Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
         if not created:

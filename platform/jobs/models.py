@@ -27,9 +27,10 @@ TERMINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 class JobKind(models.TextChoices):
     FINETUNE = "finetune", "Fine-tune"
     QUANTIZE = "quantize", "Quantize (int8)"
+    PRUNE = "prune", "Prune (global magnitude)"
 
 
-COMPRESSION_KINDS = (JobKind.QUANTIZE,)
+COMPRESSION_KINDS = (JobKind.QUANTIZE, JobKind.PRUNE)
 
 
 class Method(models.TextChoices):

@@ -183,12 +183,13 @@ def extract_model(job: Job, folder: Path) -> Path:
 
 
 def run_compression(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
-    from workers.compression.run import QuantizeSpec, run_quantize
+    from workers.compression.run import CompressionSpec
+    from workers.compression.run import run_compression as run
 
     folder = job_folder(job)
     spec = build_spec(job, folder)  # fetches the evaluation data
-    report = run_quantize(QuantizeSpec(
-        source_model_dir=str(extract_model(job, folder)), eval_file=spec.validation_file,
+    report = run(CompressionSpec(
+        kind=job.kind, sparsity=job.spec.get("sparsity", 0.5), source_model_dir=str(extract_model(job, folder)), eval_file=spec.validation_file,
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), task=job.dataset_version.task,
         max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
         threads=settings.LATHE_WORKER_THREADS or None), reporter)

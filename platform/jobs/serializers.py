@@ -13,6 +13,7 @@ class JobSubmitSerializer(serializers.Serializer):
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     max_accuracy_drop = serializers.FloatField(required=False, default=1.0,
                                                help_text="Compression: the largest acceptable accuracy drop, in points")
+    sparsity = serializers.FloatField(required=False, help_text="prune: the share of encoder weights to remove (0.05–0.95)")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL)
     hyperparameters = serializers.DictField(required=False, default=dict,
                                             help_text='Each value may be "auto": epochs, learning_rate, batch_size, '

@@ -58,14 +58,14 @@ def _create_queued(*, idempotency_key, fingerprint, organization, event: str, **
 
 
 def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id, max_accuracy_drop: float = 1.0,
-                       dataset_id=None, dataset_version: int | None = None, name: str = "",
+                       dataset_id=None, dataset_version: int | None = None, name: str = "", sparsity: float | None = None,
                        idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Compress the model of an earlier succeeded job, measured before and after
     on an evaluation dataset (default: the source job's validation split)."""
     from .models import COMPRESSION_KINDS
 
     payload = {"kind": kind, "source_job_id": source_job_id, "max_accuracy_drop": max_accuracy_drop,
-               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name}
+               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name, "sparsity": sparsity}
     fingerprint = _fingerprint(payload)
     replay = _idempotent_replay(organization, idempotency_key, fingerprint)
     if replay:
@@ -79,6 +79,11 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("source_job_id", f"Job {source.pk} has no finished model to compress (it is {source.state}).")
     if max_accuracy_drop is None or not 0 <= float(max_accuracy_drop) <= 100:
         raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
+    spec = {"max_accuracy_drop": float(max_accuracy_drop)}
+    if kind == "prune":
+        if sparsity is None or not 0.05 <= float(sparsity) <= 0.95:
+            raise field_error("sparsity", "Give the share of weights to remove, between 0.05 and 0.95.")
+        spec["sparsity"] = float(sparsity)
     version = source.dataset_version
     if dataset_id is not None:
         versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
@@ -91,7 +96,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
         name=(name or "").strip()[:100], dataset_version=version, base_model=source.base_model, method=source.method,
         source_job=source, max_accuracy_drop=float(max_accuracy_drop), labels=source.labels,
-        requested=payload, spec={"max_accuracy_drop": float(max_accuracy_drop)}, created_by=actor.user,
+        requested=payload, spec=spec, created_by=actor.user,
         created_by_key=actor.api_key,
         event=f"Queued on '{queue_for(organization=organization)}': {kind} of job {source.pk}'s model, "
               f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")

@@ -30,6 +30,14 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
         assert response.status_code == 201, response.content
         job_id = response.json()["id"]
         job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=180, message="the quantize job")
+        pruned = client.post("/api/v1/jobs", {"kind": "prune", "source_job_id": source_id, "sparsity": 0.3,
+                                              "max_accuracy_drop": 100}, format="json")
+        assert pruned.status_code == 201, pruned.content
+        prune_job = wait_for(lambda: (j := job_state(pruned.json()["id"])).is_terminal and j, timeout=180, message="the prune job")
+    assert prune_job.state == JobState.SUCCEEDED, prune_job.failure_reason
+    assert abs(prune_job.result["compression"]["sparsity"]["sparsity"] - 0.3) < 0.01
+    no_sparsity = client.post("/api/v1/jobs", {"kind": "prune", "source_job_id": source_id}, format="json")
+    assert no_sparsity.status_code == 400 and "sparsity" in no_sparsity.json()["error"]["fields"]
     assert job.state == JobState.SUCCEEDED, (job.failure_reason, (tmp_path / "worker.log").read_text()[-3000:])
     body = client.get(f"/api/v1/jobs/{job_id}").json()
     report = body["result"]["compression"]

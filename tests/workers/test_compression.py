@@ -117,3 +117,25 @@ def test_quantize_run_reports_and_applies_the_guard(tmp_path, model_and_rows):
     impossible, _ = run(-50.0, "strict")
     assert impossible["guard"]["passed"] is False
     assert impossible["guard"]["accuracy_drop_points"] > -50.0
+
+
+def test_prune_run_reports_real_sparsity(tmp_path, model_and_rows):
+    from workers.compression.run import CompressionSpec, run_compression
+    from workers.reporting import MemoryReporter
+
+    folder, _tokenizer, rows, _labels = model_and_rows
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = CompressionSpec(kind="prune", sparsity=0.4, source_model_dir=str(folder), eval_file=str(eval_file),
+                           output_dir=str(tmp_path / "out"), task="text_classification", max_accuracy_drop=100.0,
+                           max_length=32, latency_samples=5)
+    report = run_compression(spec, MemoryReporter())
+    assert abs(report["sparsity"]["sparsity"] - 0.4) < 0.01
+    assert report["after"]["nonzero_parameters"] < report["before"]["nonzero_parameters"]
+    assert 0.55 < report["ratios"]["nonzero_parameter_ratio"] < 0.8  # embeddings and norms are not pruned
+    from transformers import AutoModelForSequenceClassification
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "model", use_safetensors=True)
+    zeros = sum(int((m.weight == 0).sum()) for n, m in reloaded.named_modules()
+                if isinstance(m, torch.nn.Linear) and "classifier" not in n)
+    assert zeros == report["sparsity"]["zero_weights"]  # the zeros survive saving

@@ -1,6 +1,7 @@
-"""A quantize job from start to finish, free of Django: measure the source model,
-quantize, save, measure again with the same harness, judge against the accuracy
-guard, and write the report and a model card whose loading code is tested."""
+"""A compression job from start to finish, free of Django: measure the source
+model, compress (int8 quantization or magnitude pruning), save, measure again
+with the same harness, judge against the accuracy guard, and write the report
+and a model card whose loading code is tested."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,19 @@ from dataclasses import dataclass
 from ..data import read_jsonl
 from ..reporting import Reporter
 from .measure import compare, measure
+from .prune import global_magnitude_prune
 from .quantize import quantize_dynamic_int8, save_int8
+
+DENSE_LOADING_CODE = '''import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+folder = "model"  # the unzipped model.zip
+model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+inputs = tokenizer(["I am still waiting on my card?"], return_tensors="pt")
+with torch.inference_mode():
+    label = model.config.id2label[int(model(**inputs).logits.argmax(-1))]
+'''
 
 LOADING_CODE = '''import json
 import torch
@@ -41,7 +54,8 @@ with torch.inference_mode():
 
 
 @dataclass
-class QuantizeSpec:
+class CompressionSpec:
+    kind: str  # quantize | prune
     source_model_dir: str
     eval_file: str
     output_dir: str
@@ -50,6 +64,11 @@ class QuantizeSpec:
     max_length: int = 128
     latency_samples: int = 50
     threads: int | None = None
+    sparsity: float = 0.5  # prune: the share of encoder Linear weights set to zero
+
+
+def QuantizeSpec(**kwargs) -> "CompressionSpec":  # noqa: N802 (kept for callers of the first version)
+    return CompressionSpec(kind="quantize", **kwargs)
 
 
 def _zip_folder(folder: str, archive: str) -> str:
@@ -59,19 +78,27 @@ def _zip_folder(folder: str, archive: str) -> str:
     return archive
 
 
+TITLES = {"quantize": ("int8 dynamic quantization", "Linear layers quantized to int8 (dynamic activations)", "int8"),
+          "prune": ("global magnitude pruning", "the smallest-magnitude encoder Linear weights set to zero", "pruned")}
+
+
 def model_card(report: dict) -> str:
     b, a, r = report["before"], report["after"], report["ratios"]
+    title, what, after_label = TITLES[report["kind"]]
+    code = LOADING_CODE if report["kind"] == "quantize" else DENSE_LOADING_CODE
     rows = "\n".join(f"| {label} | {b[key]} | {a[key]} |" for label, key in [
         ("size on disk (bytes)", "size_bytes"), ("parameters (non-zero)", "nonzero_parameters"),
         ("latency p50, batch 1 (ms)", "latency_ms_p50"), ("latency p95, batch 1 (ms)", "latency_ms_p95"),
         ("throughput, batch 32 (examples/s)", "throughput_batch32"), ("accuracy", "accuracy"), ("macro-F1", "macro_f1")])
     guard = report["guard"]
-    return f"""# int8 dynamic quantization
+    detail = f" Sparsity {report['sparsity']['sparsity']:.1%} of {report['sparsity']['prunable_weights']} weights." \
+        if report["kind"] == "prune" else ""
+    return f"""# {title}
 
-Linear layers quantized to int8 (dynamic activations), measured by one harness on the same CPU
-({b['threads']} threads, {b['eval_rows']} evaluation rows).
+{what[0].upper() + what[1:]}, measured by one harness on the same CPU
+({b['threads']} threads, {b['eval_rows']} evaluation rows).{detail}
 
-| | before (fp32) | after (int8) |
+| | before (fp32) | after ({after_label}) |
 | --- | --- | --- |
 {rows}
 
@@ -81,11 +108,15 @@ Accuracy guard: at most {guard['max_accuracy_drop_points']} points lost — **{'
 ## Use (CPU; needs torch, safetensors and transformers)
 
 ```python
-{LOADING_CODE}```
+{code}```
 """
 
 
-def run_quantize(spec: QuantizeSpec, reporter: Reporter) -> dict:
+def run_quantize(spec: CompressionSpec, reporter: Reporter) -> dict:
+    return run_compression(spec, reporter)
+
+
+def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -104,13 +135,23 @@ def run_quantize(spec: QuantizeSpec, reporter: Reporter) -> dict:
     if reporter.should_stop():
         return {"stopped": reporter.should_stop()}
     model_dir = os.path.join(spec.output_dir, "model")
-    int8 = quantize_dynamic_int8(fp32)
-    save_int8(int8, tokenizer, model_dir)
+    extra = {}
+    if spec.kind == "quantize":
+        compressed = quantize_dynamic_int8(fp32)
+        save_int8(compressed, tokenizer, model_dir)
+        extra["method"] = "dynamic_int8"
+    elif spec.kind == "prune":
+        compressed = fp32
+        extra = {"method": "global_magnitude_unstructured", "sparsity": global_magnitude_prune(compressed, spec.sparsity)}
+        compressed.save_pretrained(model_dir, safe_serialization=True)
+        tokenizer.save_pretrained(model_dir)
+    else:
+        raise ValueError(f"unknown compression kind {spec.kind!r}")
     reporter.progress(step=2, total_steps=3, epoch=0.66)
-    after = measure(int8, tokenizer, rows, saved_folder=model_dir, **common)
+    after = measure(compressed, tokenizer, rows, saved_folder=model_dir, **common)
     ratios = compare(before, after)
     drop = round(-ratios["accuracy_change_points"], 3)
-    report = {"kind": "quantize", "method": "dynamic_int8", "before": before, "after": after, "ratios": ratios,
+    report = {"kind": spec.kind, **extra, "before": before, "after": after, "ratios": ratios,
               "guard": {"max_accuracy_drop_points": spec.max_accuracy_drop, "accuracy_drop_points": drop,
                         "passed": drop <= spec.max_accuracy_drop}}
     card = model_card(report)
