@@ -15,12 +15,12 @@ import os
 import random
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
 
 from . import checkpoints
+from .archive import zip_folder
 from .data import collate, encode, epoch_batches, read_jsonl
 from .evaluation import classification_metrics
 from .reporting import Reporter
@@ -244,13 +244,6 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     )
 
 
-def _zip_folder(folder: str, archive: str) -> str:
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for root, _dirs, files in os.walk(folder):
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                zf.write(path, os.path.relpath(path, folder))
-    return archive
 
 
 def export(spec: FineTuneSpec, model, tokenizer, best: dict, state: dict, reporter: Reporter, *, precision: str, device) -> None:
@@ -265,7 +258,7 @@ def export(spec: FineTuneSpec, model, tokenizer, best: dict, state: dict, report
         shutil.rmtree(adapter_dir, ignore_errors=True)
         model.save_pretrained(adapter_dir, safe_serialization=True)
         tokenizer.save_pretrained(adapter_dir)
-        reporter.artifact(name="adapter.zip", path=_zip_folder(adapter_dir, os.path.join(spec.output_dir, "adapter.zip")), kind="adapter")
+        reporter.artifact(name="adapter.zip", path=zip_folder(adapter_dir, os.path.join(spec.output_dir, "adapter.zip")), kind="adapter")
         model = model.merge_and_unload()
     model.to("cpu").save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
@@ -280,7 +273,7 @@ def export(spec: FineTuneSpec, model, tokenizer, best: dict, state: dict, report
         fh.write(card)
     with open(os.path.join(spec.output_dir, "README.md"), "w") as fh:
         fh.write(card)
-    reporter.artifact(name="model.zip", path=_zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
+    reporter.artifact(name="model.zip", path=zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
     reporter.artifact(name="eval_report.json", path=os.path.join(spec.output_dir, "eval_report.json"), kind="report")
     reporter.artifact(name="README.md", path=os.path.join(spec.output_dir, "README.md"), kind="model_card")
 

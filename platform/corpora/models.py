@@ -30,6 +30,11 @@ class Dataset(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def latest_version(self) -> "DatasetVersion | None":
+        # Uses prefetched versions when the list selector loaded them (no query per row).
+        return max(self.versions.all(), key=lambda version: version.number, default=None)
+
 
 class DatasetVersion(models.Model):
     """One upload, validated. Never modified after creation: a new upload is a new version."""

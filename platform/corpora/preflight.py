@@ -12,7 +12,6 @@ from array import array
 import math
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -184,13 +183,19 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     whatever the row's length: the rows themselves stream to disk."""
     started = time.perf_counter()
     records = iter_records(text, info)
-    rejected_by_reason, rejected_examples = Counter(), []
+    rejected_by_reason, rejected_examples, missing = Counter(), [], Counter()
+
+    def reject(line: int, reason: str):
+        rejected_by_reason[reason] += 1
+        if reason.startswith("missing "):
+            missing[reason[len("missing "):]] += 1
+        if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
+            rejected_examples.append({"line": line, "reason": reason})
+
     first = None
     for item in records:  # the first record fixes the columns (JSONL keys may grow later)
         if isinstance(item, Rejected):
-            rejected_by_reason[item.reason] += 1
-            if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
-                rejected_examples.append({"line": item.line, "reason": item.reason})
+            reject(item.line, item.reason)
             continue
         first = item
         break
@@ -204,16 +209,9 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     task, mapping = resolve_mapping(info.columns or list(first.values), options)
 
     all_path = os.path.join(workdir, "all.jsonl")
-    label_counts, missing, label_ids = Counter(), Counter(), {}
+    label_counts, label_ids = Counter(), {}
     keys, labels, lines, given = array("Q"), array("i"), array("I"), bytearray()
     total = sum(rejected_by_reason.values())
-
-    def reject(line: int, reason: str):
-        rejected_by_reason[reason] += 1
-        if reason.startswith("missing "):
-            missing[reason[len("missing "):]] += 1
-        if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
-            rejected_examples.append({"line": line, "reason": reason})
 
     with open(all_path, "w", encoding="utf-8") as out:
         for item in _chain(first, records):

@@ -15,7 +15,7 @@ PREVIEW_MAX_ROWS = 100
 
 def dataset_list(*, organization) -> QuerySet[Dataset]:
     return (Dataset.objects.filter(organization=organization).annotate(version_count=Count("versions"))
-            .order_by("-created_at", "-id"))
+            .prefetch_related("versions").order_by("-created_at", "-id"))
 
 
 def dataset_get(*, organization, dataset_id) -> Dataset:

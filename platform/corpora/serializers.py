@@ -29,7 +29,7 @@ class DatasetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_latest_version(self, dataset) -> DatasetVersionSerializer(allow_null=True):  # type: ignore[valid-type]
-        version = dataset.versions.order_by("-number").first()
+        version = dataset.latest_version
         return DatasetVersionSerializer(version).data if version else None
 
 

@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max, ProtectedError
 
-from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, field_error
+from core.errors import ApplicationError, Conflict, PermissionDenied, field_error
 from tenancy.actors import Actor
 from tenancy.models import Organization, Role
 
@@ -48,12 +48,21 @@ def _check_size(*, organization: Organization, size: int) -> None:
         )
 
 
-def _sha256(uploaded) -> str:
-    digest = hashlib.sha256()
-    for chunk in uploaded.chunks():
-        digest.update(chunk)
-    uploaded.seek(0)
-    return digest.hexdigest()
+class _HashingReader:
+    """Hashes the upload's bytes as the parser streams them, so the file is read once for both."""
+
+    def __init__(self, raw):
+        self.raw, self.digest = raw, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        for _ in iter(lambda: self.read(1 << 20), b""):
+            pass  # whatever the parser did not need (normally nothing) still counts
+        return self.digest.hexdigest()
 
 
 def _clean_options(*, task, column_mapping, validation_fraction, seed, max_length) -> PreflightOptions:
@@ -98,16 +107,17 @@ def dataset_upload(
             raise ApplicationError(f"The tokenizer of base model '{base_model.slug}' could not be loaded ({type(exc).__name__}).",
                                    code="tokenizer_unavailable", status=503) from None
 
-    sha256 = _sha256(uploaded)
     workdir = tempfile.mkdtemp(prefix="lathe-preflight-")
     saved: list[str] = []
     try:
         try:
-            text = parsing.open_text(uploaded, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10)
+            hashing = _HashingReader(uploaded)
+            text = parsing.open_text(hashing, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10)
             result = run_preflight(text, info, options, workdir, tokenizer=tokenizer,
                                    tokenizer_name=base_model.slug if base_model else None)
         except parsing.DatasetFileError as exc:
             raise _file_error(exc) from None
+        sha256 = hashing.hexdigest()
         stored_bytes = uploaded.size + os.path.getsize(result.train_path) + os.path.getsize(result.validation_path)
         _check_size(organization=organization, size=stored_bytes)
 

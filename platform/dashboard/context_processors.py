@@ -6,7 +6,8 @@ def organizations(request):
     from tenancy.selectors import organization_list_for_user
 
     return {
-        "my_organizations": list(organization_list_for_user(user=user)),
+        # A queryset, evaluated only if the template shows the switcher (partials don't).
+        "my_organizations": organization_list_for_user(user=user),
         "current_organization": getattr(request, "organization", None),
         "current_membership": getattr(request, "membership", None),
     }

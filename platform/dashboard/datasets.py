@@ -3,29 +3,24 @@ the preflight report as charts, preview, new versions, deletes."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views import View
 
 from catalog.selectors import base_model_list
-from core.errors import ApplicationError, NotFound
 from corpora import selectors, services
 
-from .forms import DatasetUploadForm, apply_application_error
-from .views import OrganizationPageMixin
+from .forms import DatasetUploadForm
+from .views import OrganizationPageMixin, submit
 
 LABEL_BARS_SHOWN = 40
 
 
 def _upload(form, *, organization, actor, dataset=None):
-    if not form.is_valid():
-        return None, 400
-    try:
-        return services.dataset_upload(organization=organization, actor=actor, dataset=dataset, **form.service_kwargs()), None
-    except ApplicationError as error:
-        apply_application_error(form, error)
-        return None, error.status_code
+    # The form maps its fields (column overrides, base model) to the service's arguments.
+    return submit(form, lambda **_: services.dataset_upload(organization=organization, actor=actor, dataset=dataset,
+                                                            **form.service_kwargs()))
 
 
 class DatasetUploadMixin(OrganizationPageMixin):
@@ -93,14 +88,11 @@ class DatasetDetailView(DatasetUploadMixin, View):
     template = "dashboard/dataset_detail.html"
 
     def context(self, request, dataset_id):
-        try:
-            dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
-            versions = list(selectors.dataset_version_list(organization=self.organization, dataset=dataset))
-            wanted = request.GET.get("version")
-            version = (selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=int(wanted))
-                       if wanted and wanted.isdigit() else (versions[0] if versions else None))
-        except NotFound:
-            raise Http404("Dataset not found.") from None
+        dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+        versions = list(selectors.dataset_version_list(organization=self.organization, dataset=dataset))
+        wanted = request.GET.get("version")
+        version = (selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=int(wanted))
+                   if wanted and wanted.isdigit() else (versions[0] if versions else None))
         report = version.report if version else {}
         return {
             "dataset": dataset, "versions": versions, "version": version, "report": report,
@@ -123,12 +115,9 @@ class DatasetDetailView(DatasetUploadMixin, View):
 
 class DatasetDeleteView(OrganizationPageMixin, View):
     def post(self, request, slug, dataset_id):
-        try:
-            services.dataset_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id)
-        except NotFound:
-            raise Http404("Dataset not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        _, error = self.attempt(request, lambda: services.dataset_delete(
+            organization=self.organization, actor=self.actor, dataset_id=dataset_id))
+        if error:
             return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
         messages.success(request, "Dataset deleted.")
         return redirect("dashboard:datasets", slug=slug)
@@ -136,12 +125,9 @@ class DatasetDeleteView(OrganizationPageMixin, View):
 
 class DatasetVersionDeleteView(OrganizationPageMixin, View):
     def post(self, request, slug, dataset_id, number):
-        try:
-            services.dataset_version_delete(organization=self.organization, actor=self.actor, dataset_id=dataset_id, number=number)
-        except NotFound:
-            raise Http404("Dataset version not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        _, error = self.attempt(request, lambda: services.dataset_version_delete(
+            organization=self.organization, actor=self.actor, dataset_id=dataset_id, number=number))
+        if error:
             return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
         messages.success(request, f"Version {number} deleted.")
         from corpora.models import Dataset

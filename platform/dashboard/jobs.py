@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views import View
 
 from catalog.selectors import base_model_list
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError
 from corpora.selectors import dataset_list
 from jobs import selectors, services
+from jobs.downloads import artifact_response
 from jobs.models import JobState
 
 from .forms import JobLaunchForm, apply_application_error
@@ -84,12 +83,10 @@ class JobDetailView(OrganizationPageMixin, View):
     section = "jobs"
 
     def get(self, request, slug, job_id):
-        try:
-            job = selectors.job_get(organization=self.organization, job_id=job_id)
-        except NotFound:
-            raise Http404("Job not found.") from None
-        context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job),
-                   "queue_position": selectors.queue_position(job=job),
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        position = selectors.queue_position(job=job)
+        context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job, position=position),
+                   "queue_position": position,
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
                    "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
         # htmx polls the live part only.
@@ -99,47 +96,32 @@ class JobDetailView(OrganizationPageMixin, View):
 
 class JobCancelView(OrganizationPageMixin, View):
     def post(self, request, slug, job_id):
-        try:
-            services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id)
-        except NotFound:
-            raise Http404("Job not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        self.attempt(request, lambda: services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id))
         return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
 
 
 class JobArtifactDownloadView(OrganizationPageMixin, View):
     def get(self, request, slug, job_id, name):
-        try:
-            job = selectors.job_get(organization=self.organization, job_id=job_id)
-            artifact = selectors.artifact_get(job=job, name=name)
-        except NotFound:
-            raise Http404("Artifact not found.") from None
-        response = FileResponse(default_storage.open(artifact.storage_name, "rb"), as_attachment=True,
-                                filename=f"job-{job.pk}-{artifact.name}")
-        response["Content-Length"] = str(artifact.size_bytes)
-        return response
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        return artifact_response(job=job, artifact=selectors.artifact_get(job=job, name=name))
 
 
 class JobCompressView(OrganizationPageMixin, View):
     """Start a compression job from a succeeded job's page."""
 
     def post(self, request, slug, job_id):
-        try:
-            source = selectors.job_get(organization=self.organization, job_id=job_id)
-        except NotFound:
-            raise Http404("Job not found.") from None
+        source = selectors.job_get(organization=self.organization, job_id=job_id)
         try:
             drop = float(request.POST.get("max_accuracy_drop", "1.0"))
             sparsity = float(request.POST["sparsity"]) if request.POST.get("sparsity") else None
-            job, _created = services.compression_submit(organization=self.organization, actor=self.actor,
-                                                        kind=request.POST.get("kind", "quantize"), source_job_id=source.pk,
-                                                        max_accuracy_drop=drop, sparsity=sparsity)
         except ValueError:
             messages.error(request, "The accuracy drop and the sparsity must be numbers, e.g. 0.5.")
             return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        created, error = self.attempt(request, lambda: services.compression_submit(
+            organization=self.organization, actor=self.actor, kind=request.POST.get("kind", "quantize"),
+            source_job_id=source.pk, max_accuracy_drop=drop, sparsity=sparsity))
+        if error:
             return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+        job, _created = created
         messages.success(request, f"Job {job.pk} queued: {job.get_kind_display().lower()} of job {source.pk}.")
         return redirect("dashboard:job-detail", slug=slug, job_id=job.pk)

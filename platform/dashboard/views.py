@@ -122,7 +122,22 @@ class OrganizationPageMixin(LoginRequiredMixin):
         request.organization = self.organization
         request.membership = self.membership
         request.session[SESSION_ORGANIZATION_KEY] = self.organization.pk
-        return super().dispatch(request, *args, **kwargs)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except NotFound as missing:
+            # A missing object and another organization's look the same: 404.
+            raise Http404(missing.message) from None
+
+    def attempt(self, request, action):
+        """(result, None), or (None, error) with the refusal shown as a message.
+        NotFound is not a refusal: it propagates and becomes the 404 above."""
+        try:
+            return action(), None
+        except NotFound:
+            raise
+        except ApplicationError as error:
+            messages.error(request, error.message)
+            return None, error
 
     def render_page(self, request, template, context=None, status=200):
         base = {"organization": self.organization, "membership": self.membership, "section": self.section,
@@ -194,14 +209,9 @@ class MemberRoleView(OrganizationPageMixin, View):
         if not form.is_valid():
             messages.error(request, "Choose a valid role.")
             return redirect("dashboard:members", slug=slug)
-        try:
-            membership = tenancy_services.membership_change_role(
-                organization=self.organization, actor=self.actor, membership_id=membership_id, role=form.cleaned_data["role"]
-            )
-        except NotFound:
-            raise Http404("Member not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        membership, error = self.attempt(request, lambda: tenancy_services.membership_change_role(
+            organization=self.organization, actor=self.actor, membership_id=membership_id, role=form.cleaned_data["role"]))
+        if error:
             return self.render_members_with_status(request, error.status_code)
         messages.success(request, f"{membership.user.email} is now {membership.get_role_display().lower()}.")
         return redirect("dashboard:members", slug=slug)
@@ -216,12 +226,9 @@ class MemberRoleView(OrganizationPageMixin, View):
 class MemberRemoveView(MemberRoleView):
     def post(self, request, slug, membership_id):
         leaving_self = str(self.membership.pk) == str(membership_id)
-        try:
-            tenancy_services.membership_remove(organization=self.organization, actor=self.actor, membership_id=membership_id)
-        except NotFound:
-            raise Http404("Member not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        _, error = self.attempt(request, lambda: tenancy_services.membership_remove(
+            organization=self.organization, actor=self.actor, membership_id=membership_id))
+        if error:
             return self.render_members_with_status(request, error.status_code)
         if leaving_self:
             request.session.pop(SESSION_ORGANIZATION_KEY, None)
@@ -233,12 +240,9 @@ class MemberRemoveView(MemberRoleView):
 
 class InvitationRevokeView(MemberRoleView):
     def post(self, request, slug, invitation_id):
-        try:
-            tenancy_services.invitation_revoke(organization=self.organization, actor=self.actor, invitation_id=invitation_id)
-        except NotFound:
-            raise Http404("Invitation not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        _, error = self.attempt(request, lambda: tenancy_services.invitation_revoke(
+            organization=self.organization, actor=self.actor, invitation_id=invitation_id))
+        if error:
             return self.render_members_with_status(request, error.status_code)
         messages.success(request, "Invitation withdrawn.")
         return redirect("dashboard:members", slug=slug)
@@ -279,12 +283,9 @@ class ApiKeysView(OrganizationPageMixin, View):
 
 class ApiKeyRevokeView(OrganizationPageMixin, View):
     def post(self, request, slug, api_key_id):
-        try:
-            api_key = account_services.api_key_revoke(organization=self.organization, actor=self.actor, api_key_id=api_key_id)
-        except NotFound:
-            raise Http404("API key not found.") from None
-        except ApplicationError as error:
-            messages.error(request, error.message)
+        api_key, error = self.attempt(request, lambda: account_services.api_key_revoke(
+            organization=self.organization, actor=self.actor, api_key_id=api_key_id))
+        if error:
             return redirect("dashboard:api-keys", slug=slug)
         messages.success(request, f"Revoked {api_key.name}.")
         return redirect("dashboard:api-keys", slug=slug)

@@ -1,5 +1,3 @@
-from django.core.files.storage import default_storage
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -9,6 +7,7 @@ from core.api import OrganizationAPIView
 from core.errors import field_error
 
 from . import selectors, services
+from .downloads import artifact_response
 from .serializers import (
     CursorQuerySerializer,
     JobArtifactSerializer,
@@ -127,9 +126,4 @@ class JobArtifactDownloadApi(OrganizationAPIView):
     @extend_schema(operation_id="job_artifacts_download", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, job_id: int, name: str):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
-        artifact = selectors.artifact_get(job=job, name=name)
-        response = FileResponse(default_storage.open(artifact.storage_name, "rb"), as_attachment=True,
-                                filename=f"job-{job.pk}-{artifact.name}")
-        response["Content-Length"] = str(artifact.size_bytes)
-        response["X-Checksum-SHA256"] = artifact.sha256
-        return response
+        return artifact_response(job=job, artifact=selectors.artifact_get(job=job, name=name))

@@ -22,7 +22,7 @@ from workers.finetune import run_finetune
 from workers.spec import FineTuneSpec
 
 from . import services
-from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobMetric, JobState
+from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobKind, JobMetric, JobState
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL = 1.0
@@ -77,7 +77,7 @@ class JobReporter:
 
     def _fenced_write(self, create) -> bool:
         with transaction.atomic():
-            if not services._fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
+            if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
                 self.lease_lost.set()
                 return False
             create()
@@ -89,7 +89,7 @@ class JobReporter:
         if now - self._last_progress < PROGRESS_WRITE_INTERVAL and step != total_steps:
             return
         self._last_progress = now
-        if not services._fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch):
+        if not services.fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch):
             self.lease_lost.set()
 
     def metrics(self, *, step, epoch, values):
@@ -124,7 +124,7 @@ class JobReporter:
     def confirm_lease(self) -> bool:
         if self.lease_lost.is_set():
             return False
-        if not services._fenced(self.job.pk, self.token).exists():
+        if not services.fenced(self.job.pk, self.token).exists():
             self.lease_lost.set()
             return False
         return True
@@ -141,18 +141,25 @@ def job_folder(job: Job) -> Path:
     return Path(settings.LATHE_CHECKPOINT_ROOT) / str(job.organization_id) / str(job.pk)
 
 
-def build_spec(job: Job, folder: Path) -> FineTuneSpec:
+def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
+    """The dataset version's normalized train/validation files, copied next to the job once."""
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     version = job.dataset_version
-    for source, target in ((version.train_file, data / "train.jsonl"), (version.validation_file, data / "validation.jsonl")):
+    paths = (data / "train.jsonl", data / "validation.jsonl")
+    for source, target in zip((version.train_file, version.validation_file), paths):
         if not target.exists():
             with default_storage.open(source, "rb") as src, open(f"{target}.tmp", "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.replace(f"{target}.tmp", target)
+    return paths
+
+
+def build_spec(job: Job, folder: Path) -> FineTuneSpec:
+    train_file, validation_file = fetch_dataset(job, folder)
     return FineTuneSpec(
-        task=version.task, base_model_path=job.base_model.local_path(), train_file=str(data / "train.jsonl"),
-        validation_file=str(data / "validation.jsonl"), labels=list(job.labels),
+        task=job.dataset_version.task, base_model_path=job.base_model.local_path(), train_file=str(train_file),
+        validation_file=str(validation_file), labels=list(job.labels),
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
         checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS,
@@ -182,16 +189,31 @@ def extract_model(job: Job, folder: Path) -> Path:
     return target
 
 
-def run_compression(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
-    from workers.compression.run import CompressionSpec
-    from workers.compression.run import run_compression as run
+# Each kind returns (state, result, failure reason); state None means the lease
+# was lost: someone else owns the job now, so nothing is written.
+
+def run_finetune_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
+    outcome = run_finetune(build_spec(job, job_folder(job)), reporter)
+    result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
+              "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
+              "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
+              "device": outcome.device, "precision": outcome.precision}
+    if outcome.status == "succeeded":
+        return JobState.SUCCEEDED, result, ""
+    if outcome.stop_reason == "cancelled":
+        return JobState.CANCELLED, result, "Cancelled while running; the best checkpoint is kept."
+    return None, result, ""
+
+
+def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
+    from workers.compression.run import CompressionSpec, run_compression
 
     folder = job_folder(job)
-    spec = build_spec(job, folder)  # fetches the evaluation data
-    report = run(CompressionSpec(
-        kind=job.kind, sparsity=job.spec.get("sparsity", 0.5), source_model_dir=str(extract_model(job, folder)), eval_file=spec.validation_file,
-        output_dir=str(folder / "output" / f"attempt-{job.attempts}"), task=job.dataset_version.task,
-        max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
+    _train_file, validation_file = fetch_dataset(job, folder)
+    report = run_compression(CompressionSpec(
+        kind=job.kind, sparsity=job.spec.get("sparsity", 0.5), source_model_dir=str(extract_model(job, folder)),
+        eval_file=str(validation_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+        task=job.dataset_version.task, max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
         threads=settings.LATHE_WORKER_THREADS or None), reporter)
     if "stopped" in report:
         return (JobState.CANCELLED, {}, "Cancelled.") if report["stopped"] == "cancelled" else (None, {}, "")
@@ -207,30 +229,12 @@ def run_claimed_job(job: Job, token) -> str:
     device_class, device_count = detect_device_class()
     reporter = JobReporter(job, token, device_class, device_count)
     reporter.start()
-    state, result, reason = JobState.FAILED, {}, ""
+    run = run_finetune_job if job.kind == JobKind.FINETUNE else run_compression_job
     try:
-        if job.kind != "finetune":
-            state, result, reason = run_compression(job, reporter)
-            usage = reporter.stop()
-            if state is None or reporter.lease_lost.is_set():
-                return "lease lost"
-            services.job_finish(job=job, token=token, state=state, result=result, failure_reason=reason, usage=usage)
-            return state
-        outcome = run_finetune(build_spec(job, job_folder(job)), reporter)
-        if outcome.status == "succeeded":
-            state = JobState.SUCCEEDED
-        elif outcome.stop_reason == "cancelled":
-            state, reason = JobState.CANCELLED, "Cancelled while running; the best checkpoint is kept."
-        else:
-            state = None  # lease lost: someone else owns the job now; write nothing
-        result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
-                  "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
-                  "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
-                  "device": outcome.device, "precision": outcome.precision}
+        state, result, reason = run(job, reporter)
     except Exception as exc:
-        state = JobState.FAILED
         logger.exception("Job %s failed", job.pk)
-        reason = f"{type(exc).__name__}: {exc}"
+        state, result, reason = JobState.FAILED, {}, f"{type(exc).__name__}: {exc}"
         reporter.event(level="error", message=reason + "\n" + traceback.format_exc(limit=3))
     usage = reporter.stop()
     if state is None or reporter.lease_lost.is_set():

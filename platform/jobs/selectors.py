@@ -47,15 +47,16 @@ def typical_duration(*, queue: str) -> timedelta | None:
     return average
 
 
-def eta(*, job: Job):
-    """When the job should finish (running) or start (queued), or None."""
+def eta(*, job: Job, position: int | None = None):
+    """When the job should finish (running) or start (queued), or None.
+    `position`: the queue position when the caller already has it."""
     now = timezone.now()
     if job.state == JobState.RUNNING and job.step and job.total_steps and job.started_at:
         elapsed = (now - job.started_at).total_seconds()
         return now + timedelta(seconds=elapsed / job.step * (job.total_steps - job.step))
     if job.state == JobState.QUEUED:
         typical = typical_duration(queue=job.queue)
-        position = queue_position(job=job)
+        position = position if position is not None else queue_position(job=job)
         if typical and position:
             return now + typical * (position - 1)
     return None

@@ -39,6 +39,10 @@ class JobSerializer(serializers.ModelSerializer):
                   "finished_at", "created_at")
         read_only_fields = fields
 
+    def to_representation(self, job):
+        job.queue_position_now = selectors.queue_position(job=job)  # once, for both fields below
+        return super().to_representation(job)
+
     def get_dataset(self, job) -> dict:
         version = job.dataset_version
         return {"id": version.dataset_id, "version": version.number, "name": version.dataset.name}
@@ -48,10 +52,10 @@ class JobSerializer(serializers.ModelSerializer):
                 "fraction": round(job.step / job.total_steps, 4) if job.total_steps else 0.0}
 
     def get_queue_position(self, job) -> int | None:
-        return selectors.queue_position(job=job)
+        return job.queue_position_now
 
     def get_eta(self, job) -> str | None:
-        when = selectors.eta(job=job)
+        when = selectors.eta(job=job, position=job.queue_position_now)
         return when.isoformat() if when else None
 
     def get_billed_seconds(self, job) -> float:

@@ -32,6 +32,15 @@ def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _dataset_version(*, organization, dataset_id, number: int | None) -> DatasetVersion:
+    """The organization's dataset version (the latest when no number is given), or a 400 on dataset_id."""
+    versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
+    version = versions.filter(number=number).first() if number else versions.order_by("-number").first()
+    if version is None:
+        raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+    return version
+
+
 def _idempotent_replay(organization, idempotency_key: str | None, fingerprint: str) -> Job | None:
     """The job an Idempotency-Key already made with this body; a 409 if the body differs."""
     if not idempotency_key:
@@ -86,10 +95,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         spec["sparsity"] = float(sparsity)
     version = source.dataset_version
     if dataset_id is not None:
-        versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
-        version = versions.filter(number=dataset_version).first() if dataset_version else versions.order_by("-number").first()
-        if version is None:
-            raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+        version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
     if not set(source.labels) >= set(version.report.get("labels", {}).get("counts", {})):
         raise field_error("dataset_id", "The evaluation data has labels the model was not trained on.")
     return _create_queued(
@@ -119,10 +125,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     if replay:
         return replay, False
 
-    versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
-    version = versions.filter(number=dataset_version).first() if dataset_version else versions.order_by("-number").first()
-    if version is None:
-        raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+    version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
     if version.task not in SUPPORTED_TASKS:
         raise field_error("dataset_id", f"Fine-tuning supports {', '.join(SUPPORTED_TASKS)}; this dataset is {version.task}.")
     model = base_model_get(slug=base_model)
@@ -188,7 +191,8 @@ def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid
     return job, token
 
 
-def _fenced(job_id: int, token):
+def fenced(job_id: int, token):
+    """The job, only while `token` holds its lease: every worker write goes through this."""
     return Job.objects.filter(pk=job_id, lease_token=token, state=JobState.RUNNING)
 
 
@@ -197,7 +201,7 @@ def record_usage(*, job: Job, token, started_at, ended_at, device_class: str, de
     the current lease. False: the lease is gone; stop and bill nothing more."""
     now = timezone.now()
     with transaction.atomic():
-        extended = _fenced(job.pk, token).update(
+        extended = fenced(job.pk, token).update(
             heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS), updated_at=now)
         if not extended:
             return False
@@ -215,7 +219,7 @@ def job_finish(*, job: Job, token, state: str, result: dict | None = None, failu
     with transaction.atomic():
         if usage and not record_usage(job=job, token=token, **usage):
             return False
-        done = _fenced(job.pk, token).update(state=state, finished_at=now, lease_token=None, lease_expires_at=None,
+        done = fenced(job.pk, token).update(state=state, finished_at=now, lease_token=None, lease_expires_at=None,
                                              result=result or {}, failure_reason=failure_reason[:5000], updated_at=now)
         if done:
             level = "error" if state == JobState.FAILED else "info"
@@ -250,13 +254,13 @@ def reap_expired_leases() -> dict:
     for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
         with transaction.atomic():
             if job.attempts < job.max_attempts:
-                if Job.objects.filter(pk=job.pk, lease_token=job.lease_token, state=JobState.RUNNING).update(
+                if fenced(job.pk, job.lease_token).update(
                         state=JobState.QUEUED, lease_token=None, lease_expires_at=None, worker="", queued_at=now, updated_at=now):
                     JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
                                             message=f"Worker lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); re-queued to resume from the last checkpoint.")
                     requeued.append(job.pk)
                     transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
-            elif Job.objects.filter(pk=job.pk, lease_token=job.lease_token, state=JobState.RUNNING).update(
+            elif fenced(job.pk, job.lease_token).update(
                     state=JobState.FAILED, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now,
                     failure_reason=f"Worker lost {job.attempts} times (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)."):
                 JobEvent.objects.create(job=job, attempt=job.attempts, level="error", message="Failed: attempts exhausted after lost workers.")

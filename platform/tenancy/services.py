@@ -97,10 +97,14 @@ def _require(actor: Actor, minimum: str, what: str) -> None:
         raise PermissionDenied(f"Only an organization {Role(minimum).label.lower()} or above can {what}.")
 
 
-def _locked_memberships(organization: Organization):
-    # Lock every membership row of the organization so two concurrent demotions
-    # cannot both see "another owner exists" and leave none.
-    return list(Membership.objects.select_for_update().filter(organization=organization).order_by("id"))
+def _locked_memberships(organization: Organization, membership_id) -> tuple[list[Membership], Membership]:
+    """All of the organization's memberships, locked, and the one acted on (404 if not theirs).
+    Locking every row means two concurrent demotions cannot both see "another owner exists"."""
+    memberships = list(Membership.objects.select_for_update().filter(organization=organization).order_by("id"))
+    target = next((m for m in memberships if str(m.pk) == str(membership_id)), None)
+    if target is None:
+        raise NotFound("Member not found.")
+    return memberships, target
 
 
 def _ensure_another_owner(memberships: list[Membership], leaving: Membership, what: str) -> None:
@@ -122,10 +126,7 @@ def _can_manage(actor: Actor, target: Membership) -> bool:
 def membership_change_role(*, organization: Organization, actor: Actor, membership_id, role: str) -> Membership:
     if role not in Role.values:
         raise field_error("role", f"Unknown role '{role}'; choose one of {', '.join(Role.values)}.")
-    memberships = _locked_memberships(organization)
-    target = next((m for m in memberships if str(m.pk) == str(membership_id)), None)
-    if target is None:
-        raise NotFound("Member not found.")
+    memberships, target = _locked_memberships(organization, membership_id)
     if not _can_manage(actor, target):
         raise PermissionDenied(f"You cannot change the role of a {target.get_role_display().lower()}.")
     if role == Role.OWNER and not actor.has_role(Role.OWNER):
@@ -142,10 +143,7 @@ def membership_change_role(*, organization: Organization, actor: Actor, membersh
 @transaction.atomic
 def membership_remove(*, organization: Organization, actor: Actor, membership_id) -> None:
     """Remove a member, or leave (a member removing themselves)."""
-    memberships = _locked_memberships(organization)
-    target = next((m for m in memberships if str(m.pk) == str(membership_id)), None)
-    if target is None:
-        raise NotFound("Member not found.")
+    memberships, target = _locked_memberships(organization, membership_id)
     leaving_self = actor.user is not None and target.user_id == actor.user.pk
     if not leaving_self and not _can_manage(actor, target):
         raise PermissionDenied(f"You cannot remove a {target.get_role_display().lower()}.")

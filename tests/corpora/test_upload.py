@@ -2,7 +2,6 @@
 file can be wrong is a clear 4xx that names the line, field or limit."""
 import codecs
 import gzip
-import io
 import json
 
 import pytest

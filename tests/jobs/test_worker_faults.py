@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings

@@ -96,7 +96,7 @@ def test_measurement_reports_every_field(model_and_rows):
 
 
 def test_quantize_run_reports_and_applies_the_guard(tmp_path, model_and_rows):
-    from workers.compression.run import QuantizeSpec, run_quantize
+    from workers.compression.run import CompressionSpec, run_compression
     from workers.reporting import MemoryReporter
 
     folder, _tokenizer, rows, _labels = model_and_rows
@@ -105,9 +105,9 @@ def test_quantize_run_reports_and_applies_the_guard(tmp_path, model_and_rows):
 
     def run(max_drop, out):
         reporter = MemoryReporter()
-        spec = QuantizeSpec(source_model_dir=str(folder), eval_file=str(eval_file), output_dir=str(tmp_path / out),
+        spec = CompressionSpec(kind="quantize", source_model_dir=str(folder), eval_file=str(eval_file), output_dir=str(tmp_path / out),
                             task="text_classification", max_accuracy_drop=max_drop, max_length=32, latency_samples=5)
-        return run_quantize(spec, reporter), reporter
+        return run_compression(spec, reporter), reporter
 
     report, reporter = run(100.0, "loose")
     assert report["guard"]["passed"] and report["after"]["size_bytes"] < report["before"]["size_bytes"]

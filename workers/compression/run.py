@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 
+from ..archive import zip_folder
 from ..data import read_jsonl
 from ..reporting import Reporter
 from .measure import compare, measure
@@ -67,15 +67,6 @@ class CompressionSpec:
     sparsity: float = 0.5  # prune: the share of encoder Linear weights set to zero
 
 
-def QuantizeSpec(**kwargs) -> "CompressionSpec":  # noqa: N802 (kept for callers of the first version)
-    return CompressionSpec(kind="quantize", **kwargs)
-
-
-def _zip_folder(folder: str, archive: str) -> str:
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(os.listdir(folder)):
-            zf.write(os.path.join(folder, name), name)
-    return archive
 
 
 TITLES = {"quantize": ("int8 dynamic quantization", "Linear layers quantized to int8 (dynamic activations)", "int8"),
@@ -110,10 +101,6 @@ Accuracy guard: at most {guard['max_accuracy_drop_points']} points lost — **{'
 ```python
 {code}```
 """
-
-
-def run_quantize(spec: CompressionSpec, reporter: Reporter) -> dict:
-    return run_compression(spec, reporter)
 
 
 def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
@@ -163,7 +150,7 @@ def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
         json.dump(report, fh, indent=1)
     reporter.metrics(step=3, epoch=1.0, values={"accuracy": after["accuracy"], "macro_f1": after["macro_f1"],
                                                 "accuracy_before": before["accuracy"]})
-    reporter.artifact(name="model.zip", path=_zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
+    reporter.artifact(name="model.zip", path=zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
     reporter.artifact(name="compression_report.json", path=report_path, kind="report")
     reporter.artifact(name="README.md", path=os.path.join(spec.output_dir, "README.md"), kind="model_card")
     reporter.progress(step=3, total_steps=3, epoch=1.0)
