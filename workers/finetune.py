@@ -78,6 +78,7 @@ def build_model(spec: FineTuneSpec):
 
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model_path)
     label_ids = {label: i for i, label in enumerate(spec.labels)}
+    _check_head_labels(spec)
     model = AutoModelForSequenceClassification.from_pretrained(
         spec.base_model_path, num_labels=len(spec.labels), id2label={i: l for l, i in label_ids.items()},
         label2id=label_ids, use_safetensors=True,
@@ -88,6 +89,62 @@ def build_model(spec: FineTuneSpec):
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.lora_r, lora_alpha=spec.lora_alpha,
                                                  lora_dropout=spec.lora_dropout, target_modules=list(spec.lora_targets)))
     return tokenizer, model, label_ids
+
+
+def _check_head_labels(spec: FineTuneSpec) -> None:
+    """A model that already has a trained head (recovery after pruning, a
+    student cut from a teacher) must keep its label order, or its head would
+    silently predict the wrong names."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(spec.base_model_path)
+    if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
+        return  # a bare encoder: the head starts fresh
+    trained = [config.id2label[i] for i in range(config.num_labels)]
+    if trained != list(spec.labels):
+        raise ValueError(f"The model's labels ({len(trained)}) differ from the job's ({len(spec.labels)}) or are in another order.")
+
+
+def zero_weight_masks(model) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """Where the encoder's Linear weights are zero now, they must stay zero."""
+    from .compression.prune import prunable_linears
+
+    return [(module.weight, module.weight.detach() != 0) for _name, module in prunable_linears(model)]
+
+
+def teacher_logits(spec: FineTuneSpec, rows: list[dict], label_ids: dict[str, int], device, precision: str) -> torch.Tensor:
+    """The teacher's logits for every training row, computed once (the teacher
+    is frozen and runs without dropout, so they never change), with the
+    teacher's own tokenizer: a student from another model family works too."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.teacher_model_path)
+    teacher = AutoModelForSequenceClassification.from_pretrained(spec.teacher_model_path, use_safetensors=True).to(device).eval()
+    if teacher.config.num_labels != len(label_ids):
+        raise ValueError(f"The teacher predicts {teacher.config.num_labels} labels; the job has {len(label_ids)}.")
+    examples = encode(rows, tokenizer, spec.task, label_ids, spec.max_length)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    logits = torch.zeros(len(examples), len(label_ids))
+    pad = tokenizer.pad_token_id or 0
+    with torch.inference_mode():
+        for start in range(0, len(order), spec.eval_batch_size):
+            chunk = order[start:start + spec.eval_batch_size]
+            batch = {k: v.to(device) for k, v in collate(examples, chunk, pad).items() if k != "labels"}
+            with _autocast(device, precision):
+                logits[chunk] = teacher(**batch).logits.float().cpu()
+    del teacher
+    return logits
+
+
+def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float, alpha: float):
+    """Hinton et al.: KL between temperature-softened distributions, scaled by
+    T^2 so its gradients keep their size, mixed with cross-entropy on the labels."""
+    import torch.nn.functional as F
+
+    student_logits = student_logits.float()
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1), F.softmax(teacher_logits / temperature, dim=-1),
+                    reduction="batchmean") * temperature ** 2
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
 def _optimizer(model, spec: FineTuneSpec):
@@ -137,7 +194,8 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     tokenizer, model, label_ids = build_model(spec)
     model.to(device)
     pad_id = tokenizer.pad_token_id or 0
-    train = encode(read_jsonl(spec.train_file), tokenizer, spec.task, label_ids, spec.max_length)
+    train_rows = read_jsonl(spec.train_file)
+    train = encode(train_rows, tokenizer, spec.task, label_ids, spec.max_length)
     validation = encode(read_jsonl(spec.validation_file), tokenizer, spec.task, label_ids, spec.max_length)
     if not train:
         raise ValueError("The training split is empty.")
@@ -154,8 +212,15 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     if resume_from:
         state = checkpoints.load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, device=device)
         reporter.event(level="info", message=f"Resumed from checkpoint at step {state['global_step']} (epoch {state['epoch'] + 1}).")
+    masks = zero_weight_masks(model) if spec.keep_zero_weights else []
+    soft_targets = None
+    if spec.teacher_model_path:
+        soft_targets = teacher_logits(spec, train_rows, label_ids, device, precision).to(device)
+        reporter.event(level="info", message=f"Teacher logits computed for {len(train)} training examples "
+                                             f"(temperature {spec.distill_temperature}, alpha {spec.distill_alpha}).")
+    what = "distillation" if soft_targets is not None else "recovery fine-tune (zeros kept)" if masks else f"{spec.method} fine-tune"
     reporter.event(level="info", message=f"Training on {device.type} in {precision}: {len(train)} examples, "
-                                         f"{total_steps} steps, {spec.method} fine-tune.")
+                                         f"{total_steps} steps, {what}.")
 
     last_checkpoint_step = state["global_step"]
 
@@ -177,7 +242,11 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
         for index in range(state["batch_in_epoch"], len(batches)):
             batch = {k: v.to(device, non_blocking=True) for k, v in collate(train, batches[index], pad_id).items()}
             with _autocast(device, precision):
-                loss = model(**batch).loss / spec.gradient_accumulation_steps
+                out = model(**batch)
+            loss = out.loss if soft_targets is None else distillation_loss(
+                out.logits, soft_targets[batches[index]], batch["labels"],
+                temperature=spec.distill_temperature, alpha=spec.distill_alpha)
+            loss = loss / spec.gradient_accumulation_steps
             scaler.scale(loss).backward()
             running_loss += float(loss.detach()) * spec.gradient_accumulation_steps
             running_count += 1
@@ -189,6 +258,10 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             scaler.step(optimizer)
             scaler.update()
+            if masks:
+                with torch.no_grad():
+                    for weight, keep in masks:
+                        weight.mul_(keep)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state["global_step"] += 1

@@ -35,6 +35,14 @@ class FineTuneSpec:
     checkpoint_every_steps: int = 200
     group_by_length: bool = True
     torch_threads: int | None = None
+    # Recovery after unstructured pruning: weights that are zero when training
+    # starts stay zero (re-masked after every optimizer step).
+    keep_zero_weights: bool = False
+    # Distillation: soft targets from this model's logits (computed once, before
+    # training), loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE.
+    teacher_model_path: str | None = None
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,6 +35,27 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     return {"total": total, "nonzero": nonzero}
 
 
+def predict(model, examples: list[dict], pad: int, batch_size: int = 32) -> list[int]:
+    """Predicted label ids, batched by length (the throughput path)."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    predictions = [0] * len(examples)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = {k: v for k, v in collate(examples, chunk, pad).items() if k != "labels"}
+            for i, p in zip(chunk, model(**batch).logits.argmax(-1).tolist()):
+                predictions[i] = p
+    return predictions
+
+
+def accuracy(model, tokenizer, rows: list[dict], *, task: str, labels: list[str], max_length: int) -> float:
+    """Accuracy alone, for the many probes of a pruning search."""
+    model.eval()
+    examples = encode(rows, tokenizer, task, {label: i for i, label in enumerate(labels)}, max_length)
+    predictions = predict(model, examples, tokenizer.pad_token_id or 0)
+    return sum(p == e["labels"] for p, e in zip(predictions, examples)) / max(1, len(examples))
+
+
 def measure(model, tokenizer, rows: list[dict], *, task: str, labels: list[str], max_length: int, saved_folder: str | None,
             latency_samples: int = 50, threads: int | None = None) -> dict:
     if threads:
@@ -52,17 +73,11 @@ def measure(model, tokenizer, rows: list[dict], *, task: str, labels: list[str],
             started = time.perf_counter()
             model(**batch)
             latencies.append((time.perf_counter() - started) * 1000)
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
-        predictions = [0] * len(examples)
         started = time.perf_counter()
-        for start in range(0, len(order), 32):
-            chunk = order[start:start + 32]
-            batch = {k: v for k, v in collate(examples, chunk, pad).items() if k != "labels"}
-            for i, p in zip(chunk, model(**batch).logits.argmax(-1).tolist()):
-                predictions[i] = p
+        predictions = predict(model, examples, pad)
         throughput = len(examples) / (time.perf_counter() - started)
     latencies.sort()
-    counts = parameter_counts(model)
+    counts = model.parameter_counts if isinstance(getattr(model, "parameter_counts", None), dict) else parameter_counts(model)
     return {
         "size_bytes": folder_size(saved_folder) if saved_folder else None,
         "parameters": counts["total"], "nonzero_parameters": counts["nonzero"],

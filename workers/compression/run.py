@@ -1,18 +1,20 @@
 """A compression job from start to finish, free of Django: measure the source
-model, compress (int8 quantization or magnitude pruning), save, measure again
+model, compress it (int8 quantization, pruning with an optional search and
+recovery fine-tune, or distillation into a smaller student), measure again
 with the same harness, judge against the accuracy guard, and write the report
 and a model card whose loading code is tested."""
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..archive import zip_folder
 from ..data import read_jsonl
 from ..reporting import Reporter
-from .measure import compare, measure
-from .prune import global_magnitude_prune
+from . import onnx_export, structured
+from .measure import accuracy, compare, measure
+from .prune import apply_pruning, search_amount
 from .quantize import quantize_dynamic_int8, save_int8
 
 DENSE_LOADING_CODE = '''import torch
@@ -24,6 +26,20 @@ tokenizer = AutoTokenizer.from_pretrained(folder)
 inputs = tokenizer(["I am still waiting on my card?"], return_tensors="pt")
 with torch.inference_mode():
     label = model.config.id2label[int(model(**inputs).logits.argmax(-1))]
+'''
+
+ONNX_LOADING_CODE = '''import numpy as np
+import onnxruntime as ort
+from transformers import AutoConfig, AutoTokenizer  # tokenizer only: no PyTorch needed
+
+folder = "model-onnx"  # the unzipped model-onnx-int8.zip
+session = ort.InferenceSession(f"{folder}/model.int8.onnx", providers=["CPUExecutionProvider"])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+id2label = AutoConfig.from_pretrained(folder).id2label
+inputs = tokenizer(["I am still waiting on my card?"], return_tensors="np")
+names = {i.name for i in session.get_inputs()}
+logits = session.run(["logits"], {k: v.astype(np.int64) for k, v in inputs.items() if k in names})[0]
+label = id2label[int(logits.argmax(-1)[0])]
 '''
 
 LOADING_CODE = '''import json
@@ -55,7 +71,7 @@ with torch.inference_mode():
 
 @dataclass
 class CompressionSpec:
-    kind: str  # quantize | prune
+    kind: str  # quantize | prune | distill
     source_model_dir: str
     eval_file: str
     output_dir: str
@@ -64,53 +80,145 @@ class CompressionSpec:
     max_length: int = 128
     latency_samples: int = 50
     threads: int | None = None
-    sparsity: float = 0.5  # prune: the share of encoder Linear weights set to zero
+    # prune
+    prune_method: str = "magnitude"  # magnitude | heads | neurons | layers
+    sparsity: float | None = 0.5  # the share to remove; None: the largest within the guard (searched)
+    recovery_epochs: int = 0
+    # distill
+    student_layers: int | None = None  # cut from the teacher (every other layer)…
+    student_model_path: str | None = None  # …or another (catalog) model
+    temperature: float = 2.0
+    alpha: float = 0.5
+    # training phases (recovery, distillation)
+    train_file: str | None = None
+    checkpoint_dir: str | None = None
+    training: dict = field(default_factory=dict)  # FineTuneSpec fields: epochs, learning_rate, batch_size, …
+    onnx: bool = True  # quantize: also an onnxruntime int8 export, when installed
 
 
+class Stopped(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-TITLES = {"quantize": ("int8 dynamic quantization", "Linear layers quantized to int8 (dynamic activations)", "int8"),
-          "prune": ("global magnitude pruning", "the smallest-magnitude encoder Linear weights set to zero", "pruned")}
+class _TrainingPhase:
+    """The job's reporter for a training phase inside a compression job: the
+    phase's own model.zip and card are intermediate files, not artifacts."""
+
+    def __init__(self, reporter: Reporter):
+        self._reporter = reporter
+
+    def __getattr__(self, name):
+        return getattr(self._reporter, name)
+
+    def artifact(self, *, name, path, kind):
+        return None
 
 
-def model_card(report: dict) -> str:
-    b, a, r = report["before"], report["after"], report["ratios"]
-    title, what, after_label = TITLES[report["kind"]]
-    code = LOADING_CODE if report["kind"] == "quantize" else DENSE_LOADING_CODE
-    rows = "\n".join(f"| {label} | {b[key]} | {a[key]} |" for label, key in [
-        ("size on disk (bytes)", "size_bytes"), ("parameters (non-zero)", "nonzero_parameters"),
-        ("latency p50, batch 1 (ms)", "latency_ms_p50"), ("latency p95, batch 1 (ms)", "latency_ms_p95"),
-        ("throughput, batch 32 (examples/s)", "throughput_batch32"), ("accuracy", "accuracy"), ("macro-F1", "macro_f1")])
-    guard = report["guard"]
-    detail = f" Sparsity {report['sparsity']['sparsity']:.1%} of {report['sparsity']['prunable_weights']} weights." \
-        if report["kind"] == "prune" else ""
-    return f"""# {title}
+def _train(spec: CompressionSpec, reporter: Reporter, *, name: str, base_dir: str, labels: list[str], epochs: int,
+           keep_zero_weights: bool = False, teacher_dir: str | None = None) -> str:
+    """Fine-tune `base_dir` on the training split with the job's hyperparameters
+    (resumable from its checkpoints); the folder of the best model."""
+    from ..finetune import run_finetune
+    from ..spec import FineTuneSpec
 
-{what[0].upper() + what[1:]}, measured by one harness on the same CPU
-({b['threads']} threads, {b['eval_rows']} evaluation rows).{detail}
+    if not spec.train_file:
+        raise ValueError("This compression needs training data (the dataset's train split).")
+    fixed = {"task", "base_model_path", "train_file", "validation_file", "labels", "output_dir", "checkpoint_dir", "method",
+             "epochs", "keep_zero_weights", "teacher_model_path"}
+    tuning = {k: v for k, v in spec.training.items() if k in FineTuneSpec.__dataclass_fields__ and k not in fixed}
+    finetune_spec = FineTuneSpec(
+        task=spec.task, base_model_path=base_dir, train_file=spec.train_file, validation_file=spec.eval_file, labels=labels,
+        output_dir=os.path.join(spec.output_dir, name), checkpoint_dir=os.path.join(spec.checkpoint_dir or spec.output_dir, name),
+        method="full", epochs=epochs, keep_zero_weights=keep_zero_weights, teacher_model_path=teacher_dir,
+        distill_temperature=spec.temperature, distill_alpha=spec.alpha, torch_threads=spec.threads, **tuning)
+    outcome = run_finetune(finetune_spec, _TrainingPhase(reporter))
+    if outcome.status != "succeeded":
+        raise Stopped(outcome.stop_reason or "stopped")
+    return os.path.join(finetune_spec.output_dir, "model")
 
-| | before (fp32) | after ({after_label}) |
-| --- | --- | --- |
-{rows}
 
-Size ×{r['size_ratio']}, throughput ×{r['throughput_speedup']}, accuracy change {r['accuracy_change_points']:+} points.
-Accuracy guard: at most {guard['max_accuracy_drop_points']} points lost — **{'passed' if guard['passed'] else 'failed'}**.
+def _save_dense(model, tokenizer, folder: str) -> str:
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
 
-## Use (CPU; needs torch, safetensors and transformers)
 
-```python
-{code}```
-"""
+def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tuple[str, dict]:
+    """Prune (searching the amount when asked), save, recover when asked."""
+    def evaluate(model):
+        return accuracy(model, tokenizer, rows, task=spec.task, labels=labels, max_length=spec.max_length)
+
+    method = spec.prune_method
+    grid = structured.amount_grid(fp32, method) if method != "magnitude" else [round(0.05 * k, 2) for k in range(1, 20)]
+    drop_order = None
+    if method == "layers":  # greedy, measured: cheapest layers to lose first
+        total = len(structured.encoder_layers(fp32))
+        needed = total - 1 if spec.sparsity is None else min(total - 1, int(round(spec.sparsity * total)))
+        drop_order = structured.layer_drop_order(fp32, evaluate, needed)
+    details: dict = {}
+    amount = spec.sparsity
+    if amount is None:
+        search = search_amount(fp32, method, evaluate=evaluate, baseline_accuracy=before["accuracy"],
+                               max_drop_points=spec.max_accuracy_drop, grid=grid, drop_order=drop_order,
+                               should_stop=reporter.should_stop)
+        if reporter.should_stop():
+            raise Stopped(reporter.should_stop())
+        details["search"] = search
+        amount = search["chosen"] if search["chosen"] is not None else grid[0]
+        reporter.event(level="info", message=(
+            f"Search: {len(search['curve'])} amounts tried; the largest within {spec.max_accuracy_drop} points is {amount:.0%}."
+            if search["chosen"] is not None else f"Search: even {grid[0]:.0%} loses more than {spec.max_accuracy_drop} points one-shot."))
+    details["pruning"] = apply_pruning(fp32, method, amount, drop_order=drop_order)
+    pruned_dir = _save_dense(fp32, tokenizer, os.path.join(spec.output_dir, "pruned" if spec.recovery_epochs else "model"))
+    if not spec.recovery_epochs:
+        return pruned_dir, details
+    one_shot = evaluate(fp32)
+    details["recovery"] = {"epochs": spec.recovery_epochs, "accuracy_one_shot": round(one_shot, 5)}
+    reporter.event(level="info", message=f"Pruned {amount:.0%} ({method}); one-shot accuracy {one_shot:.2%}. "
+                                         f"Recovery fine-tune for {spec.recovery_epochs} epoch(s).")
+    # Zeroed weights (magnitude, heads) stay zero while recovering.
+    return _train(spec, reporter, name="recovery", base_dir=pruned_dir, labels=labels, epochs=spec.recovery_epochs,
+                  keep_zero_weights=method in ("magnitude", "heads")), details
+
+
+def _distill(spec, reporter, fp32, tokenizer, labels) -> tuple[str, dict]:
+    if spec.student_model_path:
+        student_dir, details = spec.student_model_path, {"student": "catalog model", "student_model": os.path.basename(spec.student_model_path)}
+    else:
+        total = len(structured.encoder_layers(fp32))
+        layers = spec.student_layers or max(1, total // 2)
+        if not 1 <= layers < total:
+            raise ValueError(f"student_layers must be between 1 and {total - 1} (the teacher has {total}).")
+        kept = structured.evenly_spaced(total, layers)
+        structured.keep_layers(fp32, kept)  # the student starts as the teacher's layers `kept` and its head
+        student_dir = _save_dense(fp32, tokenizer, os.path.join(spec.output_dir, "student-init"))
+        details = {"student": "teacher layers", "teacher_layers": total, "student_layers": layers, "layers_kept": kept}
+    details.update(temperature=spec.temperature, alpha=spec.alpha, epochs=spec.training.get("epochs"))
+    return _train(spec, reporter, name="distillation", base_dir=student_dir, labels=labels,
+                  epochs=int(spec.training.get("epochs") or 3), teacher_dir=spec.source_model_dir), {"distillation": details}
 
 
 def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
+    try:
+        return _run(spec, reporter)
+    except Stopped as stop:
+        return {"stopped": stop.reason}
+
+
+def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    tokenizer = AutoTokenizer.from_pretrained(spec.source_model_dir)
-    fp32 = AutoModelForSequenceClassification.from_pretrained(spec.source_model_dir, use_safetensors=True).eval()
+
+    def load(folder):
+        return (AutoTokenizer.from_pretrained(folder),
+                AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval())
+
+    tokenizer, fp32 = load(spec.source_model_dir)
     labels = [fp32.config.id2label[i] for i in range(fp32.config.num_labels)]
     rows = [r for r in read_jsonl(spec.eval_file) if r.get("label") in set(labels)]
     if not rows:
@@ -118,40 +226,138 @@ def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
     common = dict(task=spec.task, labels=labels, max_length=spec.max_length, latency_samples=spec.latency_samples)
     reporter.progress(step=0, total_steps=3, epoch=0.0)
     before = measure(fp32, tokenizer, rows, saved_folder=spec.source_model_dir, **common)
-    reporter.progress(step=1, total_steps=3, epoch=0.33)
+    reporter.event(level="info", message=f"Measured the source model: accuracy {before['accuracy']:.2%}, "
+                                         f"{before['throughput_batch32']} examples/s at batch 32.")
     if reporter.should_stop():
-        return {"stopped": reporter.should_stop()}
+        raise Stopped(reporter.should_stop())
     model_dir = os.path.join(spec.output_dir, "model")
-    extra = {}
+    extra: dict = {}
+    artifacts = [("model.zip", model_dir, "model")]
     if spec.kind == "quantize":
         compressed = quantize_dynamic_int8(fp32)
         save_int8(compressed, tokenizer, model_dir)
+        after = measure(compressed, tokenizer, rows, saved_folder=model_dir, **common)
         extra["method"] = "dynamic_int8"
-    elif spec.kind == "prune":
-        compressed = fp32
-        extra = {"method": "global_magnitude_unstructured", "sparsity": global_magnitude_prune(compressed, spec.sparsity)}
-        compressed.save_pretrained(model_dir, safe_serialization=True)
-        tokenizer.save_pretrained(model_dir)
+        variants = {"torch_int8": {"artifact": "model.zip", "after": after, "ratios": compare(before, after)}}
+        if spec.onnx and onnx_export.available():
+            onnx_dir = os.path.join(spec.output_dir, "model-onnx")
+            onnx_export.export_int8(load(spec.source_model_dir)[1], tokenizer, onnx_dir, task=spec.task)
+            onnx_after = measure(onnx_export.OnnxClassifier(onnx_dir, threads=spec.threads), tokenizer, rows,
+                                 saved_folder=onnx_dir, **common)
+            variants["onnx_int8"] = {"artifact": "model-onnx-int8.zip", "after": onnx_after, "ratios": compare(before, onnx_after)}
+            artifacts.append(("model-onnx-int8.zip", onnx_dir, "model"))
+            after = onnx_after  # the recommended one: faster on CPUs, runs without PyTorch
+            extra["primary"] = "onnx_int8"
+        else:
+            extra["primary"] = "torch_int8"
+        extra["variants"] = variants
+    elif spec.kind in ("prune", "distill"):
+        final_dir, extra = (_prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) if spec.kind == "prune"
+                            else _distill(spec, reporter, fp32, tokenizer, labels))
+        extra["method"] = spec.prune_method if spec.kind == "prune" else "distillation"
+        if os.path.abspath(final_dir) != os.path.abspath(model_dir):
+            final_tokenizer, final_model = load(final_dir)
+            _save_dense(final_model, final_tokenizer, model_dir)
+        final_tokenizer, final_model = load(model_dir)
+        after = measure(final_model, final_tokenizer, rows, saved_folder=model_dir, **common)
     else:
         raise ValueError(f"unknown compression kind {spec.kind!r}")
     reporter.progress(step=2, total_steps=3, epoch=0.66)
-    after = measure(compressed, tokenizer, rows, saved_folder=model_dir, **common)
     ratios = compare(before, after)
     drop = round(-ratios["accuracy_change_points"], 3)
     report = {"kind": spec.kind, **extra, "before": before, "after": after, "ratios": ratios,
               "guard": {"max_accuracy_drop_points": spec.max_accuracy_drop, "accuracy_drop_points": drop,
                         "passed": drop <= spec.max_accuracy_drop}}
     card = model_card(report)
-    for path in (os.path.join(model_dir, "README.md"), os.path.join(spec.output_dir, "README.md")):
-        with open(path, "w") as fh:
+    for folder in [spec.output_dir, *(f for _n, f, _k in artifacts)]:
+        with open(os.path.join(folder, "README.md"), "w") as fh:
             fh.write(card)
     report_path = os.path.join(spec.output_dir, "compression_report.json")
     with open(report_path, "w") as fh:
         json.dump(report, fh, indent=1)
     reporter.metrics(step=3, epoch=1.0, values={"accuracy": after["accuracy"], "macro_f1": after["macro_f1"],
                                                 "accuracy_before": before["accuracy"]})
-    reporter.artifact(name="model.zip", path=zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
+    for name, folder, kind in artifacts:
+        reporter.artifact(name=name, path=zip_folder(folder, os.path.join(spec.output_dir, name)), kind=kind)
     reporter.artifact(name="compression_report.json", path=report_path, kind="report")
     reporter.artifact(name="README.md", path=os.path.join(spec.output_dir, "README.md"), kind="model_card")
     reporter.progress(step=3, total_steps=3, epoch=1.0)
     return report
+
+
+TITLES = {
+    "quantize": ("int8 quantization", "the Linear layers quantized to int8 (dynamic activations)", "int8"),
+    "prune": ("pruning", "pruned", "pruned"),
+    "distill": ("distillation", "a smaller student trained on the teacher's softened logits and the labels", "student"),
+}
+PRUNE_WHAT = {
+    "magnitude": "the smallest-magnitude encoder Linear weights set to zero (global, unstructured)",
+    "heads": "the least important attention heads zeroed (ranked across layers)",
+    "neurons": "the least important feed-forward neurons removed from every layer",
+    "layers": "whole encoder layers removed (the ones whose loss cost the least accuracy)",
+}
+
+
+def _details(report: dict) -> str:
+    lines = []
+    pruning = report.get("pruning")
+    if pruning:
+        lines.append(f"Removed {pruning['amount']:.1%} ({pruning['method']}); zero share of the encoder's Linear weights "
+                     f"{pruning['sparsity']:.1%}.")
+        if pruning["method"] == "layers":
+            lines.append(f"Layers kept: {pruning['layers_kept']} of {pruning['layers_before']}.")
+        if pruning["method"] == "neurons":
+            lines.append(f"Feed-forward width {pruning['intermediate_size_before']} → {pruning['intermediate_size_after']}.")
+    if report.get("search"):
+        points = ", ".join(f"{p['amount']:.0%}: {p['accuracy_drop_points']:+.2f} pts" for p in report["search"]["curve"])
+        lines.append(f"Searched for the largest amount within the guard (one-shot accuracy drop per amount: {points}).")
+    if report.get("recovery"):
+        lines.append(f"Recovery fine-tune: {report['recovery']['epochs']} epoch(s), zeros kept; one-shot accuracy was "
+                     f"{report['recovery']['accuracy_one_shot']}.")
+    distillation = report.get("distillation")
+    if distillation:
+        student = (f"{distillation['student_layers']} of the teacher's {distillation['teacher_layers']} layers "
+                   f"({distillation['layers_kept']})" if distillation["student"] == "teacher layers"
+                   else distillation["student_model"])
+        lines.append(f"Student: {student}; temperature {distillation['temperature']}, alpha {distillation['alpha']}.")
+    for name, variant in (report.get("variants") or {}).items():
+        v = variant["after"]
+        lines.append(f"Variant `{variant['artifact']}` ({name.replace('_', ' ')}): {v['throughput_batch32']} examples/s, "
+                     f"accuracy {v['accuracy']}, size {v['size_bytes']} bytes.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def model_card(report: dict) -> str:
+    b, a, r = report["before"], report["after"], report["ratios"]
+    title, what, after_label = TITLES[report["kind"]]
+    if report["kind"] == "prune":
+        what = PRUNE_WHAT[report["pruning"]["method"]]
+    rows = "\n".join(f"| {label} | {b[key]} | {a[key]} |" for label, key in [
+        ("size on disk (bytes)", "size_bytes"), ("parameters (non-zero)", "nonzero_parameters"),
+        ("latency p50, batch 1 (ms)", "latency_ms_p50"), ("latency p95, batch 1 (ms)", "latency_ms_p95"),
+        ("throughput, batch 32 (examples/s)", "throughput_batch32"), ("accuracy", "accuracy"), ("macro-F1", "macro_f1")])
+    guard = report["guard"]
+    if report["kind"] == "quantize":
+        use = f"### PyTorch int8 (`model.zip`; needs torch, safetensors and transformers)\n\n```python\n{LOADING_CODE}```\n"
+        if "onnx_int8" in report.get("variants", {}):
+            use = (f"### ONNX int8 (`model-onnx-int8.zip`; needs onnxruntime and a tokenizer, no PyTorch)\n\n"
+                   f"```python\n{ONNX_LOADING_CODE}```\n\n" + use)
+    else:
+        use = f"Needs torch, safetensors and transformers.\n\n```python\n{DENSE_LOADING_CODE}```\n"
+    return f"""# {title[0].upper() + title[1:]}
+
+{what[0].upper() + what[1:]}, measured by one harness on the same CPU
+({b['threads']} threads, {b['eval_rows']} evaluation rows).
+
+{_details(report)}
+
+| | before | after ({after_label}) |
+| --- | --- | --- |
+{rows}
+
+Size ×{r['size_ratio']}, throughput ×{r['throughput_speedup']}, accuracy change {r['accuracy_change_points']:+} points.
+Accuracy guard: at most {guard['max_accuracy_drop_points']} points lost — **{'passed' if guard['passed'] else 'failed'}**.
+
+## Use (CPU)
+
+{use}"""
