@@ -43,6 +43,43 @@ def chart(job) -> dict:
             "last_accuracy": accuracy[-1][1] if accuracy else None}
 
 
+COMPARED = [("size on disk", "size_bytes", "smaller is better"), ("non-zero parameters", "nonzero_parameters", "smaller is better"),
+            ("latency p50, batch 1", "latency_ms_p50", "smaller is better"),
+            ("throughput, batch 32", "throughput_batch32", "larger is better"), ("accuracy", "accuracy", "larger is better"),
+            ("macro-F1", "macro_f1", "larger is better")]
+
+
+def compression_chart(report: dict | None) -> dict | None:
+    """Side-by-side bars (before, after) for each measure, each pair scaled to
+    its larger value; and the pruning search's curve when there was one."""
+    if not report:
+        return None
+    bars = []
+    for label, key, hint in COMPARED:
+        before, after = report["before"].get(key), report["after"].get(key)
+        if before is None or after is None:
+            continue
+        top = max(before, after) or 1
+        bars.append({"label": label, "hint": hint, "before": before, "after": after,
+                     "before_pct": round(100 * before / top, 1), "after_pct": round(100 * after / top, 1)})
+    curve = None
+    points = (report.get("search") or {}).get("curve") or []
+    if points:
+        width, height, pad = 480, 180, 24
+        worst = max([p["accuracy_drop_points"] for p in points] + [report["guard"]["max_accuracy_drop_points"], 1.0])
+
+        def xy(amount, drop):
+            return round(pad + amount * (width - 2 * pad), 1), round(pad + max(0.0, drop) / worst * (height - 2 * pad), 1)
+
+        placed = [{**p, "x": xy(p["amount"], p["accuracy_drop_points"])[0], "y": xy(p["amount"], p["accuracy_drop_points"])[1]}
+                  for p in points]
+        curve = {"width": width, "height": height, "points": placed, "worst": round(worst, 2),
+                 "line": " ".join(f"{p['x']},{p['y']}" for p in placed),
+                 "guard_y": xy(0, report["guard"]["max_accuracy_drop_points"])[1], "x0": pad, "x1": width - pad,
+                 "chosen": report["search"].get("chosen")}
+    return {"bars": bars, "curve": curve}
+
+
 class JobListView(OrganizationPageMixin, View):
     section = "jobs"
     template = "dashboard/jobs.html"
@@ -86,6 +123,8 @@ class JobDetailView(OrganizationPageMixin, View):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         position = selectors.queue_position(job=job)
         context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job, position=position),
+                   "compression": compression_chart(job.result.get("compression")),
+                   "base_models": list(base_model_list()) if job.state == "succeeded" else [],
                    "queue_position": position,
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
                    "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
@@ -107,19 +146,36 @@ class JobArtifactDownloadView(OrganizationPageMixin, View):
 
 
 class JobCompressView(OrganizationPageMixin, View):
-    """Start a compression job from a succeeded job's page."""
+    """Start a compression job from a succeeded job's page (chains: any kind but int8)."""
+
+    NUMBERS = {"max_accuracy_drop": float, "sparsity": float, "recovery_epochs": int, "student_layers": int,
+               "temperature": float, "alpha": float, "epochs": int}
 
     def post(self, request, slug, job_id):
         source = selectors.job_get(organization=self.organization, job_id=job_id)
-        try:
-            drop = float(request.POST.get("max_accuracy_drop", "1.0"))
-            sparsity = float(request.POST["sparsity"]) if request.POST.get("sparsity") else None
-        except ValueError:
-            messages.error(request, "The accuracy drop and the sparsity must be numbers, e.g. 0.5.")
-            return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+        kind = request.POST.get("kind", "quantize")
+        values = {}
+        for name, cast in self.NUMBERS.items():
+            raw = (request.POST.get(name) or "").strip()
+            if not raw or (name == "sparsity" and raw == "auto"):
+                values[name] = raw or None
+                continue
+            try:
+                values[name] = cast(raw)
+            except ValueError:
+                messages.error(request, f"{name.replace('_', ' ').capitalize()}: '{raw}' is not "
+                                        f"{'a whole number' if cast is int else 'a number'}.")
+                return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+        # Only the fields of the chosen kind travel (the form shows all of them).
+        per_kind = {"prune": ("sparsity", "recovery_epochs"), "distill": ("student_layers", "temperature", "alpha")}
+        options = {k: values[k] for k in per_kind.get(kind, ()) if values[k] is not None}
+        trains = kind == "distill" or (kind == "prune" and values["recovery_epochs"])
         created, error = self.attempt(request, lambda: services.compression_submit(
-            organization=self.organization, actor=self.actor, kind=request.POST.get("kind", "quantize"),
-            source_job_id=source.pk, max_accuracy_drop=drop, sparsity=sparsity))
+            organization=self.organization, actor=self.actor, kind=kind, source_job_id=source.pk,
+            max_accuracy_drop=values["max_accuracy_drop"] if values["max_accuracy_drop"] is not None else 1.0,
+            prune_method=request.POST.get("prune_method") if kind == "prune" else None, options=options,
+            student_base_model=(request.POST.get("student_base_model") or None) if kind == "distill" else None,
+            hyperparameters_in={"epochs": values["epochs"]} if trains and kind == "distill" and values["epochs"] else None))
         if error:
             return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
         job, _created = created

@@ -49,7 +49,9 @@ class JobListApi(OrganizationAPIView):
             job, created = services.compression_submit(
                 organization=self.organization, actor=self.actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
                 max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
-                dataset_version=data.get("dataset_version"), name=data["name"], sparsity=data.get("sparsity"),
+                dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
+                options={k: data[k] for k in services.COMPRESSION_OPTIONS if k in data},
+                student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
                 idempotency_key=key)
         job = selectors.job_get(organization=self.organization, job_id=job.pk)
         response = Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -27,10 +27,11 @@ TERMINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 class JobKind(models.TextChoices):
     FINETUNE = "finetune", "Fine-tune"
     QUANTIZE = "quantize", "Quantize (int8)"
-    PRUNE = "prune", "Prune (global magnitude)"
+    PRUNE = "prune", "Prune"
+    DISTILL = "distill", "Distill"
 
 
-COMPRESSION_KINDS = (JobKind.QUANTIZE, JobKind.PRUNE)
+COMPRESSION_KINDS = (JobKind.QUANTIZE, JobKind.PRUNE, JobKind.DISTILL)
 
 
 class Method(models.TextChoices):

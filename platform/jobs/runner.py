@@ -205,16 +205,33 @@ def run_finetune_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict,
     return None, result, ""
 
 
+def model_max_length(job: Job) -> int:
+    """The token limit the model in a chain was trained with (its fine-tune's,
+    unless a later training phase set one)."""
+    while job is not None:
+        length = job.spec.get("max_length") or job.spec.get("training", {}).get("max_length")
+        if length:
+            return int(length)
+        job = job.source_job
+    return 128
+
+
 def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
     from workers.compression.run import CompressionSpec, run_compression
 
     folder = job_folder(job)
-    _train_file, validation_file = fetch_dataset(job, folder)
+    train_file, validation_file = fetch_dataset(job, folder)
+    options = {k: job.spec[k] for k in ("prune_method", "sparsity", "recovery_epochs", "student_layers", "temperature", "alpha")
+               if k in job.spec}
+    student_from_catalog = job.kind == JobKind.DISTILL and job.base_model_id != job.source_job.base_model_id
     report = run_compression(CompressionSpec(
-        kind=job.kind, sparsity=job.spec.get("sparsity", 0.5), source_model_dir=str(extract_model(job, folder)),
-        eval_file=str(validation_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
-        task=job.dataset_version.task, max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
-        threads=settings.LATHE_WORKER_THREADS or None), reporter)
+        kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(validation_file),
+        train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+        checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
+        max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
+        max_length=model_max_length(job),
+        training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student_from_catalog else None,
+        threads=settings.LATHE_WORKER_THREADS or None, **options), reporter)
     if "stopped" in report:
         return (JobState.CANCELLED, {}, "Cancelled.") if report["stopped"] == "cancelled" else (None, {}, "")
     guard = report["guard"]

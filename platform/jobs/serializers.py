@@ -13,10 +13,19 @@ class JobSubmitSerializer(serializers.Serializer):
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     max_accuracy_drop = serializers.FloatField(required=False, default=1.0,
                                                help_text="Compression: the largest acceptable accuracy drop, in points")
-    sparsity = serializers.FloatField(required=False, help_text="prune: the share of encoder weights to remove (0.05–0.95)")
+    prune_method = serializers.ChoiceField(choices=["magnitude", "heads", "neurons", "layers"], required=False,
+                                           help_text="prune: magnitude (unstructured, default), heads, neurons (feed-forward) or layers")
+    sparsity = serializers.JSONField(required=False, help_text='prune: the share to remove (0.05–0.95), or "auto" for the '
+                                                               'highest within the accuracy guard (bisection; the curve is returned)')
+    recovery_epochs = serializers.IntegerField(required=False, help_text="prune: epochs of recovery fine-tuning after pruning (0–20, default 0)")
+    student_layers = serializers.IntegerField(required=False, help_text="distill: layers of the student cut from the teacher "
+                                                                         "(default: half, every other layer)")
+    student_base_model = serializers.CharField(required=False, help_text="distill: a catalog model as the student instead")
+    temperature = serializers.FloatField(required=False, help_text="distill: softmax temperature (default 2.0)")
+    alpha = serializers.FloatField(required=False, help_text="distill: weight of the teacher's soft targets vs the labels (default 0.5)")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL)
     hyperparameters = serializers.DictField(required=False, default=dict,
-                                            help_text='Each value may be "auto": epochs, learning_rate, batch_size, '
+                                            help_text='Fine-tune, distill and recovery. Each value may be "auto": epochs, learning_rate, batch_size, '
                                                       'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
                                                       'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)

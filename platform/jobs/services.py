@@ -66,15 +66,54 @@ def _create_queued(*, idempotency_key, fingerprint, organization, event: str, **
     return job, True
 
 
+PRUNE_METHODS = ("magnitude", "heads", "neurons", "layers")
+COMPRESSION_OPTIONS = {
+    # name: (type, minimum, maximum, default, kinds)
+    "sparsity": (float, 0.05, 0.95, None, ("prune",)),
+    "recovery_epochs": (int, 0, 20, 0, ("prune",)),
+    "student_layers": (int, 1, 47, None, ("distill",)),
+    "temperature": (float, 0.5, 20.0, 2.0, ("distill",)),
+    "alpha": (float, 0.0, 1.0, 0.5, ("distill",)),
+}
+
+
+def _compression_options(kind: str, options: dict) -> dict:
+    """Type- and range-check the options of one kind; 400s name the field."""
+    out = {}
+    for name, (kind_of, low, high, default, kinds) in COMPRESSION_OPTIONS.items():
+        value = options.get(name)
+        if value in (None, ""):
+            if kind in kinds:
+                out[name] = default
+            continue
+        if kind not in kinds:
+            raise field_error(name, f"{name} applies to {' and '.join(kinds)} jobs, not {kind}.")
+        if name == "sparsity" and value == "auto":
+            out[name] = None  # searched within the guard
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind_of is int and float(value) != int(value)):
+            hint = ' or "auto" (the highest within the accuracy guard)' if name == "sparsity" else ""
+            raise field_error(name, f"must be {'an integer' if kind_of is int else 'a number'}{hint}.")
+        if not low <= value <= high:
+            raise field_error(name, f"must be between {low} and {high} (got {value}).")
+        out[name] = kind_of(value)
+    return out
+
+
 def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id, max_accuracy_drop: float = 1.0,
-                       dataset_id=None, dataset_version: int | None = None, name: str = "", sparsity: float | None = None,
-                       idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Compress the model of an earlier succeeded job, measured before and after
-    on an evaluation dataset (default: the source job's validation split)."""
+                       dataset_id=None, dataset_version: int | None = None, name: str = "", prune_method: str | None = None,
+                       options: dict | None = None, student_base_model: str | None = None,
+                       hyperparameters_in: dict | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Compress the model of an earlier succeeded job of any kind but int8
+    (chains: fine-tune → distill → prune → quantize), measured before and after on
+    an evaluation dataset version, whose train split feeds recovery and
+    distillation (default: the source job's dataset version)."""
     from .models import COMPRESSION_KINDS
 
+    options = dict(options or {})
     payload = {"kind": kind, "source_job_id": source_job_id, "max_accuracy_drop": max_accuracy_drop,
-               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name, "sparsity": sparsity}
+               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name, "prune_method": prune_method,
+               "options": options, "student_base_model": student_base_model, "hyperparameters": hyperparameters_in or {}}
     fingerprint = _fingerprint(payload)
     replay = _idempotent_replay(organization, idempotency_key, fingerprint)
     if replay:
@@ -86,25 +125,62 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("source_job_id", "No such job in this organization.", code="not_found")
     if source.state != JobState.SUCCEEDED or not source.artifacts.filter(name="model.zip").exists():
         raise field_error("source_job_id", f"Job {source.pk} has no finished model to compress (it is {source.state}).")
-    if max_accuracy_drop is None or not 0 <= float(max_accuracy_drop) <= 100:
+    if source.kind == JobKind.QUANTIZE:
+        raise field_error("source_job_id", f"Job {source.pk}'s model is already int8; quantize last in a chain "
+                                           "(its source model can be compressed instead).")
+    if max_accuracy_drop is None or isinstance(max_accuracy_drop, bool) or not 0 <= float(max_accuracy_drop) <= 100:
         raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
-    spec = {"max_accuracy_drop": float(max_accuracy_drop)}
+    if len((name or "").strip()) > 100:
+        raise field_error("name", "at most 100 characters")
+    spec = {"max_accuracy_drop": float(max_accuracy_drop), **_compression_options(kind, options)}
     if kind == "prune":
-        if sparsity is None or not 0.05 <= float(sparsity) <= 0.95:
-            raise field_error("sparsity", "Give the share of weights to remove, between 0.05 and 0.95.")
-        spec["sparsity"] = float(sparsity)
+        spec["prune_method"] = prune_method or "magnitude"
+        if spec["prune_method"] not in PRUNE_METHODS:
+            raise field_error("prune_method", f"prune_method must be one of {', '.join(PRUNE_METHODS)}.")
+        if "sparsity" not in options:
+            raise field_error("sparsity", 'Give the share to remove (0.05–0.95), or "auto" for the highest within the guard.')
+    elif prune_method:
+        raise field_error("prune_method", "prune_method applies to prune jobs only.")
+    if student_base_model and kind != "distill":
+        raise field_error("student_base_model", "student_base_model applies to distill jobs only.")
+    if kind == "distill" and student_base_model and spec.get("student_layers"):
+        raise field_error("student_layers", "Give student_layers (cut from the teacher) or student_base_model, not both.")
     version = source.dataset_version
     if dataset_id is not None:
         version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
+    if version.task not in SUPPORTED_TASKS or version.task != source.dataset_version.task:
+        raise field_error("dataset_id", f"The evaluation data is {version.task}; the model was trained for {source.dataset_version.task}.")
     if not set(source.labels) >= set(version.report.get("labels", {}).get("counts", {})):
         raise field_error("dataset_id", "The evaluation data has labels the model was not trained on.")
+    trains = kind == "distill" or spec.get("recovery_epochs")
+    base_model = source.base_model
+    if student_base_model:
+        base_model = base_model_get(slug=student_base_model, field="student_base_model")
+        if version.task not in (base_model.supported_tasks or SUPPORTED_TASKS):
+            raise field_error("student_base_model", f"{base_model.name} does not support {version.task}.")
+    if trains:
+        if not version.train_count:
+            raise field_error("dataset_id", "Recovery and distillation train on the dataset's train split, which is empty.")
+        requested = hyperparameters.check(hyperparameters_in)
+        if any(k in hyperparameters.LORA_ONLY for k in requested):
+            raise field_error("hyperparameters", "Compression trains the whole model; LoRA settings do not apply.")
+        spec["training"] = hyperparameters.resolve(requested, method=Method.FULL, version=version, base_model=base_model)
+        spec["training"]["max_length"] = source.spec.get("max_length", spec["training"]["max_length"])
+        if kind == "prune":
+            spec["training"]["epochs"] = spec["recovery_epochs"]
+    elif hyperparameters_in:
+        raise field_error("hyperparameters", "Only jobs that train (distill, or prune with recovery_epochs) take hyperparameters.")
+    what = {"quantize": "int8 quantization", "distill": "distillation into "
+            + (base_model.name if student_base_model else f"{spec.get('student_layers') or 'half'} of its layers"),
+            "prune": f"{spec.get('prune_method')} pruning"
+            + (f" to {spec['sparsity']:.0%}" if spec.get("sparsity") else " (highest amount within the guard)")
+            + (f" with {spec['recovery_epochs']} recovery epoch(s)" if spec.get("recovery_epochs") else "")}[kind]
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
-        name=(name or "").strip()[:100], dataset_version=version, base_model=source.base_model, method=source.method,
+        name=(name or "").strip(), dataset_version=version, base_model=base_model, method=Method.FULL,
         source_job=source, max_accuracy_drop=float(max_accuracy_drop), labels=source.labels,
-        requested=payload, spec=spec, created_by=actor.user,
-        created_by_key=actor.api_key,
-        event=f"Queued on '{queue_for(organization=organization)}': {kind} of job {source.pk}'s model, "
+        requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
+        event=f"Queued on '{queue_for(organization=organization)}': {what} of job {source.pk}'s model, "
               f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
 
 

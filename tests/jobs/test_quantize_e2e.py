@@ -35,7 +35,7 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
         assert pruned.status_code == 201, pruned.content
         prune_job = wait_for(lambda: (j := job_state(pruned.json()["id"])).is_terminal and j, timeout=180, message="the prune job")
     assert prune_job.state == JobState.SUCCEEDED, prune_job.failure_reason
-    assert abs(prune_job.result["compression"]["sparsity"]["sparsity"] - 0.3) < 0.01
+    assert abs(prune_job.result["compression"]["pruning"]["sparsity"] - 0.3) < 0.01
     no_sparsity = client.post("/api/v1/jobs", {"kind": "prune", "source_job_id": source_id}, format="json")
     assert no_sparsity.status_code == 400 and "sparsity" in no_sparsity.json()["error"]["fields"]
     assert job.state == JobState.SUCCEEDED, (job.failure_reason, (tmp_path / "worker.log").read_text()[-3000:])
@@ -43,17 +43,26 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
     report = body["result"]["compression"]
     assert body["kind"] == "quantize" and body["source_job"] == source_id and body["billed_seconds"] > 0
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
-    assert report["after"]["parameters"] == report["before"]["parameters"]
+    assert report["primary"] == "onnx_int8" and set(report["variants"]) == {"onnx_int8", "torch_int8"}
+    torch_int8 = report["variants"]["torch_int8"]["after"]
+    assert torch_int8["parameters"] == report["before"]["parameters"]  # the same weights, one byte each
+    assert torch_int8["size_bytes"] < report["before"]["size_bytes"]
     assert report["guard"] == {"max_accuracy_drop_points": 100.0, "accuracy_drop_points": report["guard"]["accuracy_drop_points"],
                                "passed": True}
-    archive = b"".join(client.get(f"/api/v1/jobs/{job_id}/artifacts/model.zip").streaming_content)
-    folder = tmp_path / "int8-model"
-    zipfile.ZipFile(io.BytesIO(archive)).extractall(folder)
-    card = (folder / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace('folder = "model"', f'folder = "{folder}"')
-    namespace: dict = {}
-    exec(compile(code, "model-card", "exec"), namespace)  # the documented loading code, as a customer runs it
-    assert namespace["label"] in job.labels
+    folders = {}
+    for artifact, placeholder in (("model.zip", "model"), ("model-onnx-int8.zip", "model-onnx")):
+        archive = b"".join(client.get(f"/api/v1/jobs/{job_id}/artifacts/{artifact}").streaming_content)
+        folders[placeholder] = tmp_path / artifact.removesuffix(".zip")
+        zipfile.ZipFile(io.BytesIO(archive)).extractall(folders[placeholder])
+    card = (folders["model"] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert len(blocks) == 2  # ONNX (no PyTorch) and PyTorch int8
+    for code in blocks:  # the documented loading code, as a customer runs it
+        placeholder = re.search(r'folder = "([^"]+)"', code).group(1)
+        namespace: dict = {}
+        exec(compile(code.replace(f'folder = "{placeholder}"', f'folder = "{folders[placeholder]}"'), "model-card", "exec"), namespace)
+        assert namespace["label"] in job.labels
+    assert "import torch" not in blocks[0]
 
 
 def test_unmeetable_guard_fails_the_job_with_the_reason(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):
