@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -23,6 +25,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from corpora.models import Dataset, DatasetVersion
 from jobs.models import Job, JobArtifact
+from registry.models import UploadedModel
 from tenancy.actors import Actor
 from tenancy.models import Invitation, Membership, Organization, Role
 from tenancy.services import invitation_create
@@ -44,6 +47,7 @@ class World:
     b_key_value: str
     a_dataset: Dataset
     a_job: Job
+    a_model: object
 
 
 def _dataset_for(tenant, name):
@@ -71,7 +75,23 @@ def world(make_tenant, make_user, settings, tmp_path):
     a_job = _job_for(a, a_dataset)
     _job_for(b, b_dataset)
     return World(a, b, a_member, b_member, a_invitation, token, ApiKey.objects.get(name="a-key"), b.key(name="b-key"),
-                 a_dataset, a_job)
+                 a_dataset, a_job, _model_for(a, tmp_path / "a-model"))
+
+
+def _model_upload(tenant, folder, name):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from registry.services import model_upload
+    from tests.model_archives import tiny_classifier_folder, zip_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = zip_bytes(tiny_classifier_folder(folder, labels=("x", "y")))
+    return model_upload(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
+                        uploaded=SimpleUploadedFile(f"{name}.zip", archive), name=name)
+
+
+def _model_for(tenant, folder):
+    return _model_upload(tenant, folder, "secret-model-a")
 
 
 def _job_for(tenant, dataset):
@@ -100,6 +120,8 @@ def snapshot(organization: Organization) -> str:
         "datasets": list(Dataset.objects.filter(organization=organization).order_by("id").values("id", "name", "task")),
         "dataset_versions": list(DatasetVersion.objects.filter(organization=organization).order_by("id")
                                  .values("id", "dataset_id", "number", "sha256", "source_file", "train_file")),
+        "uploaded_models": list(UploadedModel.objects.filter(organization=organization).order_by("id")
+                                .values("id", "name", "storage_name", "sha256")),
         "jobs": list(Job.objects.filter(organization=organization).order_by("id")
                      .values("id", "state", "cancel_requested_at", "spec", "priority", "attempts")),
     }, default=str, sort_keys=True)
@@ -171,6 +193,20 @@ def check_datasets(world, client):
     assert Dataset.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
 
 
+def check_models(world, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.model_archives import tiny_classifier_folder, zip_bytes
+
+    assert world.a_model.pk not in _ids(client.get("/api/v1/models"))
+    folder = Path(tempfile.mkdtemp())
+    archive = zip_bytes(tiny_classifier_folder(folder, labels=("x", "y")))
+    created = client.post("/api/v1/models", {"file": SimpleUploadedFile("b.zip", archive)}, format="multipart")
+    assert created.status_code == 201, created.content
+    assert UploadedModel.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
+    assert created.json()["id"] in _ids(client.get("/api/v1/models"))
+
+
 def check_jobs(world, client):
     seen = _ids(client.get("/api/v1/jobs"))
     assert world.a_job.pk not in seen and seen
@@ -181,6 +217,12 @@ def check_jobs(world, client):
     # A's dataset id in B's submission is "not found", not a job on A's data.
     foreign = client.post("/api/v1/jobs", {"dataset_id": world.a_dataset.pk, "base_model": "all-minilm-l6-v2"}, format="json")
     assert foreign.status_code == 400 and "dataset_id" in foreign.json()["error"]["fields"]
+    # A's uploaded model, or A's job, as the source of B's compression job: not found.
+    foreign = client.post("/api/v1/jobs", {"kind": "quantize", "source_model_id": world.a_model.pk, "dataset_id": b_dataset.pk},
+                          format="json")
+    assert foreign.status_code == 400 and "source_model_id" in foreign.json()["error"]["fields"]
+    foreign = client.post("/api/v1/jobs", {"kind": "quantize", "source_job_id": world.a_job.pk}, format="json")
+    assert foreign.status_code == 400 and "source_job_id" in foreign.json()["error"]["fields"]
 
 
 def _a_job(w):
@@ -210,6 +252,8 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:dataset-version-detail": Foreign(_a_version, {"get": None, "delete": None}),
     "api:dataset-version-report": Foreign(_a_version, {"get": None}),
     "api:dataset-version-preview": Foreign(_a_version, {"get": None}),
+    "api:model-list": Scoped(check_models),
+    "api:model-detail": Foreign(lambda w: {"model_id": w.a_model.pk}, {"get": None, "delete": None}),
     "api:job-list": Scoped(check_jobs),
     "api:job-detail": Foreign(_a_job, {"get": None}),
     "api:job-cancel": Foreign(_a_job, {"post": {}}),
@@ -237,6 +281,10 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:dataset-detail": _a_dataset,
     "dashboard:dataset-delete": _a_dataset,
     "dashboard:dataset-version-delete": _a_version,
+    "dashboard:models": lambda w: {},
+    "dashboard:model-detail": lambda w: {"model_id": w.a_model.pk},
+    "dashboard:model-compress": lambda w: {"model_id": w.a_model.pk},
+    "dashboard:model-delete": lambda w: {"model_id": w.a_model.pk},
     "dashboard:jobs": lambda w: {},
     "dashboard:job-detail": _a_job,
     "dashboard:job-cancel": _a_job,

@@ -20,6 +20,7 @@ from jobs.api import (
     JobListApi,
     JobMetricListApi,
 )
+from registry.api import UploadedModelDetailApi, UploadedModelListApi
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
 
 app_name = "api"
@@ -45,6 +46,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
     path("jobs/<int:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
     path("jobs/<int:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
+    path("models", UploadedModelListApi.as_view(), name="model-list"),
+    path("models/<int:model_id>", UploadedModelDetailApi.as_view(), name="model-detail"),
     # Public documentation of the API.
     path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),

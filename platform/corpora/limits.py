@@ -22,6 +22,11 @@ def limits_for(*, organization) -> DatasetLimits:
 
 
 def storage_used(*, organization) -> int:
+    """Dataset versions and uploaded models."""
+    from registry.models import UploadedModel
+
     from .models import DatasetVersion
 
-    return DatasetVersion.objects.filter(organization=organization).aggregate(total=Sum("stored_bytes"))["total"] or 0
+    datasets = DatasetVersion.objects.filter(organization=organization).aggregate(total=Sum("stored_bytes"))["total"] or 0
+    models = UploadedModel.objects.filter(organization=organization).aggregate(total=Sum("size_bytes"))["total"] or 0
+    return datasets + models

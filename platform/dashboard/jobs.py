@@ -125,6 +125,7 @@ class JobDetailView(OrganizationPageMixin, View):
         context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job, position=position),
                    "compression": compression_chart(job.result.get("compression")),
                    "base_models": list(base_model_list()) if job.state == "succeeded" else [],
+                   "datasets": list(dataset_list(organization=self.organization)) if job.state == "succeeded" else None,
                    "queue_position": position,
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
                    "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
@@ -145,14 +146,14 @@ class JobArtifactDownloadView(OrganizationPageMixin, View):
         return artifact_response(job=job, artifact=selectors.artifact_get(job=job, name=name))
 
 
-class JobCompressView(OrganizationPageMixin, View):
-    """Start a compression job from a succeeded job's page (chains: any kind but int8)."""
+class CompressMixin(OrganizationPageMixin):
+    """The 'Compress this model' form, for a job's model and an uploaded one."""
 
     NUMBERS = {"max_accuracy_drop": float, "sparsity": float, "recovery_epochs": int, "student_layers": int,
-               "temperature": float, "alpha": float, "epochs": int}
+               "temperature": float, "alpha": float, "epochs": int, "dataset_id": int}
+    PER_KIND = {"prune": ("sparsity", "recovery_epochs"), "distill": ("student_layers", "temperature", "alpha")}
 
-    def post(self, request, slug, job_id):
-        source = selectors.job_get(organization=self.organization, job_id=job_id)
+    def compress(self, request, *, back, source_job_id=None, source_model_id=None):
         kind = request.POST.get("kind", "quantize")
         values = {}
         for name, cast in self.NUMBERS.items():
@@ -165,19 +166,26 @@ class JobCompressView(OrganizationPageMixin, View):
             except ValueError:
                 messages.error(request, f"{name.replace('_', ' ').capitalize()}: '{raw}' is not "
                                         f"{'a whole number' if cast is int else 'a number'}.")
-                return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+                return redirect(back)
         # Only the fields of the chosen kind travel (the form shows all of them).
-        per_kind = {"prune": ("sparsity", "recovery_epochs"), "distill": ("student_layers", "temperature", "alpha")}
-        options = {k: values[k] for k in per_kind.get(kind, ()) if values[k] is not None}
-        trains = kind == "distill" or (kind == "prune" and values["recovery_epochs"])
+        options = {k: values[k] for k in self.PER_KIND.get(kind, ()) if values[k] is not None}
         created, error = self.attempt(request, lambda: services.compression_submit(
-            organization=self.organization, actor=self.actor, kind=kind, source_job_id=source.pk,
+            organization=self.organization, actor=self.actor, kind=kind, source_job_id=source_job_id,
+            source_model_id=source_model_id, dataset_id=values["dataset_id"],
             max_accuracy_drop=values["max_accuracy_drop"] if values["max_accuracy_drop"] is not None else 1.0,
             prune_method=request.POST.get("prune_method") if kind == "prune" else None, options=options,
             student_base_model=(request.POST.get("student_base_model") or None) if kind == "distill" else None,
-            hyperparameters_in={"epochs": values["epochs"]} if trains and kind == "distill" and values["epochs"] else None))
+            hyperparameters_in={"epochs": values["epochs"]} if kind == "distill" and values["epochs"] else None))
         if error:
-            return redirect("dashboard:job-detail", slug=slug, job_id=job_id)
+            return redirect(back)
         job, _created = created
-        messages.success(request, f"Job {job.pk} queued: {job.get_kind_display().lower()} of job {source.pk}.")
-        return redirect("dashboard:job-detail", slug=slug, job_id=job.pk)
+        messages.success(request, f"Job {job.pk} queued: {job.get_kind_display().lower()}.")
+        return redirect("dashboard:job-detail", slug=self.organization.slug, job_id=job.pk)
+
+
+class JobCompressView(CompressMixin, View):
+    """Start a compression job from a succeeded job's page (chains: any kind but int8)."""
+
+    def post(self, request, slug, job_id):
+        source = selectors.job_get(organization=self.organization, job_id=job_id)
+        return self.compress(request, back=reverse("dashboard:job-detail", args=[slug, job_id]), source_job_id=source.pk)

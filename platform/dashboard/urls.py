@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import datasets, jobs, views
+from . import datasets, jobs, uploaded_models, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
@@ -34,6 +34,10 @@ dashboard_patterns = [
     path("o/<slug:slug>/datasets/<int:dataset_id>/delete", datasets.DatasetDeleteView.as_view(), name="dataset-delete"),
     path("o/<slug:slug>/datasets/<int:dataset_id>/versions/<int:number>/delete", datasets.DatasetVersionDeleteView.as_view(),
          name="dataset-version-delete"),
+    path("o/<slug:slug>/models", uploaded_models.ModelListView.as_view(), name="models"),
+    path("o/<slug:slug>/models/<int:model_id>", uploaded_models.ModelDetailView.as_view(), name="model-detail"),
+    path("o/<slug:slug>/models/<int:model_id>/compress", uploaded_models.ModelCompressView.as_view(), name="model-compress"),
+    path("o/<slug:slug>/models/<int:model_id>/delete", uploaded_models.ModelDeleteView.as_view(), name="model-delete"),
     path("o/<slug:slug>/jobs", jobs.JobListView.as_view(), name="jobs"),
     path("o/<slug:slug>/jobs/<int:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
     path("o/<slug:slug>/jobs/<int:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),

@@ -48,6 +48,7 @@ class JobListApi(OrganizationAPIView):
         else:
             job, created = services.compression_submit(
                 organization=self.organization, actor=self.actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
+                source_model_id=data.get("source_model_id"),
                 max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
                 dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
                 options={k: data[k] for k in services.COMPRESSION_OPTIONS if k in data},

@@ -45,10 +45,13 @@ class Job(TimeStampedModel):
     state = models.CharField(max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
     name = models.CharField(max_length=100, blank=True)
     dataset_version = models.ForeignKey("corpora.DatasetVersion", on_delete=models.PROTECT, related_name="jobs")
-    base_model = models.ForeignKey("catalog.BaseModel", on_delete=models.PROTECT, related_name="jobs")
+    base_model = models.ForeignKey("catalog.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
+                                   help_text="Fine-tunes: the catalog model. Compression: the source's (none for an uploaded model).")
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.FULL)
     source_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_jobs",
                                    help_text="Compression jobs: the job whose model they compress.")
+    source_model = models.ForeignKey("registry.UploadedModel", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="jobs", help_text="Compression jobs: an uploaded model to compress.")
     max_accuracy_drop = models.FloatField(null=True, blank=True,
                                           help_text="Compression jobs: the largest acceptable accuracy drop, in points.")
     requested = models.JSONField(default=dict, help_text="Hyperparameters as submitted ('auto' allowed).")

@@ -168,17 +168,19 @@ def build_spec(job: Job, folder: Path) -> FineTuneSpec:
 
 
 def extract_model(job: Job, folder: Path) -> Path:
-    """The source job's model.zip, unpacked; refuses members that escape the folder."""
+    """The source model (an earlier job's model.zip or an uploaded model's
+    validated archive), unpacked; refuses members that escape the folder."""
     import zipfile
 
     target = folder / "source-model"
     if (target / "config.json").exists():
         return target
-    artifact = job.source_job.artifacts.get(name="model.zip")
+    storage_name = (job.source_model.storage_name if job.source_model_id
+                    else job.source_job.artifacts.get(name="model.zip").storage_name)
     tmp = folder / "source-model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with default_storage.open(artifact.storage_name, "rb") as fh, zipfile.ZipFile(fh) as archive:
+    with default_storage.open(storage_name, "rb") as fh, zipfile.ZipFile(fh) as archive:
         for member in archive.namelist():
             resolved = (tmp / member).resolve()
             if not str(resolved).startswith(str(tmp.resolve()) + os.sep):
@@ -212,6 +214,8 @@ def model_max_length(job: Job) -> int:
         length = job.spec.get("max_length") or job.spec.get("training", {}).get("max_length")
         if length:
             return int(length)
+        if job.source_model_id:
+            return job.source_model.max_length
         job = job.source_job
     return 128
 
@@ -223,14 +227,14 @@ def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, di
     train_file, validation_file = fetch_dataset(job, folder)
     options = {k: job.spec[k] for k in ("prune_method", "sparsity", "recovery_epochs", "student_layers", "temperature", "alpha")
                if k in job.spec}
-    student_from_catalog = job.kind == JobKind.DISTILL and job.base_model_id != job.source_job.base_model_id
+    student = job.spec.get("student_base_model")
     report = run_compression(CompressionSpec(
         kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(validation_file),
         train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
         checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
         max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
         max_length=model_max_length(job),
-        training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student_from_catalog else None,
+        training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student else None,
         threads=settings.LATHE_WORKER_THREADS or None, **options), reporter)
     if "stopped" in report:
         return (JobState.CANCELLED, {}, "Cancelled.") if report["stopped"] == "cancelled" else (None, {}, "")

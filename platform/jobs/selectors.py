@@ -11,7 +11,7 @@ from .models import Job, JobArtifact, JobState
 
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
-    qs = Job.objects.filter(organization=organization).select_related("base_model", "dataset_version__dataset")
+    qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset")
     if state:
         if state not in JobState.values:
             raise field_error("state", f"state must be one of {', '.join(JobState.values)}.")

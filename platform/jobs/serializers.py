@@ -11,6 +11,7 @@ class JobSubmitSerializer(serializers.Serializer):
     dataset_version = serializers.IntegerField(required=False, help_text="Defaults to the latest version")
     base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
+    source_model_id = serializers.IntegerField(required=False, help_text="Compression: an uploaded model instead (needs dataset_id)")
     max_accuracy_drop = serializers.FloatField(required=False, default=1.0,
                                                help_text="Compression: the largest acceptable accuracy drop, in points")
     prune_method = serializers.ChoiceField(choices=["magnitude", "heads", "neurons", "layers"], required=False,
@@ -41,7 +42,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "max_accuracy_drop",
+        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "cancel_requested_at", "queued_at", "started_at",

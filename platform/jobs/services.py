@@ -100,27 +100,19 @@ def _compression_options(kind: str, options: dict) -> dict:
     return out
 
 
-def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id, max_accuracy_drop: float = 1.0,
-                       dataset_id=None, dataset_version: int | None = None, name: str = "", prune_method: str | None = None,
-                       options: dict | None = None, student_base_model: str | None = None,
-                       hyperparameters_in: dict | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Compress the model of an earlier succeeded job of any kind but int8
-    (chains: fine-tune → distill → prune → quantize), measured before and after on
-    an evaluation dataset version, whose train split feeds recovery and
-    distillation (default: the source job's dataset version)."""
-    from .models import COMPRESSION_KINDS
+def _compression_source(*, organization, source_job_id, source_model_id):
+    """(job, uploaded model): exactly one of them, the organization's, with a model to compress."""
+    from registry.models import UploadedModel
 
-    options = dict(options or {})
-    payload = {"kind": kind, "source_job_id": source_job_id, "max_accuracy_drop": max_accuracy_drop,
-               "dataset_id": dataset_id, "dataset_version": dataset_version, "name": name, "prune_method": prune_method,
-               "options": options, "student_base_model": student_base_model, "hyperparameters": hyperparameters_in or {}}
-    fingerprint = _fingerprint(payload)
-    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
-    if replay:
-        return replay, False
-    if kind not in COMPRESSION_KINDS:
-        raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
-    source = Job.objects.filter(organization=organization, pk=source_job_id).first() if source_job_id else None
+    if (source_job_id is None) == (source_model_id is None):
+        raise field_error("source_job_id", "Give source_job_id (an earlier job's model) or source_model_id (an uploaded "
+                                           "model), exactly one of them.")
+    if source_model_id is not None:
+        model = UploadedModel.objects.filter(organization=organization, pk=source_model_id).first()
+        if model is None:
+            raise field_error("source_model_id", "No such uploaded model in this organization.", code="not_found")
+        return None, model
+    source = Job.objects.filter(organization=organization, pk=source_job_id).first()
     if source is None:
         raise field_error("source_job_id", "No such job in this organization.", code="not_found")
     if source.state != JobState.SUCCEEDED or not source.artifacts.filter(name="model.zip").exists():
@@ -128,6 +120,32 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     if source.kind == JobKind.QUANTIZE:
         raise field_error("source_job_id", f"Job {source.pk}'s model is already int8; quantize last in a chain "
                                            "(its source model can be compressed instead).")
+    return source, None
+
+
+def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id=None, source_model_id=None,
+                       max_accuracy_drop: float = 1.0, dataset_id=None, dataset_version: int | None = None, name: str = "",
+                       prune_method: str | None = None, options: dict | None = None, student_base_model: str | None = None,
+                       hyperparameters_in: dict | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Compress the model of an earlier succeeded job of any kind but int8
+    (chains: fine-tune → distill → prune → quantize) or an uploaded model,
+    measured before and after on an evaluation dataset version whose train split
+    feeds recovery and distillation (default: the source job's dataset version)."""
+    from .models import COMPRESSION_KINDS
+
+    options = dict(options or {})
+    payload = {"kind": kind, "source_job_id": source_job_id, "source_model_id": source_model_id,
+               "max_accuracy_drop": max_accuracy_drop, "dataset_id": dataset_id, "dataset_version": dataset_version,
+               "name": name, "prune_method": prune_method, "options": options, "student_base_model": student_base_model,
+               "hyperparameters": hyperparameters_in or {}}
+    fingerprint = _fingerprint(payload)
+    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
+    if replay:
+        return replay, False
+    if kind not in COMPRESSION_KINDS:
+        raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
+    source, uploaded = _compression_source(organization=organization, source_job_id=source_job_id,
+                                           source_model_id=source_model_id)
     if max_accuracy_drop is None or isinstance(max_accuracy_drop, bool) or not 0 <= float(max_accuracy_drop) <= 100:
         raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
     if len((name or "").strip()) > 100:
@@ -145,27 +163,36 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("student_base_model", "student_base_model applies to distill jobs only.")
     if kind == "distill" and student_base_model and spec.get("student_layers"):
         raise field_error("student_layers", "Give student_layers (cut from the teacher) or student_base_model, not both.")
-    version = source.dataset_version
+    if uploaded is not None and dataset_id is None:
+        raise field_error("dataset_id", "An uploaded model needs evaluation data: give dataset_id (its validation split "
+                                        "is measured; its train split feeds recovery and distillation).", code="required")
+    version = source.dataset_version if source else None
     if dataset_id is not None:
         version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
-    if version.task not in SUPPORTED_TASKS or version.task != source.dataset_version.task:
-        raise field_error("dataset_id", f"The evaluation data is {version.task}; the model was trained for {source.dataset_version.task}.")
-    if not set(source.labels) >= set(version.report.get("labels", {}).get("counts", {})):
+    model_task = source.dataset_version.task if source else uploaded.task
+    if version.task not in SUPPORTED_TASKS or version.task != model_task:
+        raise field_error("dataset_id", f"The evaluation data is {version.task}; the model was trained for {model_task}.")
+    labels = list(source.labels if source else uploaded.labels)
+    if not set(labels) >= set(version.report.get("labels", {}).get("counts", {})):
         raise field_error("dataset_id", "The evaluation data has labels the model was not trained on.")
     trains = kind == "distill" or spec.get("recovery_epochs")
-    base_model = source.base_model
+    base_model = source.base_model if source else None
     if student_base_model:
         base_model = base_model_get(slug=student_base_model, field="student_base_model")
         if version.task not in (base_model.supported_tasks or SUPPORTED_TASKS):
             raise field_error("student_base_model", f"{base_model.name} does not support {version.task}.")
+        spec["student_base_model"] = base_model.slug
     if trains:
         if not version.train_count:
             raise field_error("dataset_id", "Recovery and distillation train on the dataset's train split, which is empty.")
         requested = hyperparameters.check(hyperparameters_in)
         if any(k in hyperparameters.LORA_ONLY for k in requested):
             raise field_error("hyperparameters", "Compression trains the whole model; LoRA settings do not apply.")
-        spec["training"] = hyperparameters.resolve(requested, method=Method.FULL, version=version, base_model=base_model)
-        spec["training"]["max_length"] = source.spec.get("max_length", spec["training"]["max_length"])
+        spec["training"] = hyperparameters.resolve(requested, method=Method.FULL, version=version,
+                                                   base_model=base_model or uploaded)
+        trained_length = source.spec.get("max_length") if source else uploaded.max_length
+        if requested.get("max_length", "auto") == "auto" and trained_length:
+            spec["training"]["max_length"] = trained_length
         if kind == "prune":
             spec["training"]["epochs"] = spec["recovery_epochs"]
     elif hyperparameters_in:
@@ -178,9 +205,10 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
         name=(name or "").strip(), dataset_version=version, base_model=base_model, method=Method.FULL,
-        source_job=source, max_accuracy_drop=float(max_accuracy_drop), labels=source.labels,
+        source_job=source, source_model=uploaded, max_accuracy_drop=float(max_accuracy_drop), labels=labels,
         requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
-        event=f"Queued on '{queue_for(organization=organization)}': {what} of job {source.pk}'s model, "
+        event=f"Queued on '{queue_for(organization=organization)}': {what} of "
+              f"{f'job {source.pk}' if source else f'uploaded model {uploaded.name}'}'s model, "
               f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
 
 

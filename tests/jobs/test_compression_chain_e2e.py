@@ -85,6 +85,18 @@ def test_finetune_distill_prune_quantize(tmp_path, fast_jobs, tenant_a, api_for,
     assert again.status_code == 400 and "source_job_id" in again.json()["error"]["fields"]
     assert "already int8" in again.json()["error"]["message"]
 
+    # The dashboard shows the report side by side, the search's curve and the variants of the int8 job.
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(tenant_a.owner)
+    page = browser.get(f"/o/{tenant_a.organization.slug}/jobs/{pruned.pk}").content.decode()
+    assert 'data-testid="compression-chart"' in page and 'data-testid="search-curve"' in page
+    assert page.count('class="bar-after"') == 6 and page.count("<circle") >= len(search["curve"])
+    page = browser.get(f"/o/{tenant_a.organization.slug}/jobs/{quantized.pk}").content.decode()
+    assert "model-onnx-int8.zip" in page and "(recommended)" in page
+    assert 'data-testid="compress-form"' not in page  # int8 ends a chain
+
     # The pruned model loads and predicts with its model card's code.
     folder = tmp_path / "pruned"
     card = (folder / "README.md").read_text()

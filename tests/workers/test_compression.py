@@ -111,7 +111,7 @@ def test_quantize_run_reports_and_applies_the_guard(tmp_path, model_and_rows):
 
     report, reporter = run(100.0, "loose")
     assert report["guard"]["passed"] and report["after"]["size_bytes"] < report["before"]["size_bytes"]
-    assert {a["name"] for a in reporter.artifacts} == {"model.zip", "compression_report.json", "README.md"}
+    assert {a["name"] for a in reporter.artifacts} == {"model.zip", "model-onnx-int8.zip", "compression_report.json", "README.md"}
     assert "Accuracy guard" in (tmp_path / "loose" / "README.md").read_text()
     # A guard that cannot be met (it demands 50 points of improvement) fails, with the numbers.
     impossible, _ = run(-50.0, "strict")
@@ -130,7 +130,7 @@ def test_prune_run_reports_real_sparsity(tmp_path, model_and_rows):
                            output_dir=str(tmp_path / "out"), task="text_classification", max_accuracy_drop=100.0,
                            max_length=32, latency_samples=5)
     report = run_compression(spec, MemoryReporter())
-    assert abs(report["sparsity"]["sparsity"] - 0.4) < 0.01
+    assert abs(report["pruning"]["sparsity"] - 0.4) < 0.01
     assert report["after"]["nonzero_parameters"] < report["before"]["nonzero_parameters"]
     assert 0.55 < report["ratios"]["nonzero_parameter_ratio"] < 0.8  # embeddings and norms are not pruned
     from transformers import AutoModelForSequenceClassification
@@ -138,4 +138,4 @@ def test_prune_run_reports_real_sparsity(tmp_path, model_and_rows):
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "model", use_safetensors=True)
     zeros = sum(int((m.weight == 0).sum()) for n, m in reloaded.named_modules()
                 if isinstance(m, torch.nn.Linear) and "classifier" not in n)
-    assert zeros == report["sparsity"]["zero_weights"]  # the zeros survive saving
+    assert zeros == report["pruning"]["zero_weights"]  # the zeros survive saving

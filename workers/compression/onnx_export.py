@@ -4,6 +4,7 @@ serve it with onnxruntime alone. On CPUs this path is usually faster than
 PyTorch's own dynamic int8 kernels (docs/compression.md has the figures)."""
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -38,7 +39,13 @@ def export_int8(model, tokenizer, folder: str, *, task: str) -> str:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, tuple(sample[n] for n in names), fp32_path, input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
-    quantize_dynamic(fp32_path, os.path.join(folder, ONNX_FILE), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantizer logs one INFO line per tensor on the root logger
+    try:
+        quantize_dynamic(fp32_path, os.path.join(folder, ONNX_FILE), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     os.remove(fp32_path)
     model.config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -37,7 +37,7 @@ def head_importance(model) -> list[tuple[float, int, int]]:
     its columns in the output projection, a bound on what it adds to the residual."""
     size, scores = _head_size(model), []
     for li, layer in enumerate(encoder_layers(model)):
-        value, out = layer.attention.self.value.weight, layer.attention.output.dense.weight
+        value, out = layer.attention.self.value.weight.detach(), layer.attention.output.dense.weight.detach()
         for h in range(model.config.num_attention_heads):
             part = slice(h * size, (h + 1) * size)
             if float(value[part].abs().sum()) == 0.0:
@@ -96,7 +96,7 @@ def prune_neurons(model, amount: float) -> dict:
     before = model.config.intermediate_size
     keep_count = max(1, int(round((1 - amount) * before)))
     for layer in encoder_layers(model):
-        w_in, w_out = layer.intermediate.dense.weight, layer.output.dense.weight
+        w_in, w_out = layer.intermediate.dense.weight.detach(), layer.output.dense.weight.detach()
         score = w_in.norm(dim=1) * w_out.norm(dim=0)
         keep = torch.sort(torch.topk(score, keep_count).indices).values
         layer.intermediate.dense = _slice_linear(layer.intermediate.dense, keep, dim=0)

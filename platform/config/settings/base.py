@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "catalog",
     "corpora",
     "jobs",
+    "registry",
     "dashboard",
 ]
 
@@ -280,6 +281,8 @@ LOGGING = {
 # --- Datasets (defaults until plans set them per organization) -------------
 LATHE_DATASET_MAX_FILE_BYTES = env.int("LATHE_DATASET_MAX_FILE_BYTES", default=100 * 1000 * 1000)
 LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 1000 * 1000)
+# Uploaded models (zipped safetensors folders), counted against the same storage quota.
+LATHE_MODEL_MAX_FILE_BYTES = env.int("LATHE_MODEL_MAX_FILE_BYTES", default=2 * 1000 * 1000 * 1000)
 # Uploads above this go to a temporary file rather than memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

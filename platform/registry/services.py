@@ -1,0 +1,105 @@
+"""Uploading and deleting customer models. Nothing is kept unless the whole
+archive validates; the stored archive holds the validated files only."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from core.errors import ApplicationError, Conflict, PermissionDenied, field_error
+from corpora.limits import limits_for, storage_used
+from corpora.parsing import human_bytes
+from tenancy.actors import Actor
+from tenancy.models import Organization, Role
+from workers.archive import zip_folder
+
+from .models import UploadedModel
+from .validation import ALLOWED_SUFFIXES, ModelFileError, safe_extract, validate_model_folder
+
+logger = logging.getLogger(__name__)
+NAME_MAX_LENGTH = 100
+
+
+def _refuse(exc: ModelFileError) -> ApplicationError:
+    return ApplicationError(exc.message, code=exc.code, status=exc.status, fields={"file": [exc.message]})
+
+
+def _check_size(*, organization: Organization, size: int) -> None:
+    limit = settings.LATHE_MODEL_MAX_FILE_BYTES
+    if size > limit:
+        raise ApplicationError(f"The model archive is {human_bytes(size)}; the limit is {human_bytes(limit)}.",
+                               code="file_too_large", status=413, fields={"file": ["File too large."]})
+    quota, used = limits_for(organization=organization).storage_quota_bytes, storage_used(organization=organization)
+    if used + size > quota:
+        raise ApplicationError(f"Storage quota reached: {human_bytes(used)} of {human_bytes(quota)} used; this upload needs "
+                               f"{human_bytes(size)} more. Delete old datasets or models, or upgrade your plan.",
+                               code="storage_quota_exceeded", status=403, fields={"file": ["Storage quota reached."]})
+
+
+def model_upload(*, organization: Organization, actor: Actor, uploaded, name: str = "") -> UploadedModel:
+    """Validate a zipped model folder (config.json, *.safetensors, tokenizer) and keep it."""
+    if uploaded is None:
+        raise field_error("file", "Attach the zipped model folder as 'file'.", code="required")
+    name = (name or "").strip() or Path(uploaded.name or "model").stem
+    if len(name) > NAME_MAX_LENGTH:
+        raise field_error("name", f"at most {NAME_MAX_LENGTH} characters (this one has {len(name)})")
+    _check_size(organization=organization, size=uploaded.size)
+    workdir = Path(tempfile.mkdtemp(prefix="lathe-model-"))
+    stored = None
+    try:
+        archive, digest = workdir / "upload.zip", hashlib.sha256()
+        with open(archive, "wb") as out:
+            for chunk in uploaded.chunks():
+                digest.update(chunk)
+                out.write(chunk)
+        try:
+            folder = safe_extract(str(archive), workdir / "unpacked", max_unpacked_bytes=4 * settings.LATHE_MODEL_MAX_FILE_BYTES)
+            info = validate_model_folder(folder)
+        except ModelFileError as exc:
+            raise _refuse(exc) from None
+        clean = workdir / "clean"
+        clean.mkdir()
+        for path in folder.iterdir():  # only what a model folder needs; nothing executable travels on
+            if path.is_file() and path.name.lower().endswith(ALLOWED_SUFFIXES):
+                shutil.copy2(path, clean / path.name)
+        packed = zip_folder(str(clean), str(workdir / "model.zip"))
+        with open(packed, "rb") as fh:
+            stored = default_storage.save(f"models/{organization.pk}/{uuid.uuid4().hex}/model.zip", File(fh))
+        with transaction.atomic():
+            model = UploadedModel.objects.create(
+                organization=organization, name=name, storage_name=stored, size_bytes=Path(packed).stat().st_size,
+                sha256=digest.hexdigest(), model_type=info.model_type, architecture=info.architecture, labels=info.labels,
+                num_layers=info.num_layers, hidden_size=info.hidden_size, parameter_count=info.parameter_count,
+                max_length=info.max_length, created_by=actor.user)
+        stored = None  # kept
+        return model
+    finally:
+        if stored:
+            default_storage.delete(stored)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def model_delete(*, organization: Organization, actor: Actor, model_id) -> None:
+    from .selectors import uploaded_model_get
+
+    model = uploaded_model_get(organization=organization, model_id=model_id)
+    if not (actor.has_role(Role.ADMIN) or (actor.user is not None and actor.user.pk == model.created_by_id)):
+        raise PermissionDenied("Only an admin, an owner or the uploader can delete a model.")
+    name = model.storage_name
+    try:
+        with transaction.atomic():
+            model.delete()
+    except ProtectedError as exc:
+        jobs = sorted({str(obj) for obj in exc.protected_objects})[:5]
+        raise Conflict(f"This model is used by {', '.join(jobs)}; it cannot be deleted while they exist.",
+                       code="model_in_use") from None
+    transaction.on_commit(lambda: default_storage.delete(name))
