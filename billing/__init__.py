@@ -1,3 +1,3 @@
-"""Billing: plans and prices, the usage ledger, the Stripe gateway, checkout,
-webhooks and invoices (after Zulip's `corporate/`). A top-level app, beside
-platform/, so the money code has its own boundary."""
+"""Billing (after Zulip's corporate/): plans and their limits, Stripe
+subscriptions changed only by verified webhooks, and an exact ledger of
+GPU-seconds exported to Stripe Billing Meters through an outbox."""

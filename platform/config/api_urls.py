@@ -3,6 +3,16 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import ApiKeyDetailApi, ApiKeyListApi
+from billing.api import (
+    BillingCheckoutApi,
+    BillingInvoiceListApi,
+    BillingPlanApi,
+    BillingPortalApi,
+    BillingSpendCapApi,
+    BillingSubscriptionApi,
+    BillingUsageApi,
+    PlanListApi,
+)
 from corpora.api import (
     DatasetDetailApi,
     DatasetListApi,
@@ -19,6 +29,7 @@ from jobs.api import (
     JobEventListApi,
     JobListApi,
     JobMetricListApi,
+    JobQuoteApi,
 )
 from registry.api import UploadedModelDetailApi, UploadedModelListApi
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
@@ -40,12 +51,21 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/versions/<int:number>/report", DatasetVersionReportApi.as_view(), name="dataset-version-report"),
     path("datasets/<int:dataset_id>/versions/<int:number>/preview", DatasetVersionPreviewApi.as_view(), name="dataset-version-preview"),
     path("jobs", JobListApi.as_view(), name="job-list"),
+    path("jobs/quote", JobQuoteApi.as_view(), name="job-quote"),
     path("jobs/<int:job_id>", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<int:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<int:job_id>/events", JobEventListApi.as_view(), name="job-events"),
     path("jobs/<int:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
     path("jobs/<int:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
     path("jobs/<int:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
+    path("plans", PlanListApi.as_view(), name="plan-list"),
+    path("billing/plan", BillingPlanApi.as_view(), name="billing-plan"),
+    path("billing/subscription", BillingSubscriptionApi.as_view(), name="billing-subscription"),
+    path("billing/usage", BillingUsageApi.as_view(), name="billing-usage"),
+    path("billing/invoices", BillingInvoiceListApi.as_view(), name="billing-invoices"),
+    path("billing/spend-cap", BillingSpendCapApi.as_view(), name="billing-spend-cap"),
+    path("billing/checkout", BillingCheckoutApi.as_view(), name="billing-checkout"),
+    path("billing/portal", BillingPortalApi.as_view(), name="billing-portal"),
     path("models", UploadedModelListApi.as_view(), name="model-list"),
     path("models/<int:model_id>", UploadedModelDetailApi.as_view(), name="model-detail"),
     # Public documentation of the API.

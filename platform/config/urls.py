@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from billing.views import stripe_webhook
 from core.health import healthz, readyz
 
 admin.site.site_header = "Lathe operations"
@@ -9,6 +10,7 @@ admin.site.site_title = "Lathe admin"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),

@@ -1,5 +1,5 @@
-"""Per-organization dataset limits. Plan-driven defaults from settings until
-billing (issue 7) gives each plan its own."""
+"""Per-organization dataset limits: the plan's, under the installation's
+ceilings in settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +15,12 @@ class DatasetLimits:
 
 
 def limits_for(*, organization) -> DatasetLimits:
+    from billing.services import plan_for
+
+    plan = plan_for(organization=organization)
     return DatasetLimits(
-        max_file_bytes=settings.LATHE_DATASET_MAX_FILE_BYTES,
-        storage_quota_bytes=settings.LATHE_STORAGE_QUOTA_BYTES,
+        max_file_bytes=min(plan.max_dataset_bytes, settings.LATHE_DATASET_MAX_FILE_BYTES),
+        storage_quota_bytes=min(plan.storage_quota_bytes, settings.LATHE_STORAGE_QUOTA_BYTES),
     )
 
 

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
@@ -110,6 +112,8 @@ class JobLaunchForm(forms.Form):
     early_stopping_patience = forms.IntegerField(required=False, help_text="blank = auto")
     lora_r = forms.IntegerField(label="LoRA rank", required=False, help_text="LoRA only; blank = auto")
     seed = forms.IntegerField(required=False, help_text="blank = auto")
+    max_cost = forms.DecimalField(label="Budget (USD)", required=False, min_value=Decimal("0.01"), decimal_places=4,
+                                  help_text="optional: the job stops there and keeps its best checkpoint")
 
     HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "max_length", "early_stopping_patience", "lora_r", "seed")
 
@@ -121,5 +125,5 @@ class JobLaunchForm(forms.Form):
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
         return {"dataset_id": data["dataset_id"], "base_model": data["base_model"], "method": data["method"],
-                "name": data["name"],
+                "name": data["name"], "max_cost": data.get("max_cost"),
                 "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}

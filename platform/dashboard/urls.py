@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import datasets, jobs, uploaded_models, views
+from . import billing, datasets, jobs, uploaded_models, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
@@ -39,6 +39,11 @@ dashboard_patterns = [
     path("o/<slug:slug>/models/<int:model_id>/compress", uploaded_models.ModelCompressView.as_view(), name="model-compress"),
     path("o/<slug:slug>/models/<int:model_id>/delete", uploaded_models.ModelDeleteView.as_view(), name="model-delete"),
     path("o/<slug:slug>/jobs", jobs.JobListView.as_view(), name="jobs"),
+    path("o/<slug:slug>/jobs/quote", billing.JobQuoteView.as_view(), name="job-quote"),
+    path("o/<slug:slug>/billing", billing.BillingView.as_view(), name="billing"),
+    path("o/<slug:slug>/billing/checkout", billing.BillingCheckoutView.as_view(), name="billing-checkout"),
+    path("o/<slug:slug>/billing/portal", billing.BillingPortalView.as_view(), name="billing-portal"),
+    path("o/<slug:slug>/billing/spend-cap", billing.BillingSpendCapView.as_view(), name="billing-spend-cap"),
     path("o/<slug:slug>/jobs/<int:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
     path("o/<slug:slug>/jobs/<int:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
     path("o/<slug:slug>/jobs/<int:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),

@@ -8,6 +8,8 @@ from core.errors import field_error
 
 from . import selectors, services
 from .downloads import artifact_response
+from billing.serializers import QuoteSerializer
+
 from .serializers import (
     CursorQuerySerializer,
     JobArtifactSerializer,
@@ -33,32 +35,53 @@ class JobListApi(OrganizationAPIView):
                    parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                                 description="Same key + same body returns the same job; a different body is 409.")])
     def post(self, request):
-        payload = JobSubmitSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        key = request.headers.get("Idempotency-Key")
-        if data["kind"] == "finetune":
-            for required in ("dataset_id", "base_model"):
-                if data.get(required) in (None, ""):
-                    raise field_error(required, "This field is required for a fine-tune.", code="required")
-            job, created = services.job_submit(
-                organization=self.organization, actor=self.actor, dataset_id=data["dataset_id"],
-                dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
-                hyperparameters_in=data["hyperparameters"], name=data["name"], idempotency_key=key)
-        else:
-            job, created = services.compression_submit(
-                organization=self.organization, actor=self.actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
-                source_model_id=data.get("source_model_id"),
-                max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
-                dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
-                options={k: data[k] for k in services.COMPRESSION_OPTIONS if k in data},
-                student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
-                idempotency_key=key)
+        job, created = submit_from_request(self, request)
         job = selectors.job_get(organization=self.organization, job_id=job.pk)
         response = Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
+
+
+class JobQuoteApi(OrganizationAPIView):
+    serializer_class = QuoteSerializer
+
+    @extend_schema(operation_id="jobs_quote", request=JobSubmitSerializer, responses=QuoteSerializer,
+                   description="What POST /jobs with this body would cost: the same validation (400s name the field), "
+                               "nothing queued. Estimated from dataset tokens × epochs × model size and the throughput "
+                               "measured on past jobs of the device class; priced at the plan's rate.")
+    def post(self, request):
+        from billing.quotes import quote
+
+        job, _ = submit_from_request(self, request, dry_run=True)
+        return Response(quote(job))
+
+
+def submit_from_request(view, request, *, dry_run: bool = False):
+    """Both POST /jobs and its quote: one parsing of the body into the services."""
+    payload = JobSubmitSerializer(data=request.data)
+    payload.is_valid(raise_exception=True)
+    data = payload.validated_data
+    key = None if dry_run else request.headers.get("Idempotency-Key")
+    organization, actor = view.organization, view.actor
+    if data["kind"] == "finetune":
+        for required in ("dataset_id", "base_model"):
+            if data.get(required) in (None, ""):
+                raise field_error(required, "This field is required for a fine-tune.", code="required")
+        return services.job_submit(
+            organization=organization, actor=actor, dataset_id=data["dataset_id"],
+            dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
+            hyperparameters_in=data["hyperparameters"], name=data["name"], max_cost=data.get("max_cost"),
+            idempotency_key=key, dry_run=dry_run)
+    else:
+        return services.compression_submit(
+            organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
+            source_model_id=data.get("source_model_id"),
+            max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
+            dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
+            options={k: data[k] for k in services.COMPRESSION_OPTIONS if k in data},
+            student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
+            max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run)
 
 
 class JobDetailApi(OrganizationAPIView):

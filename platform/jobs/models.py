@@ -54,6 +54,8 @@ class Job(TimeStampedModel):
                                      related_name="jobs", help_text="Compression jobs: an uploaded model to compress.")
     max_accuracy_drop = models.FloatField(null=True, blank=True,
                                           help_text="Compression jobs: the largest acceptable accuracy drop, in points.")
+    max_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
+                                   help_text="Budget in USD: the job stops when its billed compute reaches it.")
     requested = models.JSONField(default=dict, help_text="Hyperparameters as submitted ('auto' allowed).")
     spec = models.JSONField(default=dict, help_text="Hyperparameters as resolved for the worker.")
     labels = models.JSONField(default=list)
@@ -168,6 +170,8 @@ class UsageSegment(models.Model):
     ended_at = models.DateTimeField()
     seconds = models.DecimalField(max_digits=12, decimal_places=3)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ledger_entry = models.ForeignKey("billing.LedgerEntry", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="segments", help_text="Set once, when the attempt's usage is rolled up.")
 
     class Meta:
         ordering = ("id",)

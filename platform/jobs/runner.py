@@ -39,6 +39,8 @@ class JobReporter:
         self._segment_lock = threading.Lock()
         self._last_progress = 0.0
         self._thread = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-job-{job.pk}", daemon=True)
+        self.budget_reason: str | None = None
+        self._spend = _SpendWatch(job, device_class, device_count)
 
     # --- lease and usage ---------------------------------------------------------
     def start(self) -> None:
@@ -62,9 +64,11 @@ class JobReporter:
                 self.lease_lost.set()
                 logger.warning("Job %s: lease lost; stopping without billing further", self.job.pk)
                 return False
+            seconds = (ended - self._segment_start).total_seconds()
             self._segment_start = ended
         if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
             self.cancel_requested.set()
+        self.budget_reason = self.budget_reason or self._spend.after(seconds)
         return True
 
     def stop(self) -> dict:
@@ -134,7 +138,46 @@ class JobReporter:
             return "lease lost"
         if self.cancel_requested.is_set():
             return "cancelled"
+        return self.budget_reason
+
+
+class _SpendWatch:
+    """The job's budget (`max_cost`) and the organization's spend cap, checked
+    after each heartbeat's usage is recorded: a reason to stop, or None."""
+
+    def __init__(self, job: Job, device_class: str, device_count: int):
+        from billing import services as billing
+
+        self.job, self.device_count = job, device_count
+        self.rate = billing.plan_for(organization=job.organization).rate_for(device_class)
+        spent = job.ledger_entries.filter(billable=True).values_list("amount_micros", flat=True)
+        unrolled = job.usage_segments.filter(ledger_entry__isnull=True, exclusion__isnull=True).values_list("seconds", "device_count")
+        self.job_micros = sum(spent) + sum(billing.amount_micros(seconds=s, device_count=n, usd_per_second=self.rate)
+                                           for s, n in unrolled)
+
+    def after(self, seconds: float) -> str | None:
+        from decimal import Decimal
+
+        from billing import services as billing
+
+        self.job_micros += billing.amount_micros(seconds=Decimal(str(round(seconds, 3))), device_count=self.device_count,
+                                                 usd_per_second=self.rate)
+        if self.job.max_cost is not None and self.job_micros >= int(self.job.max_cost * 1_000_000):
+            return "budget"
+        if billing.period_usage(organization=self.job.organization).is_capped:
+            return "spend cap"
         return None
+
+
+STOP_REASONS = {
+    "cancelled": "Cancelled while running; the best checkpoint is kept.",
+    "budget": "Stopped at its budget of ${max_cost} (max_cost); the best checkpoint is kept.",
+    "spend cap": "Stopped: the organization's monthly spend cap (or free allowance) is reached; the best checkpoint is kept.",
+}
+
+
+def stop_message(job: Job, reason: str) -> str:
+    return STOP_REASONS[reason].replace("{max_cost}", f"{job.max_cost:.2f}" if job.max_cost is not None else "?")
 
 
 def job_folder(job: Job) -> Path:
@@ -202,8 +245,8 @@ def run_finetune_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict,
               "device": outcome.device, "precision": outcome.precision}
     if outcome.status == "succeeded":
         return JobState.SUCCEEDED, result, ""
-    if outcome.stop_reason == "cancelled":
-        return JobState.CANCELLED, result, "Cancelled while running; the best checkpoint is kept."
+    if outcome.stop_reason in STOP_REASONS:
+        return JobState.CANCELLED, {**result, "stop_reason": outcome.stop_reason}, stop_message(job, outcome.stop_reason)
     return None, result, ""
 
 
@@ -237,7 +280,8 @@ def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, di
         training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student else None,
         threads=settings.LATHE_WORKER_THREADS or None, **options), reporter)
     if "stopped" in report:
-        return (JobState.CANCELLED, {}, "Cancelled.") if report["stopped"] == "cancelled" else (None, {}, "")
+        reason = report["stopped"]
+        return (JobState.CANCELLED, {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
     guard = report["guard"]
     if not guard["passed"]:
         return JobState.FAILED, {"compression": report}, (

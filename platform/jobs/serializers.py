@@ -30,6 +30,8 @@ class JobSubmitSerializer(serializers.Serializer):
                                                       'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
                                                       'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
+                                        help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -43,7 +45,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
-                  "requested", "spec", "labels", "queue",
+                  "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "cancel_requested_at", "queued_at", "started_at",
                   "finished_at", "created_at")

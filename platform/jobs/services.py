@@ -53,12 +53,22 @@ def _idempotent_replay(organization, idempotency_key: str | None, fingerprint: s
     return existing
 
 
-def _create_queued(*, idempotency_key, fingerprint, organization, event: str, **fields) -> tuple[Job, bool]:
+def _create_queued(*, idempotency_key, fingerprint, organization, event: str, dry_run: bool = False,
+                   **fields) -> tuple[Job, bool]:
+    """Write the job `queued` and ring on commit; with `dry_run`, the same job
+    unsaved (for quotes), no billing check."""
+    from billing.services import check_can_start_job, plan_for
+
+    plan = plan_for(organization=organization)
+    values = dict(organization=organization, queue=plan.queue or settings.LATHE_DEFAULT_QUEUE, priority=plan.queue_priority,
+                  max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS, queued_at=timezone.now(),
+                  idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, **fields)
+    if dry_run:
+        return Job(**values), False
+    check_can_start_job(organization=organization, kind=fields["kind"])
     try:
         with transaction.atomic():
-            job = Job.objects.create(organization=organization, queue=queue_for(organization=organization),
-                                     max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS, queued_at=timezone.now(),
-                                     idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, **fields)
+            job = Job.objects.create(**values)
             JobEvent.objects.create(job=job, message=event)
             transaction.on_commit(lambda: dispatch(job_id=job.pk))
     except IntegrityError:  # the same Idempotency-Key raced us
@@ -126,7 +136,8 @@ def _compression_source(*, organization, source_job_id, source_model_id):
 def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id=None, source_model_id=None,
                        max_accuracy_drop: float = 1.0, dataset_id=None, dataset_version: int | None = None, name: str = "",
                        prune_method: str | None = None, options: dict | None = None, student_base_model: str | None = None,
-                       hyperparameters_in: dict | None = None, idempotency_key: str | None = None) -> tuple[Job, bool]:
+                       hyperparameters_in: dict | None = None, max_cost=None, idempotency_key: str | None = None,
+                       dry_run: bool = False) -> tuple[Job, bool]:
     """Compress the model of an earlier succeeded job of any kind but int8
     (chains: fine-tune → distill → prune → quantize) or an uploaded model,
     measured before and after on an evaluation dataset version whose train split
@@ -137,9 +148,9 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     payload = {"kind": kind, "source_job_id": source_job_id, "source_model_id": source_model_id,
                "max_accuracy_drop": max_accuracy_drop, "dataset_id": dataset_id, "dataset_version": dataset_version,
                "name": name, "prune_method": prune_method, "options": options, "student_base_model": student_base_model,
-               "hyperparameters": hyperparameters_in or {}}
+               "hyperparameters": hyperparameters_in or {}, "max_cost": str(max_cost) if max_cost is not None else None}
     fingerprint = _fingerprint(payload)
-    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
+    replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
     if replay:
         return replay, False
     if kind not in COMPRESSION_KINDS:
@@ -205,6 +216,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
         name=(name or "").strip(), dataset_version=version, base_model=base_model, method=Method.FULL,
+        dry_run=dry_run, max_cost=_max_cost(max_cost),
         source_job=source, source_model=uploaded, max_accuracy_drop=float(max_accuracy_drop), labels=labels,
         requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
         event=f"Queued on '{queue_for(organization=organization)}': {what} of "
@@ -213,19 +225,34 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
 
 
 def queue_for(*, organization: Organization) -> str:
-    """The queue of the organization's plan (one queue until billing, issue 7)."""
-    return settings.LATHE_DEFAULT_QUEUE
+    """The queue of the organization's plan."""
+    from billing.services import plan_for
+
+    return plan_for(organization=organization).queue or settings.LATHE_DEFAULT_QUEUE
+
+
+def _max_cost(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        raise field_error("max_cost", "a number of US dollars, e.g. 5 or 12.50") from None
+    if isinstance(value, bool) or not amount.is_finite() or not Decimal("0.01") <= amount <= Decimal("100000"):
+        raise field_error("max_cost", "between 0.01 and 100000 US dollars")
+    return amount.quantize(Decimal("0.0001"))
 
 
 def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
+               max_cost=None, idempotency_key: str | None = None, dry_run: bool = False) -> tuple[Job, bool]:
     """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
     commit. Returns (job, created); a repeated Idempotency-Key returns the first job."""
     payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
-               "hyperparameters": hyperparameters_in or {}, "name": name}
+               "hyperparameters": hyperparameters_in or {}, "name": name,
+               "max_cost": str(max_cost) if max_cost is not None else None}
     fingerprint = _fingerprint(payload)
-    replay = _idempotent_replay(organization, idempotency_key, fingerprint)
+    replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
     if replay:
         return replay, False
 
@@ -249,6 +276,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=JobKind.FINETUNE,
+        dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
         event=f"Queued on '{queue_for(organization=organization)}': {method} fine-tune of {model.name} on "
@@ -279,8 +307,11 @@ def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid
         if job is None:
             return None
         Organization.objects.select_for_update().get(pk=job.organization_id)  # serializes the limit check
+        from billing.services import plan_for
+
+        limit = min(plan_for(organization=job.organization).max_concurrent_jobs, settings.LATHE_MAX_CONCURRENT_JOBS)
         running = Job.objects.filter(organization_id=job.organization_id, state=JobState.RUNNING).count()
-        if running >= settings.LATHE_MAX_CONCURRENT_JOBS:
+        if running >= limit:
             JobEvent.objects.create(job=job, message=f"Waiting: the organization already runs {running} job(s).")
             return None
         claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED, cancel_requested_at__isnull=True).update(
@@ -353,21 +384,36 @@ def job_cancel(*, organization: Organization, actor: Actor | None, job_id) -> Jo
 
 def reap_expired_leases() -> dict:
     """Running jobs whose lease expired: re-queue (resuming from the last
-    checkpoint) while attempts are left, else fail them with the reason."""
+    checkpoint) while attempts are left, else fail them with the reason. The
+    lost attempt's usage after its last checkpoint is excluded from billing in
+    the same transaction: that work is redone (billed once) or lost (never billed)."""
+    from billing.ledger import exclude_lost_work
+
     now, requeued, failed = timezone.now(), [], []
     for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
         with transaction.atomic():
-            if job.attempts < job.max_attempts:
-                if fenced(job.pk, job.lease_token).update(
-                        state=JobState.QUEUED, lease_token=None, lease_expires_at=None, worker="", queued_at=now, updated_at=now):
-                    JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
-                                            message=f"Worker lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); re-queued to resume from the last checkpoint.")
-                    requeued.append(job.pk)
-                    transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
-            elif fenced(job.pk, job.lease_token).update(
+            retry = job.attempts < job.max_attempts
+            if retry:
+                taken = fenced(job.pk, job.lease_token).update(
+                    state=JobState.QUEUED, lease_token=None, lease_expires_at=None, worker="", queued_at=now, updated_at=now)
+            else:
+                taken = fenced(job.pk, job.lease_token).update(
                     state=JobState.FAILED, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now,
-                    failure_reason=f"Worker lost {job.attempts} times (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)."):
-                JobEvent.objects.create(job=job, attempt=job.attempts, level="error", message="Failed: attempts exhausted after lost workers.")
+                    failure_reason=f"Worker lost {job.attempts} times (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC).")
+            if not taken:
+                continue  # it heartbeated meanwhile
+            excluded = exclude_lost_work(job=job, attempt=job.attempts,
+                                         reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
+            unbilled = f" {excluded} usage segment(s) after the last checkpoint are not billed." if excluded else ""
+            if retry:
+                JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
+                                        message=f"Worker lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); re-queued to "
+                                                f"resume from the last checkpoint.{unbilled}")
+                requeued.append(job.pk)
+                transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
+            else:
+                JobEvent.objects.create(job=job, attempt=job.attempts, level="error",
+                                        message=f"Failed: attempts exhausted after lost workers.{unbilled}")
                 failed.append(job.pk)
     return {"requeued": requeued, "failed": failed}
 

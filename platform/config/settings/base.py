@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "corpora",
     "jobs",
     "registry",
+    "billing",
     "dashboard",
 ]
 
@@ -253,6 +254,12 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lathe <no-reply@lath
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_ENABLED = bool(STRIPE_SECRET_KEY)
+# Another API host (a Stripe stand-in in tests, stripe-mock); empty: Stripe's own.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Stripe takes meter events up to 35 days old; older ledger rows are flagged for manual handling.
+STRIPE_METER_EVENT_MAX_AGE_DAYS = env.int("STRIPE_METER_EVENT_MAX_AGE_DAYS", default=34)
 
 # --- Misc -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -279,8 +286,9 @@ LOGGING = {
 }
 
 # --- Datasets (defaults until plans set them per organization) -------------
-LATHE_DATASET_MAX_FILE_BYTES = env.int("LATHE_DATASET_MAX_FILE_BYTES", default=100 * 1000 * 1000)
-LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 1000 * 1000)
+# Installation-wide ceilings; each plan sets its own limits below them (billing.Plan).
+LATHE_DATASET_MAX_FILE_BYTES = env.int("LATHE_DATASET_MAX_FILE_BYTES", default=2 * 1000 * 1000 * 1000)
+LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 1000 * 1000 * 1000)
 # Uploaded models (zipped safetensors folders), counted against the same storage quota.
 LATHE_MODEL_MAX_FILE_BYTES = env.int("LATHE_MODEL_MAX_FILE_BYTES", default=2 * 1000 * 1000 * 1000)
 # Uploads above this go to a temporary file rather than memory.
@@ -288,7 +296,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- Jobs -------------------------------------------------------------------
 LATHE_DEFAULT_QUEUE = env.str("LATHE_DEFAULT_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
-LATHE_MAX_CONCURRENT_JOBS = env.int("LATHE_MAX_CONCURRENT_JOBS", default=2)
+LATHE_MAX_CONCURRENT_JOBS = env.int("LATHE_MAX_CONCURRENT_JOBS", default=16)  # ceiling; plans set theirs
 LATHE_JOB_MAX_ATTEMPTS = env.int("LATHE_JOB_MAX_ATTEMPTS", default=3)
 # A worker heartbeats every HEARTBEAT seconds; a job whose lease (LEASE seconds
 # past its last heartbeat) expired is re-queued by the reaper.
@@ -299,6 +307,9 @@ LATHE_REDISPATCH_AFTER_SECONDS = env.int("LATHE_REDISPATCH_AFTER_SECONDS", defau
 LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DIR / "checkpoints")))
 LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)
 CELERY_BEAT_SCHEDULE.update({
+    "billing-rollup-and-export": {"task": "billing.tasks.rollup_and_export", "schedule": timedelta(seconds=30)},
+    "billing-sweep-stripe-events": {"task": "billing.tasks.sweep_stripe_events", "schedule": timedelta(seconds=60)},
+    "billing-reconcile": {"task": "billing.tasks.reconcile_closed_periods", "schedule": timedelta(hours=1)},
     "reap-expired-leases": {"task": "jobs.tasks.reap_expired_leases", "schedule": timedelta(seconds=15)},
     "sweep-lost-doorbells": {"task": "jobs.tasks.sweep_lost_doorbells", "schedule": timedelta(seconds=30)},
 })

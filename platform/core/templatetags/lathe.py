@@ -17,3 +17,11 @@ def bytes_filter(value) -> str:
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def usd_cents(cents) -> str:
+    """4900 → "$49.00"."""
+    if cents in (None, ""):
+        return "—"
+    return f"${int(cents) / 100:,.2f}"

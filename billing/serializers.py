@@ -1,0 +1,110 @@
+from rest_framework import serializers
+
+from .models import BillingAccount, Invoice, Plan, PlanRate
+
+
+class PlanRateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PlanRate
+        fields = ("device_class", "usd_per_second")
+        read_only_fields = fields
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    rates = PlanRateSerializer(many=True, read_only=True)
+    available = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Plan
+        fields = ("slug", "name", "kind", "monthly_price_cents", "currency", "included_compute_cents", "max_concurrent_jobs",
+                  "queue_priority", "max_dataset_bytes", "storage_quota_bytes", "api_rate", "allowed_job_kinds", "rates",
+                  "available")
+        read_only_fields = fields
+
+    def get_available(self, plan) -> bool:
+        """Can be subscribed to here (synced to Stripe and billing configured)."""
+        from . import gateway
+
+        return plan.kind == "free" or bool(gateway.enabled() and plan.stripe_base_price_id and plan.stripe_metered_price_id)
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    plan = PlanSerializer(read_only=True)
+    billing_configured = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BillingAccount
+        fields = ("plan", "status", "current_period_start", "current_period_end", "cancel_at_period_end", "spend_cap_cents",
+                  "billing_configured")
+        read_only_fields = fields
+
+    def get_billing_configured(self, account) -> bool:
+        from . import gateway
+
+        return gateway.enabled()
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Invoice
+        fields = ("stripe_invoice_id", "number", "status", "currency", "amount_due_cents", "amount_paid_cents",
+                  "hosted_invoice_url", "invoice_pdf", "period_start", "period_end", "stripe_created")
+        read_only_fields = fields
+
+
+class UsageDaySerializer(serializers.Serializer):
+    date = serializers.CharField()
+    seconds = serializers.FloatField()
+    usd = serializers.CharField()
+
+
+class UsageJobSerializer(serializers.Serializer):
+    job_id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    seconds = serializers.FloatField()
+    usd = serializers.CharField()
+
+
+class UsageSerializer(serializers.Serializer):
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    plan = serializers.CharField()
+    used_usd = serializers.CharField()
+    included_usd = serializers.CharField()
+    included_used_usd = serializers.CharField()
+    overage_usd = serializers.CharField()
+    spend_cap_usd = serializers.CharField(allow_null=True)
+    cap_fraction = serializers.FloatField(allow_null=True)
+    not_billed_seconds = serializers.FloatField(help_text="Usage lost to infrastructure (redone after a lost worker)")
+    per_day = UsageDaySerializer(many=True)
+    per_job = UsageJobSerializer(many=True)
+    ledger_entries = serializers.IntegerField()
+
+
+class SpendCapSerializer(serializers.Serializer):
+    spend_cap_usd = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True, min_value=0,
+                                             help_text="Monthly cap on charges beyond the included compute; null: none")
+
+
+class CheckoutSerializer(serializers.Serializer):
+    plan = serializers.SlugField()
+    success_url = serializers.URLField(required=False)
+    cancel_url = serializers.URLField(required=False)
+
+
+class RedirectSerializer(serializers.Serializer):
+    url = serializers.URLField()
+
+
+class QuoteSerializer(serializers.Serializer):
+    device_class = serializers.CharField()
+    estimated_seconds = serializers.IntegerField()
+    low_seconds = serializers.IntegerField()
+    high_seconds = serializers.IntegerField()
+    usd_per_second = serializers.CharField()
+    estimated_cost_usd = serializers.CharField()
+    included_remaining_usd = serializers.CharField()
+    billable_usd = serializers.CharField()
+    plan = serializers.CharField()
+    basis = serializers.CharField()

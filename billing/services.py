@@ -1,0 +1,235 @@
+"""Billing state changes and the checks other apps ask for (plan limits, may
+this organization start a job). Subscription state itself changes only in
+`webhooks` (from verified Stripe events)."""
+from __future__ import annotations
+
+import calendar
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from core.errors import ApplicationError, PermissionDenied, field_error
+from tenancy.actors import Actor
+from tenancy.models import Organization, Role
+
+from . import gateway
+from .models import MICROS_PER_CENT, BillingAccount, LedgerEntry, Plan, PlanKind
+
+logger = logging.getLogger(__name__)
+DEFAULT_PLAN_SLUG = "free"
+
+
+class PaymentRequired(ApplicationError):
+    def __init__(self, message: str, code: str):
+        super().__init__(message, code=code, status=402)
+
+
+def default_plan() -> Plan:
+    plan = Plan.objects.filter(slug=DEFAULT_PLAN_SLUG).first() or Plan.objects.filter(kind=PlanKind.FREE).first()
+    if plan is None:  # a database without the seeded plans (operators deleted them): a generous stand-in
+        plan, _ = Plan.objects.get_or_create(slug=DEFAULT_PLAN_SLUG, defaults={"name": "Free", "kind": PlanKind.FREE,
+                                                                                "max_concurrent_jobs": 2})
+    return plan
+
+
+def account_for(*, organization: Organization) -> BillingAccount:
+    account = BillingAccount.objects.filter(organization=organization).select_related("plan").first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return BillingAccount.objects.create(organization=organization, plan=default_plan())
+    except IntegrityError:  # created concurrently
+        return BillingAccount.objects.select_related("plan").get(organization=organization)
+
+
+def plan_for(*, organization: Organization) -> Plan:
+    return account_for(organization=organization).plan
+
+
+# --- periods and money ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+
+
+def period_for(account: BillingAccount, when: datetime | None = None) -> Period:
+    """The subscription's current period when `when` falls in it, else the calendar month (UTC)."""
+    when = when or timezone.now()
+    if account.current_period_start and account.current_period_end and account.current_period_start <= when < account.current_period_end:
+        return Period(account.current_period_start, account.current_period_end)
+    utc = when.astimezone(dt_timezone.utc)
+    start = utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(start.year, start.month)[1]
+    return Period(start, start + timedelta(days=days))
+
+
+def amount_micros(*, seconds: Decimal, device_count: int, usd_per_second: Decimal) -> int:
+    return int((Decimal(seconds) * device_count * usd_per_second * 1_000_000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def dollars(micros: int) -> Decimal:
+    """Dollars, to the cent, for messages."""
+    return (Decimal(micros) / 1_000_000).quantize(Decimal("0.01"))
+
+
+def usd(micros: int) -> str:
+    """Dollars to the hundredth of a cent, as a string for JSON."""
+    return str((Decimal(micros) / 1_000_000).quantize(Decimal("0.0001")))
+
+
+@dataclass
+class PeriodUsage:
+    period: Period
+    used_micros: int  # ledger + usage not rolled up yet (running attempts)
+    included_micros: int
+    cap_micros: int | None
+
+    @property
+    def included_used_micros(self) -> int:
+        return min(self.used_micros, self.included_micros)
+
+    @property
+    def overage_micros(self) -> int:
+        return max(0, self.used_micros - self.included_micros)
+
+    @property
+    def is_capped(self) -> bool:
+        """The cap (beyond the included compute) is spent; for the free plan, the allowance."""
+        return self.cap_micros is not None and self.used_micros >= self.included_micros + self.cap_micros
+
+    @property
+    def cap_fraction(self) -> float | None:
+        if self.cap_micros is None:
+            return None
+        return self.overage_micros / self.cap_micros if self.cap_micros else (1.0 if self.overage_micros else 0.0)
+
+
+def unrolled_micros(*, organization: Organization, plan: Plan, since: datetime) -> int:
+    """Usage already metered but not in the ledger yet (attempts still running)."""
+    from jobs.models import UsageSegment
+
+    total = 0
+    rows = (UsageSegment.objects.filter(organization=organization, ledger_entry__isnull=True, ended_at__gte=since,
+                                        exclusion__isnull=True)
+            .values("device_class", "device_count").annotate(seconds=Sum("seconds")))
+    for row in rows:
+        total += amount_micros(seconds=row["seconds"] or 0, device_count=row["device_count"],
+                               usd_per_second=plan.rate_for(row["device_class"]))
+    return total
+
+
+def period_usage(*, organization: Organization, when: datetime | None = None) -> PeriodUsage:
+    account = account_for(organization=organization)
+    period = period_for(account, when)
+    ledger = LedgerEntry.objects.filter(organization=organization, period_start=period.start, billable=True).aggregate(
+        total=Sum("amount_micros"))["total"] or 0
+    used = ledger + unrolled_micros(organization=organization, plan=account.plan, since=period.start)
+    cap = account.spend_cap_cents * MICROS_PER_CENT if account.spend_cap_cents is not None else None
+    if account.plan.kind == PlanKind.FREE:
+        cap = 0  # no payment method: the allowance is all there is
+    return PeriodUsage(period=period, used_micros=used, included_micros=account.plan.included_compute_cents * MICROS_PER_CENT,
+                       cap_micros=cap)
+
+
+# --- the checks jobs ask for -------------------------------------------------------------
+
+def check_can_start_job(*, organization: Organization, kind: str) -> Plan:
+    """402 when the subscription is past due or the spend cap / free allowance
+    is used up; 403 when the plan does not include this kind of job."""
+    account = account_for(organization=organization)
+    plan = account.plan
+    if account.is_blocked:
+        raise PaymentRequired(f"The subscription is {account.get_status_display().lower()}: update the payment method on "
+                              "the Billing page to start new jobs. Running jobs finish.", code="payment_past_due")
+    if plan.allowed_job_kinds and kind not in plan.allowed_job_kinds:
+        raise ApplicationError(f"The {plan.name} plan does not include {kind} jobs (it includes "
+                               f"{', '.join(plan.allowed_job_kinds)}); upgrade on the Billing page.",
+                               code="plan_limit", status=403, fields={"kind": [f"not in the {plan.name} plan"]})
+    usage = period_usage(organization=organization)
+    if usage.is_capped:
+        if plan.kind == PlanKind.FREE:
+            raise PaymentRequired(f"The free plan's ${dollars(usage.included_micros)} of compute this period is used up "
+                                  f"(resets {usage.period.end:%Y-%m-%d}); upgrade on the Billing page.", code="allowance_used")
+        raise PaymentRequired(f"The monthly spend cap of ${dollars(usage.cap_micros)} is reached (spent "
+                              f"${dollars(usage.overage_micros)} beyond the included compute); raise it on the Billing page.",
+                              code="spend_cap_reached")
+    return plan
+
+
+# --- changes customers make -----------------------------------------------------------------
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.has_role(Role.ADMIN):
+        raise PermissionDenied("Only an admin or an owner can change billing.")
+
+
+def spend_cap_set(*, organization: Organization, actor: Actor, cap_cents: int | None) -> BillingAccount:
+    _require_admin(actor)
+    if cap_cents is not None and (isinstance(cap_cents, bool) or not isinstance(cap_cents, int) or not 0 <= cap_cents <= 10**9):
+        raise field_error("spend_cap_cents", "a whole number of cents between 0 and 1000000000, or null for no cap")
+    account = account_for(organization=organization)
+    BillingAccount.objects.filter(pk=account.pk).update(spend_cap_cents=cap_cents, updated_at=timezone.now())
+    account.refresh_from_db()
+    return account
+
+
+def _ensure_customer(account: BillingAccount, actor: Actor) -> str:
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    email = actor.user.email if actor.user else ""
+    customer_id = gateway.create_customer(organization_id=account.organization_id, name=account.organization.name, email=email)
+    BillingAccount.objects.filter(pk=account.pk, stripe_customer_id="").update(stripe_customer_id=customer_id)
+    account.refresh_from_db()
+    return account.stripe_customer_id
+
+
+def checkout_start(*, organization: Organization, actor: Actor, plan_slug: str, success_url: str, cancel_url: str) -> str:
+    """A Stripe Checkout URL for subscribing to (or switching to) a paid plan.
+    The subscription only changes when Stripe's webhook says it did."""
+    _require_admin(actor)
+    plan = Plan.objects.filter(slug=plan_slug, is_active=True).first()
+    if plan is None:
+        raise field_error("plan", f"No active plan '{plan_slug}'.", code="not_found")
+    if not plan.is_paid:
+        raise field_error("plan", "The free plan needs no checkout; cancel the subscription in the customer portal instead.")
+    if not gateway.enabled():
+        raise gateway.BillingNotConfigured()
+    if not (plan.stripe_base_price_id and plan.stripe_metered_price_id):
+        raise ApplicationError(f"The {plan.name} plan is not synced to Stripe yet (operators: manage.py sync_plans).",
+                               code="plan_not_synced", status=409)
+    account = account_for(organization=organization)
+    if account.stripe_subscription_id and account.status not in ("canceled", "none"):
+        raise ApplicationError("This organization already has a subscription: change plans in the customer portal.",
+                               code="already_subscribed", status=409)
+    customer = _ensure_customer(account, actor)
+    return gateway.create_checkout_session(customer_id=customer, organization_id=organization.pk, plan=plan,
+                                           success_url=success_url, cancel_url=cancel_url)
+
+
+def portal_start(*, organization: Organization, actor: Actor, return_url: str) -> str:
+    _require_admin(actor)
+    if not gateway.enabled():
+        raise gateway.BillingNotConfigured()
+    account = account_for(organization=organization)
+    if not account.stripe_customer_id:
+        raise ApplicationError("There is no Stripe customer for this organization yet: subscribe to a plan first.",
+                               code="no_customer", status=409)
+    return gateway.create_portal_session(customer_id=account.stripe_customer_id, return_url=return_url)
+
+
+def plan_sync(*, plan: Plan) -> dict:
+    """Operators: create or update the plan's Stripe objects (idempotent)."""
+    result = gateway.sync_plan(plan)
+    Plan.objects.filter(pk=plan.pk).update(
+        stripe_product_id=result["product"], stripe_base_price_id=result["base_price"], stripe_meter_id=result["meter"],
+        stripe_meter_event_name=result["event_name"], stripe_metered_price_id=result["metered_price"],
+        stripe_synced_at=timezone.now())
+    return result

@@ -1,0 +1,46 @@
+"""Thin Celery tasks: each takes an id or nothing and calls a service."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(acks_late=True)
+def process_stripe_event(event_pk: int) -> str:
+    from .webhooks import process
+
+    return process(event_pk)
+
+
+@shared_task
+def sweep_stripe_events() -> int:
+    """Events stored but never processed (a lost doorbell): process them now."""
+    from .models import EventStatus, StripeEvent
+    from .webhooks import process
+
+    stale = StripeEvent.objects.filter(status=EventStatus.RECEIVED, received_at__lt=timezone.now() - timedelta(seconds=30))
+    ids = list(stale.values_list("pk", flat=True)[:200])
+    for pk in ids:
+        process(pk)
+    return len(ids)
+
+
+@shared_task
+def rollup_and_export() -> dict:
+    from tenancy.models import Organization
+
+    from .ledger import check_spend_alerts, export_pending, rollup_usage
+
+    entries = rollup_usage()
+    for organization in Organization.objects.filter(pk__in={e.organization_id for e in entries}):
+        check_spend_alerts(organization=organization)
+    return {"rolled_up": len(entries), "exported": export_pending()}
+
+
+@shared_task
+def reconcile_closed_periods() -> int:
+    from .ledger import reconcile_closed_periods as reconcile
+
+    return len(reconcile())

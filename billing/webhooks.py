@@ -1,0 +1,205 @@
+"""Stripe webhooks: verify the raw body's signature (stale and future
+timestamps refused), store the event under its unique id, answer at once, and
+process it off the request path. Handlers are idempotent and ignore events
+older than the state they would overwrite (Stripe delivers out of order)."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from datetime import datetime, timezone as dt_timezone
+from hashlib import sha256
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import ApplicationError
+
+from .models import BillingAccount, EventStatus, Invoice, Plan, StripeEvent, SubscriptionStatus
+
+logger = logging.getLogger(__name__)
+HANDLED = ("checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
+           "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed", "invoice.finalized")
+
+
+class SignatureError(ApplicationError):
+    def __init__(self, message: str):
+        super().__init__(message, code="invalid_signature", status=400)
+
+
+def verify(payload: bytes, header: str, *, secret: str | None = None, now: float | None = None) -> dict:
+    """The event, if `header` signs `payload` with our secret within the tolerance
+    (either way: Stripe's SDK refuses only stale timestamps)."""
+    secret = secret if secret is not None else settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise ApplicationError("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET).", code="billing_not_configured",
+                               status=400)
+    parts = [p.split("=", 1) for p in (header or "").split(",") if "=" in p]
+    timestamps = [v for k, v in parts if k == "t"]
+    signatures = [v for k, v in parts if k == "v1"]
+    if not timestamps or not signatures or not timestamps[0].isdigit():
+        raise SignatureError("Missing or malformed Stripe-Signature header.")
+    timestamp = int(timestamps[0])
+    now = time.time() if now is None else now
+    tolerance = settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+    if timestamp < now - tolerance:
+        raise SignatureError(f"The signature's timestamp is more than {tolerance} s old (a replay?).")
+    if timestamp > now + tolerance:
+        raise SignatureError(f"The signature's timestamp is more than {tolerance} s in the future.")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, s) for s in signatures):
+        raise SignatureError("The signature does not match the body and the webhook secret.")
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SignatureError("The body is not JSON.") from None
+    if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
+        raise SignatureError("The body is not a Stripe event.")
+    return event
+
+
+def receive(event: dict) -> tuple[StripeEvent, bool]:
+    """Store the event (unique id); (row, created). Processing is queued on commit."""
+    from .tasks import process_stripe_event
+
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.create(
+                stripe_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")), payload=event,
+                created=datetime.fromtimestamp(int(event.get("created") or time.time()), tz=dt_timezone.utc))
+            transaction.on_commit(lambda: process_stripe_event.delay(row.pk))
+    except IntegrityError:  # delivered again (or concurrently): the first copy is the one processed
+        return StripeEvent.objects.get(stripe_id=event["id"]), False
+    return row, True
+
+
+def process(event_pk: int) -> str:
+    """Run the handler once: the row is locked and its status checked inside the
+    same transaction as the handler's writes."""
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.select_for_update().filter(pk=event_pk).first()
+            if row is None or row.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
+                return row.status if row else "missing"
+            handler = HANDLERS.get(row.type)
+            note = handler(row) if handler else f"{row.type}: not handled"
+            status = EventStatus.PROCESSED if handler and not (note or "").startswith("ignored") else EventStatus.IGNORED
+            StripeEvent.objects.filter(pk=row.pk).update(status=status, note=note or "", processed_at=timezone.now(),
+                                                         attempts=row.attempts + 1)
+            return status
+    except Exception as exc:  # recorded for operators, who can re-process it from the admin
+        logger.exception("Stripe event %s failed", event_pk)
+        StripeEvent.objects.filter(pk=event_pk).update(status=EventStatus.FAILED, note=f"{type(exc).__name__}: {exc}"[:5000],
+                                                       attempts=F("attempts") + 1)
+        return EventStatus.FAILED
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+def _ts(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=dt_timezone.utc) if value else None
+
+
+def _account_by_customer(customer_id: str | None) -> BillingAccount | None:
+    if not customer_id:
+        return None
+    return BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+
+
+def _plan_for_subscription(subscription: dict) -> Plan | None:
+    prices = [item.get("price", {}).get("id") for item in subscription.get("items", {}).get("data", [])]
+    plan = Plan.objects.filter(stripe_base_price_id__in=[p for p in prices if p]).first() or \
+        Plan.objects.filter(stripe_metered_price_id__in=[p for p in prices if p]).first()
+    if plan is None and subscription.get("metadata", {}).get("lathe_plan"):
+        plan = Plan.objects.filter(slug=subscription["metadata"]["lathe_plan"]).first()
+    return plan
+
+
+def apply_subscription(account: BillingAccount, subscription: dict, *, event_at: datetime, deleted: bool = False) -> str:
+    if account.subscription_event_at and event_at < account.subscription_event_at:
+        return f"ignored: older ({event_at:%H:%M:%S}) than the state already applied ({account.subscription_event_at:%H:%M:%S})"
+    if account.stripe_subscription_id and subscription["id"] != account.stripe_subscription_id and deleted:
+        return "ignored: a subscription this organization no longer has"
+    from .services import default_plan
+
+    status = SubscriptionStatus.CANCELED if deleted else subscription.get("status", "active")
+    if status not in SubscriptionStatus.values:
+        status = SubscriptionStatus.INCOMPLETE
+    items = subscription.get("items", {}).get("data", [])
+    plan = default_plan() if deleted else (_plan_for_subscription(subscription) or account.plan)
+    BillingAccount.objects.filter(pk=account.pk).update(
+        stripe_subscription_id=subscription["id"], status=status, plan=plan,
+        current_period_start=_ts(items[0].get("current_period_start")) if items else None,
+        current_period_end=_ts(items[0].get("current_period_end")) if items else None,
+        cancel_at_period_end=bool(subscription.get("cancel_at_period_end")), subscription_event_at=event_at,
+        updated_at=timezone.now())
+    return f"{account.organization_id}: {plan.slug} {status}"
+
+
+def on_checkout_completed(row: StripeEvent) -> str:
+    session = row.payload["data"]["object"]
+    org_id = session.get("client_reference_id") or session.get("metadata", {}).get("lathe_organization_id")
+    account = BillingAccount.objects.select_for_update().filter(organization_id=org_id).first() if org_id else None
+    if account is None:
+        return f"ignored: no organization {org_id!r}"
+    if account.stripe_customer_id and session.get("customer") and account.stripe_customer_id != session["customer"]:
+        return "ignored: the session's customer is not this organization's"
+    BillingAccount.objects.filter(pk=account.pk).update(stripe_customer_id=session.get("customer") or account.stripe_customer_id,
+                                                        stripe_subscription_id=session.get("subscription") or "")
+    account.refresh_from_db()
+    if session.get("subscription"):
+        # The session's event says nothing of the subscription's state: read it now.
+        from . import gateway
+
+        subscription = gateway.retrieve_subscription(session["subscription"])
+        return apply_subscription(account, subscription.to_dict(), event_at=row.created)
+    return f"{org_id}: customer linked"
+
+
+def on_subscription(row: StripeEvent) -> str:
+    subscription = row.payload["data"]["object"]
+    account = _account_by_customer(subscription.get("customer"))
+    if account is None:
+        return f"ignored: unknown customer {subscription.get('customer')}"
+    return apply_subscription(account, subscription, event_at=row.created, deleted=row.type.endswith(".deleted"))
+
+
+def on_invoice(row: StripeEvent) -> str:
+    invoice = row.payload["data"]["object"]
+    account = _account_by_customer(invoice.get("customer"))
+    if account is None:
+        return f"ignored: unknown customer {invoice.get('customer')}"
+    existing = Invoice.objects.select_for_update().filter(stripe_invoice_id=invoice["id"]).first()
+    if existing and existing.updated_from_event_at > row.created:
+        note = "invoice: older event, kept the newer state"
+    else:
+        Invoice.objects.update_or_create(stripe_invoice_id=invoice["id"], defaults={
+            "organization_id": account.organization_id, "number": invoice.get("number") or "",
+            "status": invoice.get("status") or "", "currency": invoice.get("currency") or "usd",
+            "amount_due_cents": invoice.get("amount_due") or 0, "amount_paid_cents": invoice.get("amount_paid") or 0,
+            "hosted_invoice_url": invoice.get("hosted_invoice_url") or "", "invoice_pdf": invoice.get("invoice_pdf") or "",
+            "period_start": _ts(invoice.get("period_start")), "period_end": _ts(invoice.get("period_end")),
+            "stripe_created": _ts(invoice.get("created")) or row.created, "updated_from_event_at": row.created})
+        note = f"invoice {invoice['id']} {invoice.get('status')}"
+    newer = not account.subscription_event_at or row.created >= account.subscription_event_at
+    if row.type == "invoice.payment_failed" and newer and account.status != SubscriptionStatus.CANCELED:
+        BillingAccount.objects.filter(pk=account.pk).update(status=SubscriptionStatus.PAST_DUE, subscription_event_at=row.created)
+        note += "; organization past due"
+    if row.type == "invoice.paid" and newer and account.status in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID):
+        BillingAccount.objects.filter(pk=account.pk).update(status=SubscriptionStatus.ACTIVE, subscription_event_at=row.created)
+        note += "; organization active again"
+    return note
+
+
+HANDLERS = {
+    "checkout.session.completed": on_checkout_completed,
+    "customer.subscription.created": on_subscription,
+    "customer.subscription.updated": on_subscription,
+    "customer.subscription.deleted": on_subscription,
+    "invoice.paid": on_invoice,
+    "invoice.payment_failed": on_invoice,
+    "invoice.finalized": on_invoice,
+}

@@ -1,0 +1,101 @@
+"""The Billing page: plan, usage this period against the allowance, spend
+against the cap, upgrade / manage, invoices, per-day and per-job usage; and
+the launch form's quote."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.views import View
+
+from billing import gateway, selectors, services
+from core.errors import ApplicationError
+
+from .views import OrganizationPageMixin
+
+
+def day_chart(per_day: list[dict]) -> dict | None:
+    if not per_day:
+        return None
+    width, height, pad = 600, 160, 20
+    top = max(float(d["usd"]) for d in per_day) or 1.0
+    step = (width - 2 * pad) / max(1, len(per_day))
+    bars = [{"x": round(pad + i * step, 1), "w": round(max(1.0, step * 0.8), 1),
+             "h": round((height - 2 * pad) * float(d["usd"]) / top, 1), "date": d["date"], "usd": d["usd"],
+             "seconds": d["seconds"]} for i, d in enumerate(per_day)]
+    for bar in bars:
+        bar["y"] = round(height - pad - bar["h"], 1)
+    return {"width": width, "height": height, "bars": bars, "top": f"{top:.4f}"}
+
+
+class BillingView(OrganizationPageMixin, View):
+    section = "billing"
+
+    def get(self, request, slug):
+        account = services.account_for(organization=self.organization)
+        usage = selectors.usage_summary(organization=self.organization)
+        period = services.period_usage(organization=self.organization)
+        return self.render_page(request, "dashboard/billing.html", {
+            "account": account, "plans": list(selectors.plan_list()), "usage": usage, "chart": day_chart(usage["per_day"]),
+            "included_pct": round(100 * period.included_used_micros / period.included_micros, 1) if period.included_micros else None,
+            "cap_pct": round(100 * min(1.0, period.cap_fraction), 1) if period.cap_fraction is not None else None,
+            "invoices": list(selectors.invoice_list(organization=self.organization)[:24]),
+            "billing_configured": gateway.enabled(), "checkout_done": request.GET.get("checkout") == "done"})
+
+
+class BillingCheckoutView(OrganizationPageMixin, View):
+    def post(self, request, slug):
+        base = request.build_absolute_uri(f"/o/{slug}/billing")
+        url, error = self.attempt(request, lambda: services.checkout_start(
+            organization=self.organization, actor=self.actor, plan_slug=request.POST.get("plan", ""),
+            success_url=f"{base}?checkout=done", cancel_url=base))
+        return redirect(url) if url else redirect("dashboard:billing", slug=slug)
+
+
+class BillingPortalView(OrganizationPageMixin, View):
+    def post(self, request, slug):
+        url, error = self.attempt(request, lambda: services.portal_start(
+            organization=self.organization, actor=self.actor, return_url=request.build_absolute_uri(f"/o/{slug}/billing")))
+        return redirect(url) if url else redirect("dashboard:billing", slug=slug)
+
+
+class BillingSpendCapView(OrganizationPageMixin, View):
+    def post(self, request, slug):
+        raw = (request.POST.get("spend_cap_usd") or "").strip()
+        try:
+            cap = None if raw == "" else int((Decimal(raw) * 100).to_integral_value())
+        except InvalidOperation:
+            messages.error(request, f"Spend cap: '{raw}' is not an amount in dollars (e.g. 50 or 12.50).")
+            return redirect("dashboard:billing", slug=slug)
+        _account, error = self.attempt(request, lambda: services.spend_cap_set(
+            organization=self.organization, actor=self.actor, cap_cents=cap))
+        if not error:
+            messages.success(request, "Spend cap removed." if cap is None else f"Spend cap set to ${cap / 100:.2f} a month.")
+        return redirect("dashboard:billing", slug=slug)
+
+
+class JobQuoteView(OrganizationPageMixin, View):
+    """htmx: the launch form's fields → a quote, shown under the form."""
+
+    def post(self, request, slug):
+        from billing.quotes import quote
+        from jobs import services as job_services
+
+        from .forms import JobLaunchForm
+        from catalog.selectors import base_model_list
+        from corpora.selectors import dataset_list
+
+        form = JobLaunchForm(request.POST, datasets=list(dataset_list(organization=self.organization)),
+                             base_models=list(base_model_list()))
+        context = {}
+        if not form.is_valid():
+            context["error"] = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        else:
+            try:
+                job, _ = job_services.job_submit(organization=self.organization, actor=self.actor, dry_run=True,
+                                                 **form.service_kwargs())
+                context["quote"] = quote(job)
+            except ApplicationError as error:
+                context["error"] = error.message
+        return self.render_page(request, "dashboard/partials/quote.html", context)
