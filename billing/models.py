@@ -30,7 +30,8 @@ class Plan(models.Model):
     included_compute_cents = models.PositiveIntegerField(default=0, help_text="Compute included each period, at this plan's rates.")
     # Limits (these replace the settings defaults earlier issues used).
     max_concurrent_jobs = models.PositiveSmallIntegerField(default=1)
-    queue = models.CharField(max_length=40, default="default", help_text="Celery queue its jobs go to.")
+    queue = models.CharField(max_length=40, blank=True, default="",
+                             help_text="Celery queue its jobs go to; empty: the installation's default (LATHE_DEFAULT_QUEUE).")
     queue_priority = models.PositiveSmallIntegerField(default=5, help_text="0 (first) … 9")
     max_dataset_bytes = models.BigIntegerField(default=100 * 1000 * 1000)
     storage_quota_bytes = models.BigIntegerField(default=1000 * 1000 * 1000)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import statistics
 from decimal import Decimal
 
-from django.db.models import Q
-
 from . import services
 
 # Until a device class has finished jobs to learn from (measured here: MiniLM-L6,
@@ -45,9 +43,9 @@ def measured_throughput(device_class: str) -> tuple[float, int]:
     """(token·parameters per second, how many past jobs it comes from)."""
     from jobs.models import Job, JobKind, JobState
 
-    jobs = (Job.objects.filter(kind=JobKind.FINETUNE, state=JobState.SUCCEEDED, device_class=device_class)
-            .filter(~Q(result__examples_per_second=None)).select_related("base_model", "dataset_version")
-            .order_by("-finished_at")[:20])
+    jobs = (Job.objects.filter(kind=JobKind.FINETUNE, state=JobState.SUCCEEDED, device_class=device_class,
+                               base_model__parameter_count__gt=0)
+            .select_related("base_model", "dataset_version").order_by("-finished_at")[:20])
     samples = []
     for job in jobs:
         rate = (job.result or {}).get("examples_per_second")

@@ -20,9 +20,11 @@ from typing import Callable
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
+from billing.models import BillingAccount
 from corpora.models import Dataset, DatasetVersion
 from jobs.models import Job, JobArtifact
 from registry.models import UploadedModel
@@ -120,6 +122,8 @@ def snapshot(organization: Organization) -> str:
         "datasets": list(Dataset.objects.filter(organization=organization).order_by("id").values("id", "name", "task")),
         "dataset_versions": list(DatasetVersion.objects.filter(organization=organization).order_by("id")
                                  .values("id", "dataset_id", "number", "sha256", "source_file", "train_file")),
+        "billing": list(BillingAccount.objects.filter(organization=organization).values(
+            "plan_id", "status", "spend_cap_cents", "stripe_customer_id")),
         "uploaded_models": list(UploadedModel.objects.filter(organization=organization).order_by("id")
                                 .values("id", "name", "storage_name", "sha256")),
         "jobs": list(Job.objects.filter(organization=organization).order_by("id")
@@ -207,6 +211,46 @@ def check_models(world, client):
     assert created.json()["id"] in _ids(client.get("/api/v1/models"))
 
 
+def check_plans(world, client):
+    assert {p["slug"] for p in client.get("/api/v1/plans").json()} >= {"free", "pro"}
+
+
+def check_billing_reads(world, client):
+    """B's usage, plan, subscription and invoices never show A's: A has usage and an invoice, B none."""
+    from billing.models import Invoice
+
+    Invoice.objects.create(organization=world.a.organization, stripe_invoice_id="in_secret_a", status="paid",
+                           stripe_created=timezone.now(), updated_from_event_at=timezone.now())
+    assert client.get("/api/v1/billing/invoices").json() == []
+    usage = client.get("/api/v1/billing/usage").json()
+    assert all(row["job_id"] != world.a_job.pk for row in usage["per_job"])
+    assert client.get("/api/v1/billing/plan").status_code == 200
+    assert client.get("/api/v1/billing/subscription").json()["plan"]["slug"] == "free"
+
+
+def check_spend_cap(world, client):
+    from billing.models import BillingAccount
+
+    response = client.patch("/api/v1/billing/spend-cap", {"spend_cap_usd": "7.00"}, format="json")
+    assert response.status_code in (200, 403)  # session as B's owner, or B's admin key
+    assert not BillingAccount.objects.filter(organization=world.a.organization, spend_cap_cents=700).exists()
+
+
+def check_checkout(world, client):
+    # Billing is off in tests unless a stand-in is configured: B is told so, A is untouched.
+    assert client.post("/api/v1/billing/checkout", {"plan": "pro"}, format="json").status_code in (403, 409)
+    assert client.post("/api/v1/billing/portal", format="json").status_code in (403, 409)
+
+
+def check_quote(world, client):
+    b_dataset = Dataset.objects.filter(organization=world.b.organization).first()
+    quote = client.post("/api/v1/jobs/quote", {"dataset_id": b_dataset.pk, "base_model": "all-minilm-l6-v2"}, format="json")
+    assert quote.status_code == 200, quote.content
+    foreign = client.post("/api/v1/jobs/quote", {"dataset_id": world.a_dataset.pk, "base_model": "all-minilm-l6-v2"},
+                          format="json")
+    assert foreign.status_code == 400 and "dataset_id" in foreign.json()["error"]["fields"]
+
+
 def check_jobs(world, client):
     seen = _ids(client.get("/api/v1/jobs"))
     assert world.a_job.pk not in seen and seen
@@ -253,6 +297,15 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:dataset-version-report": Foreign(_a_version, {"get": None}),
     "api:dataset-version-preview": Foreign(_a_version, {"get": None}),
     "api:model-list": Scoped(check_models),
+    "api:plan-list": Scoped(check_plans),
+    "api:billing-plan": Scoped(check_billing_reads),
+    "api:billing-subscription": Scoped(check_billing_reads),
+    "api:billing-usage": Scoped(check_billing_reads),
+    "api:billing-invoices": Scoped(check_billing_reads),
+    "api:billing-spend-cap": Scoped(check_spend_cap),
+    "api:billing-checkout": Scoped(check_checkout),
+    "api:billing-portal": Scoped(check_checkout),
+    "api:job-quote": Scoped(check_quote),
     "api:model-detail": Foreign(lambda w: {"model_id": w.a_model.pk}, {"get": None, "delete": None}),
     "api:job-list": Scoped(check_jobs),
     "api:job-detail": Foreign(_a_job, {"get": None}),
@@ -286,6 +339,11 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:model-compress": lambda w: {"model_id": w.a_model.pk},
     "dashboard:model-delete": lambda w: {"model_id": w.a_model.pk},
     "dashboard:jobs": lambda w: {},
+    "dashboard:job-quote": lambda w: {},
+    "dashboard:billing": lambda w: {},
+    "dashboard:billing-checkout": lambda w: {},
+    "dashboard:billing-portal": lambda w: {},
+    "dashboard:billing-spend-cap": lambda w: {},
     "dashboard:job-detail": _a_job,
     "dashboard:job-cancel": _a_job,
     "dashboard:job-compress": _a_job,
@@ -300,6 +358,7 @@ NON_ORGANIZATION_ROUTES = {
     "signup": "public", "login": "public", "logout": "public", "password_reset": "public",
     "password_reset_done": "public", "password_reset_confirm": "public", "password_reset_complete": "public",
     "healthz": "public probe", "readyz": "public probe",
+    "stripe-webhook": "Stripe's deliveries, signature-verified; see tests/billing/test_webhooks.py",
 }
 
 

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 ('currency', models.CharField(default='usd', max_length=3)),
                 ('included_compute_cents', models.PositiveIntegerField(default=0, help_text="Compute included each period, at this plan's rates.")),
                 ('max_concurrent_jobs', models.PositiveSmallIntegerField(default=1)),
-                ('queue', models.CharField(default='default', help_text='Celery queue its jobs go to.', max_length=40)),
+                ('queue', models.CharField(blank=True, default='', help_text="Celery queue its jobs go to; empty: the installation's default (LATHE_DEFAULT_QUEUE).", max_length=40)),
                 ('queue_priority', models.PositiveSmallIntegerField(default=5, help_text='0 (first) … 9')),
                 ('max_dataset_bytes', models.BigIntegerField(default=100000000)),
                 ('storage_quota_bytes', models.BigIntegerField(default=1000000000)),

@@ -53,6 +53,18 @@ def test_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(tmp_p
     first_attempt = UsageSegment.objects.filter(job_id=job_id, attempt=1)
     assert first_attempt.exists() and all(s.ended_at <= killed_at for s in first_attempt)
     assert UsageSegment.objects.filter(job_id=job_id, attempt=2).exists()
+    # What attempt 2 redid (attempt 1's work after its last checkpoint) is not billed twice.
+    from billing.ledger import rollup_usage
+
+    last_checkpoint = JobCheckpoint.objects.filter(job_id=job_id, attempt=1).order_by("-created_at").first().created_at
+    redone = first_attempt.filter(ended_at__gt=last_checkpoint)
+    assert all(hasattr(s, "exclusion") for s in redone)  # (often none: checkpoints come every 10 steps here)
+    assert not first_attempt.filter(ended_at__lte=last_checkpoint, exclusion__isnull=False).exists()
+    entries = rollup_usage()
+    expected = {(1, True), (2, True)} | ({(1, False)} if redone.exists() else set())
+    assert {(e.attempt, e.billable) for e in entries} == expected
+    assert sum(e.seconds for e in entries if e.billable) == sum(
+        s.seconds for s in UsageSegment.objects.filter(job_id=job_id) if not hasattr(s, "exclusion"))
 
 
 def test_frozen_worker_is_fenced_and_bills_nothing_after_it_wakes(tmp_path, fast_jobs, tenant_a, api_for,

@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tenancy.models.Role",
+        "JobKindEnum": "jobs.models.JobKind",
+        "PlanKindEnum": "billing.models.PlanKind",
     },
 }
 
@@ -249,6 +251,9 @@ if LATHE_S3_BUCKET:
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Lathe <no-reply@lathe.local>")
+# Operators e-mailed on billing alerts (reconciliation mismatches): "Name <a@b>, c@d".
+ADMINS = [(a.split("<")[0].strip() or a, a.split("<")[-1].rstrip(">").strip())
+          for a in env.list("LATHE_OPERATOR_EMAILS", default=[])]
 
 # --- Stripe (off unless keys are given; the ledger works without it) ---------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
