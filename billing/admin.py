@@ -2,6 +2,8 @@
 exports (read-only), Stripe events (re-process), reconciliations, invoices."""
 from django.contrib import admin, messages
 
+from core.admin import ReadOnlyAdmin
+
 from . import gateway, services
 from .models import BillingAccount, EventStatus, Invoice, LedgerEntry, Plan, PlanRate, Reconciliation, SpendAlert, StripeEvent
 
@@ -48,17 +50,6 @@ class BillingAccountAdmin(admin.ModelAdmin):
     # Subscription state changes only through verified Stripe webhooks.
     readonly_fields = ("organization", "stripe_customer_id", "stripe_subscription_id", "status", "current_period_start",
                        "current_period_end", "cancel_at_period_end", "subscription_event_at")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(LedgerEntry)

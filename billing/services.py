@@ -31,9 +31,11 @@ class PaymentRequired(ApplicationError):
 
 def default_plan() -> Plan:
     plan = Plan.objects.filter(slug=DEFAULT_PLAN_SLUG).first() or Plan.objects.filter(kind=PlanKind.FREE).first()
-    if plan is None:  # a database without the seeded plans (operators deleted them): a generous stand-in
-        plan, _ = Plan.objects.get_or_create(slug=DEFAULT_PLAN_SLUG, defaults={"name": "Free", "kind": PlanKind.FREE,
-                                                                                "max_concurrent_jobs": 2})
+    if plan is None:  # the plans were deleted (or a test flushed the tables): the defaults come back
+        from .plans import ensure_default_plans
+
+        ensure_default_plans()
+        plan = Plan.objects.get(slug=DEFAULT_PLAN_SLUG)
     return plan
 
 

@@ -83,3 +83,17 @@ def bearer_client(key: str) -> APIClient:
 @pytest.fixture
 def api_for():
     return bearer_client
+
+
+@pytest.fixture(autouse=True)
+def default_plans(request):
+    """Billing's default plans are seeded by a migration; transactional tests
+    flush them, so every database test starts with them present."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        return
+    transactional = marker.kwargs.get("transaction") or "transactional_db" in request.fixturenames
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from billing.plans import ensure_default_plans
+
+    ensure_default_plans()

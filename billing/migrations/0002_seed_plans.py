@@ -1,33 +1,12 @@
-"""The demo plans. Operators edit them in admin and sync them to Stripe
-(manage.py sync_plans); rates are USD per device-second."""
-from decimal import Decimal
-
+"""The demo plans (billing/plans.py). Operators edit them in admin and sync
+them to Stripe (manage.py sync_plans)."""
 from django.db import migrations
-
-RATES = {"cpu": Decimal("0.00002"), "nvidia-h100": Decimal("0.000972"), "nvidia-a100": Decimal("0.000556"),
-         "nvidia-*": Decimal("0.0005")}
-PLANS = [
-    dict(slug="free", name="Free", kind="free", sort_order=0, monthly_price_cents=0, included_compute_cents=200,
-         max_concurrent_jobs=2, queue_priority=7, max_dataset_bytes=50_000_000, storage_quota_bytes=500_000_000,
-         api_rate="300/min"),
-    dict(slug="payg", name="Pay as you go", kind="payg", sort_order=1, monthly_price_cents=0, included_compute_cents=0,
-         max_concurrent_jobs=4, queue_priority=4, max_dataset_bytes=500_000_000, storage_quota_bytes=20_000_000_000,
-         api_rate="1200/min"),
-    dict(slug="pro", name="Pro", kind="subscription", sort_order=2, monthly_price_cents=4900, included_compute_cents=5000,
-         max_concurrent_jobs=4, queue_priority=3, max_dataset_bytes=1_000_000_000, storage_quota_bytes=50_000_000_000,
-         api_rate="3000/min"),
-    dict(slug="team", name="Team", kind="subscription", sort_order=3, monthly_price_cents=24900, included_compute_cents=30000,
-         max_concurrent_jobs=8, queue_priority=1, max_dataset_bytes=2_000_000_000, storage_quota_bytes=200_000_000_000,
-         api_rate="6000/min"),
-]
 
 
 def seed(apps, schema_editor):
-    Plan, PlanRate = apps.get_model("billing", "Plan"), apps.get_model("billing", "PlanRate")
-    for fields in PLANS:
-        plan, created = Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
-        if created:
-            PlanRate.objects.bulk_create([PlanRate(plan=plan, device_class=d, usd_per_second=r) for d, r in RATES.items()])
+    from billing.plans import ensure_default_plans
+
+    ensure_default_plans(apps.get_model("billing", "Plan"), apps.get_model("billing", "PlanRate"))
 
 
 class Migration(migrations.Migration):

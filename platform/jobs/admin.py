@@ -5,6 +5,8 @@ from django.db.models import Count, Sum
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from core.admin import ReadOnlyAdmin
+
 from . import services
 from .models import Job, JobArtifact, JobEvent, JobState, UsageSegment
 
@@ -106,19 +108,11 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageSegment)
-class UsageSegmentAdmin(admin.ModelAdmin):
-    """The usage ledger: immutable."""
+class UsageSegmentAdmin(ReadOnlyAdmin):
+    """Usage as metered (immutable); billing.LedgerEntry is what it is priced as."""
 
-    list_display = ("id", "organization", "job", "attempt", "device_class", "device_count", "seconds", "started_at", "ended_at")
+    list_display = ("id", "organization", "job", "attempt", "device_class", "device_count", "seconds", "started_at", "ended_at",
+                    "ledger_entry")
     list_filter = ("device_class", "created_at")
     search_fields = ("organization__name", "organization__slug", "job__id")
     list_select_related = ("organization", "job")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

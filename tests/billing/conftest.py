@@ -29,8 +29,10 @@ def stripe_standin(settings):
 @pytest.fixture
 def synced_pro(stripe_standin, db):
     from billing.models import Plan
+    from billing.plans import ensure_default_plans
     from billing.services import plan_sync
 
+    ensure_default_plans()  # transactional tests flush the seeded rows
     plan = Plan.objects.get(slug="pro")
     plan_sync(plan=plan)
     plan.refresh_from_db()

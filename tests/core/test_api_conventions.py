@@ -98,9 +98,11 @@ def test_trailing_slash_is_tolerated(tenant_a, api_for):
 
 
 def test_throttling_is_per_organization(tenant_a, tenant_b, api_for, monkeypatch):
-    from core.throttling import OrganizationRateThrottle
+    from billing.models import Plan
+    from billing.services import plan_for
 
-    monkeypatch.setattr(OrganizationRateThrottle, "THROTTLE_RATES", {"organization": "3/min"})
+    plan_for(organization=tenant_a.organization)  # the plans exist
+    Plan.objects.filter(slug="free").update(api_rate="3/min")  # the plan's rate is the organization's budget
     key_one, key_two = api_for(tenant_a.key()), api_for(tenant_a.key())
     assert [key_one.get("/api/v1/organization").status_code for _ in range(2)] == [200, 200]
     assert key_two.get("/api/v1/organization").status_code == 200  # same budget, other key

@@ -80,8 +80,9 @@ def test_admin_actions_and_queue_page(operator, tenant_a, dataset, tiny_bert, ap
     ids = [api.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert"}, format="json").json()["id"] for _ in range(2)]
     url = reverse("admin:jobs_job_changelist")
     assert operator.get(url, {"state__exact": "queued"}).status_code == 200
+    before = Job.objects.get(pk=ids[0]).priority  # the plan's
     operator.post(url, {"action": "raise_priority", "_selected_action": [ids[0]]})
-    assert Job.objects.get(pk=ids[0]).priority == 4
+    assert Job.objects.get(pk=ids[0]).priority == before - 1
     operator.post(url, {"action": "cancel", "_selected_action": ids})
     assert set(Job.objects.filter(pk__in=ids).values_list("state", flat=True)) == {JobState.CANCELLED}
     with django_capture_on_commit_callbacks(execute=False):
