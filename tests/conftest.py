@@ -87,13 +87,16 @@ def api_for():
 
 @pytest.fixture(autouse=True)
 def default_plans(request):
-    """Billing's default plans are seeded by a migration; transactional tests
-    flush them, so every database test starts with them present."""
+    """Billing's default plans and the catalog's MiniLM are seeded by
+    migrations; transactional tests flush them, so every database test starts
+    with them present."""
     marker = request.node.get_closest_marker("django_db")
     if marker is None:
         return
     transactional = marker.kwargs.get("transaction") or "transactional_db" in request.fixturenames
     request.getfixturevalue("transactional_db" if transactional else "db")
     from billing.plans import ensure_default_plans
+    from catalog.defaults import ensure_default_models
 
     ensure_default_plans()
+    ensure_default_models()

@@ -90,3 +90,37 @@ def test_sign_up_create_key_and_use_it(page, live_server):
     page.reload()
     last_used = page.locator("table[data-testid=api-keys] tbody tr", has_text="Browser key").locator("[data-col=last-used]")
     assert last_used.inner_text() != "never"
+
+
+def test_quote_a_job_and_cap_spending_in_the_browser(page, live_server):
+    """htmx in a real browser: the launch form's Quote button swaps in the
+    estimate; the Billing page sets a spend cap and shows the plan."""
+    from tests.tiny_model import SLICE
+
+    page.goto(f"{live_server.url}/signup")
+    page.fill("#id_email", "ada@example.com")
+    page.fill("#id_password", "a-long-and-unusual-passphrase")
+    page.fill("#id_organization_name", "Analytical Engines")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/o/analytical-engines/")
+
+    page.click("nav.sections >> text=Datasets")
+    page.set_input_files("form[data-testid=upload-form] input[type=file]", str(SLICE))
+    page.click("button:has-text('Upload and validate')")
+    page.wait_for_url("**/datasets/*")
+
+    page.click("nav.sections >> text=Jobs")
+    page.fill("#id_epochs", "3")
+    page.click("[data-testid=quote-button]")
+    page.locator("#quote > *").first.wait_for()
+    quote = page.locator("[data-testid=quote]")
+    assert quote.count() == 1, page.locator("#quote").inner_text()
+    text = quote.inner_text()
+    assert "on cpu" in text and "free plan" in text and "$" in text
+
+    page.click("nav.sections >> text=Billing")
+    assert "Plan: Free" in page.locator("[data-testid=billing-plan]").inner_text()
+    page.fill("input[name=spend_cap_usd]", "5")
+    page.click("form[data-testid=spend-cap-form] button")
+    assert page.locator("text=Spend cap set to $5.00 a month.").is_visible()
+    connections.close_all()
