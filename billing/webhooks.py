@@ -70,10 +70,19 @@ def receive(event: dict) -> tuple[StripeEvent, bool]:
             row = StripeEvent.objects.create(
                 stripe_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")), payload=event,
                 created=datetime.fromtimestamp(int(event.get("created") or time.time()), tz=dt_timezone.utc))
-            transaction.on_commit(lambda: process_stripe_event.delay(row.pk))
+            transaction.on_commit(lambda: _ring(process_stripe_event, row.pk))
     except IntegrityError:  # delivered again (or concurrently): the first copy is the one processed
         return StripeEvent.objects.get(stripe_id=event["id"]), False
     return row, True
+
+
+def _ring(task, pk: int) -> None:
+    """Queue the processing; a broker hiccup must not turn Stripe's delivery into
+    a 500 (the event is stored; the sweeper processes it)."""
+    try:
+        task.delay(pk)
+    except Exception:
+        logger.exception("Could not queue Stripe event %s; the sweeper will process it", pk)
 
 
 def process(event_pk: int) -> str:

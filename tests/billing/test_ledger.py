@@ -159,7 +159,8 @@ def test_lost_worker_usage_after_the_last_checkpoint_is_not_billed(metered, tena
 DEVICES = ["cpu", "nvidia-h100", "nvidia-a100", "nvidia-l4"]
 
 
-@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(segments=st.lists(st.tuples(st.sampled_from(DEVICES), st.decimals(min_value="0.001", max_value="5000", places=3),
                                    st.integers(min_value=0, max_value=2), st.booleans()), min_size=1, max_size=25),
        faults=st.lists(st.sampled_from(["ok", "slow", "fail", "crash"]), max_size=8))
@@ -186,11 +187,12 @@ def test_property_ledger_total_equals_exported_total_with_no_second_twice(metere
         pending = list(LedgerEntry.objects.filter(export_status=ExportStatus.PENDING).values_list("pk", flat=True)[:1])
         if not pending:
             break
+        stripe_standin.state.slow_meter_events = stripe_standin.state.fail_meter_events = 0  # one fault at a time
         if fault == "slow":
             stripe_standin.state.slow_meter_events = 1
         elif fault == "fail":
             stripe_standin.state.fail_meter_events = 1
-        if fault == "crash":
+        if fault == "crash" and LedgerEntry.objects.get(pk=pending[0]).amount_micros > 0:  # $0 rows send nothing
             with pytest.raises(SystemExit):
                 ledger.export_one(pending[0], after_send=lambda e: (_ for _ in ()).throw(SystemExit()))
         else:

@@ -154,3 +154,27 @@ def test_unknown_customers_and_unhandled_types_are_recorded_not_failed(client, s
     deliver(client, stripe_event("charge.refunded", example("invoice")))
     _process_all()
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {EventStatus.IGNORED}
+
+
+def test_the_sweeper_processes_lost_and_failed_events(client, customer_account, synced_pro, stripe_standin):
+    """A lost doorbell, and a handler whose Stripe read failed: the sweeper gets both done."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.tasks import sweep_stripe_events
+
+    stripe_standin.add_subscription(customer="cus_standin_a", price_ids=[synced_pro.stripe_base_price_id])
+    session = example("checkout.session", id="cs_2", customer="cus_standin_a", subscription="sub_missing",
+                      client_reference_id=str(customer_account.organization_id), metadata={})
+    deliver(client, stripe_event("checkout.session.completed", session))
+    deliver(client, stripe_event("customer.subscription.updated", _subscription(synced_pro)))
+    first = StripeEvent.objects.order_by("pk").first()
+    assert process(first.pk) == EventStatus.FAILED  # Stripe has no sub_missing: the read fails, the error is kept
+    assert "No such subscription" in StripeEvent.objects.get(pk=first.pk).note
+    StripeEvent.objects.update(received_at=timezone.now() - timedelta(minutes=1))
+    assert sweep_stripe_events() == 2  # the failed one retried, the never-processed one done
+    statuses = dict(StripeEvent.objects.values_list("type", "status"))
+    assert statuses["customer.subscription.updated"] == EventStatus.PROCESSED
+    assert statuses["checkout.session.completed"] == EventStatus.FAILED
+    assert StripeEvent.objects.get(pk=first.pk).attempts == 2
