@@ -117,13 +117,16 @@ if REDIS_URL:
     # within a job's lifetime; the database lease decides who runs a job anyway.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 else:
-    for folder in (CELERY_BROKER_DIR, CELERY_RESULTS_DIR):
+    CELERY_CONTROL_DIR = VAR_DIR / "celery" / "control"
+    for folder in (CELERY_BROKER_DIR, CELERY_RESULTS_DIR, CELERY_CONTROL_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"  # the host is ignored; naming one silences kombu
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR),
         "data_folder_out": str(CELERY_BROKER_DIR),
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        # Exchange tables (broadcasts): under var/, not a `control/` folder in the working directory.
+        "control_folder": str(CELERY_CONTROL_DIR),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_RESULTS_DIR}"
