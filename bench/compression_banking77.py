@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -57,29 +56,24 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=8)
     parser.add_argument("--student-epochs", type=int, default=15)
     parser.add_argument("--only", default="", help="comma-separated case names to run (default: all)")
+    parser.add_argument("--teacher-dir", help="an already fine-tuned teacher (skips step 1), e.g. one trained on a GPU box")
     args = parser.parse_args()
 
     import torch
 
     from workers.compression.run import CompressionSpec, run_compression
-    from workers.finetune import run_finetune
     from workers.reporting import MemoryReporter
-    from workers.spec import FineTuneSpec
 
     out: dict = {"torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                  "measure_threads": args.threads, "cases": {}}
     with tempfile.TemporaryDirectory() as workdir:
         train, validation, labels = prepared_split(args, workdir)
         started = time.perf_counter()
-        teacher = FineTuneSpec(task="text_classification", base_model_path=model_dir(args), train_file=train,
-                               validation_file=validation, labels=labels, output_dir=f"{workdir}/teacher",
-                               checkpoint_dir=f"{workdir}/teacher-ckpt", epochs=args.teacher_epochs, learning_rate=2e-4,
-                               batch_size=32, max_length=48, precision="auto", early_stopping_patience=None)
-        result = run_finetune(teacher, MemoryReporter())
-        out["teacher"] = {"best": result.best_metrics, "seconds": round(time.perf_counter() - started, 1),
-                          "device": result.device, "precision": result.precision}
-        print(json.dumps(out["teacher"]), file=sys.stderr, flush=True)
-        teacher_dir = f"{workdir}/teacher/model"
+        if args.teacher_dir:
+            teacher_dir = args.teacher_dir
+            out["teacher"] = {"from": teacher_dir}
+        else:
+            teacher_dir = _train_teacher(args, workdir, train, validation, labels, out, started)
         training = {"learning_rate": 1e-4, "batch_size": 32, "max_length": 48, "warmup_ratio": 0.06, "weight_decay": 0.01,
                     "seed": 13, "early_stopping_patience": 3}
         cases = {
@@ -117,6 +111,22 @@ def main() -> None:
                 summary["accuracy_vs_teacher"] = round(chained["after"]["accuracy"] / report["before"]["accuracy"], 4)
                 out["cases"]["distill_3_layers_then_int8"] = summary
     print(json.dumps(out, indent=1))
+
+
+def _train_teacher(args, workdir, train, validation, labels, out, started) -> str:
+    from workers.finetune import run_finetune
+    from workers.reporting import MemoryReporter
+    from workers.spec import FineTuneSpec
+
+    teacher = FineTuneSpec(task="text_classification", base_model_path=model_dir(args), train_file=train,
+                           validation_file=validation, labels=labels, output_dir=f"{workdir}/teacher",
+                           checkpoint_dir=f"{workdir}/teacher-ckpt", epochs=args.teacher_epochs, learning_rate=2e-4,
+                           batch_size=32, max_length=48, precision="auto", early_stopping_patience=None)
+    result = run_finetune(teacher, MemoryReporter())
+    out["teacher"] = {"best": result.best_metrics, "seconds": round(time.perf_counter() - started, 1),
+                      "device": result.device, "precision": result.precision}
+    print(json.dumps(out["teacher"]), file=sys.stderr, flush=True)
+    return f"{workdir}/teacher/model"
 
 
 def _summary(report: dict, seconds: float) -> dict:

@@ -43,7 +43,10 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
     report = body["result"]["compression"]
     assert body["kind"] == "quantize" and body["source_job"] == source_id and body["billed_seconds"] > 0
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
-    assert report["primary"] == "onnx_int8" and set(report["variants"]) == {"onnx_int8", "torch_int8"}
+    assert set(report["variants"]) == {"onnx_int8", "torch_int8"}
+    # The recommended variant is the faster of the two, as measured; the headline numbers are its.
+    assert report["primary"] == max(report["variants"], key=lambda n: report["variants"][n]["after"]["throughput_batch32"])
+    assert report["after"] == report["variants"][report["primary"]]["after"]
     torch_int8 = report["variants"]["torch_int8"]["after"]
     assert torch_int8["parameters"] == report["before"]["parameters"]  # the same weights, one byte each
     assert torch_int8["size_bytes"] < report["before"]["size_bytes"]
