@@ -156,3 +156,15 @@ def meter_total(*, meter_id: str, customer_id: str, start: datetime, end: dateti
     summaries = client().v1.billing.meters.event_summaries.list(
         meter_id, {"customer": customer_id, "start_time": start_ts, "end_time": end_ts, "limit": 100})
     return int(sum(float(s.aggregated_value) for s in summaries.auto_paging_iter()))
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+def signature_matches(payload: bytes, header: str, secret: str) -> bool:
+    """Stripe's own check of the `Stripe-Signature` HMAC over the raw body (the
+    timestamp window is checked by the caller, both ways)."""
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError):
+        return False
+    return True

@@ -74,7 +74,7 @@ def rollup_usage() -> list[LedgerEntry]:
             if account is None:
                 account = accounts[segment.organization_id] = services.account_for(organization=segment.organization)
             period = services.period_for(account, segment.ended_at)
-            billable = not hasattr(segment, "exclusion") or segment.exclusion is None
+            billable = not hasattr(segment, "exclusion")  # a missing reverse one-to-one raises, so hasattr is False
             groups[(segment.organization_id, segment.job_id, segment.attempt, segment.device_class, segment.device_count,
                     billable, period.start, period.end)].append(segment)
         for (org_id, job_id, attempt, device_class, devices, billable, start, end), members in groups.items():

@@ -7,6 +7,7 @@ per-second GPU rate like $0.000972 is exact. Stripe meters receive micro-dollars
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cached_property
 
 from django.db import models
 
@@ -55,9 +56,14 @@ class Plan(models.Model):
     def is_paid(self) -> bool:
         return self.kind != PlanKind.FREE
 
+    @cached_property
+    def rate_table(self) -> dict[str, Decimal]:
+        """Read once per plan instance: ledgers and usage pages price many rows."""
+        return {r.device_class: r.usd_per_second for r in self.rates.all()}
+
     def rate_for(self, device_class: str) -> Decimal:
         """USD per device-second: the exact class, else its family default ('nvidia-*'), else 'cpu'."""
-        rates = {r.device_class: r.usd_per_second for r in self.rates.all()}
+        rates = self.rate_table
         if device_class in rates:
             return rates[device_class]
         if device_class.startswith("nvidia-") and "nvidia-*" in rates:

@@ -33,18 +33,18 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
     segments = (UsageSegment.objects.filter(organization=organization, ended_at__gte=period.start, ended_at__lt=period.end,
                                             exclusion__isnull=True))
     per_day: dict = defaultdict(lambda: {"seconds": 0.0, "micros": 0})
-    for row in segments.annotate(day=TruncDate("ended_at")).values("day", "device_class", "device_count").annotate(s=Sum("seconds")):
+    for row in segments.annotate(day=TruncDate("ended_at")).values("day", "device_class", "device_count").annotate(
+            seconds=Sum("seconds")):
         day = per_day[row["day"].isoformat()]
-        day["seconds"] += float(row["s"])
-        day["micros"] += services.amount_micros(seconds=row["s"], device_count=row["device_count"],
-                                                usd_per_second=plan.rate_for(row["device_class"]))
+        day["seconds"] += float(row["seconds"])
+        day["micros"] += services.price(row, plan)
     per_job: dict = defaultdict(lambda: {"seconds": 0.0, "micros": 0})
-    for row in segments.values("job_id", "job__name", "job__kind", "device_class", "device_count").annotate(s=Sum("seconds")):
+    for row in segments.values("job_id", "job__name", "job__kind", "device_class", "device_count").annotate(
+            seconds=Sum("seconds")):
         job = per_job[row["job_id"]]
         job.update(name=row["job__name"], kind=row["job__kind"])
-        job["seconds"] += float(row["s"])
-        job["micros"] += services.amount_micros(seconds=row["s"], device_count=row["device_count"],
-                                                usd_per_second=plan.rate_for(row["device_class"]))
+        job["seconds"] += float(row["seconds"])
+        job["micros"] += services.price(row, plan)
     excluded = (UsageSegment.objects.filter(organization=organization, ended_at__gte=period.start, ended_at__lt=period.end,
                                             exclusion__isnull=False).aggregate(s=Sum("seconds"))["s"] or 0)
     return {
@@ -53,6 +53,7 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
         "included_used_usd": services.usd(usage.included_used_micros), "overage_usd": services.usd(usage.overage_micros),
         "spend_cap_usd": services.usd(usage.cap_micros) if usage.cap_micros is not None else None,
         "cap_fraction": round(usage.cap_fraction, 4) if usage.cap_fraction is not None else None,
+        "included_fraction": round(usage.included_used_micros / usage.included_micros, 4) if usage.included_micros else None,
         "not_billed_seconds": float(excluded),
         "per_day": [{"date": d, "seconds": round(v["seconds"], 3), "usd": services.usd(v["micros"])} for d, v in sorted(per_day.items())],
         "per_job": sorted(({"job_id": j, "name": v["name"], "kind": v["kind"], "seconds": round(v["seconds"], 3),

@@ -76,6 +76,7 @@ class UsageSerializer(serializers.Serializer):
     overage_usd = serializers.CharField()
     spend_cap_usd = serializers.CharField(allow_null=True)
     cap_fraction = serializers.FloatField(allow_null=True)
+    included_fraction = serializers.FloatField(allow_null=True, help_text="Share of the included compute used")
     not_billed_seconds = serializers.FloatField(help_text="Usage lost to infrastructure (redone after a lost worker)")
     per_day = UsageDaySerializer(many=True)
     per_job = UsageJobSerializer(many=True)

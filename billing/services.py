@@ -77,6 +77,12 @@ def amount_micros(*, seconds: Decimal, device_count: int, usd_per_second: Decima
     return int((Decimal(seconds) * device_count * usd_per_second * 1_000_000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def price(row: dict, plan: Plan) -> int:
+    """Micro-dollars of an aggregated usage row (device_class, device_count, seconds)."""
+    return amount_micros(seconds=row["seconds"] or 0, device_count=row["device_count"],
+                         usd_per_second=plan.rate_for(row["device_class"]))
+
+
 def dollars(micros: int) -> Decimal:
     """Dollars, to the cent, for messages."""
     return (Decimal(micros) / 1_000_000).quantize(Decimal("0.01"))
@@ -118,14 +124,10 @@ def unrolled_micros(*, organization: Organization, plan: Plan, since: datetime) 
     """Usage already metered but not in the ledger yet (attempts still running)."""
     from jobs.models import UsageSegment
 
-    total = 0
     rows = (UsageSegment.objects.filter(organization=organization, ledger_entry__isnull=True, ended_at__gte=since,
                                         exclusion__isnull=True)
             .values("device_class", "device_count").annotate(seconds=Sum("seconds")))
-    for row in rows:
-        total += amount_micros(seconds=row["seconds"] or 0, device_count=row["device_count"],
-                               usd_per_second=plan.rate_for(row["device_class"]))
-    return total
+    return sum(price(row, plan) for row in rows)
 
 
 def period_usage(*, organization: Organization, when: datetime | None = None) -> PeriodUsage:

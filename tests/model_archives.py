@@ -8,22 +8,14 @@ import json
 import zipfile
 from pathlib import Path
 
-from tests.tiny_model import build_tokenizer
+from tests.tiny_model import build_tiny_classifier
 
 # The first four labels of tests/fixtures/banking77_slice.csv, as the jobs tests' dataset has them.
 DEFAULT_LABELS = ("Refund_not_showing_up", "activate_my_card", "age_limit", "apple_pay_or_google_pay")
 
 
 def tiny_classifier_folder(folder: Path, labels=DEFAULT_LABELS, layers: int = 2) -> Path:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    tokenizer = build_tokenizer(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
-    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    build_tiny_classifier(folder, labels, layers=layers)
     return folder
 
 

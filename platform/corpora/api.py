@@ -5,29 +5,17 @@ from rest_framework.response import Response
 
 from catalog.selectors import base_model_get
 from core.api import OrganizationAPIView
-from core.errors import ApplicationError
 from core.parsers import StrictMultiPartParser
 
-from . import parsing, selectors, services
-from .limits import limits_for
+from . import selectors, services
+from .limits import limits_for, refuse_oversized_body
 from .serializers import DatasetSerializer, DatasetUploadSerializer, DatasetVersionSerializer, PreviewQuerySerializer
-
-# Multipart overhead allowed above the file-size limit before the body is read.
-MULTIPART_SLACK_BYTES = 1_000_000
-
 
 class UploadMixin:
     parser_classes = [StrictMultiPartParser, JSONParser]
 
     def upload(self, request, dataset=None):
-        # Refuse an oversized body before reading it.
-        limit = limits_for(organization=self.organization).max_file_bytes
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > limit + MULTIPART_SLACK_BYTES:
-            raise ApplicationError(
-                f"The upload is {parsing.human_bytes(declared)}; the limit per file is {parsing.human_bytes(limit)}.",
-                code="file_too_large", status=413, fields={"file": ["File too large."]},
-            )
+        refuse_oversized_body(request, limit=limits_for(organization=self.organization).max_file_bytes)
         payload = DatasetUploadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         kwargs = payload.service_kwargs()

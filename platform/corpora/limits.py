@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Sum
 
+from core.errors import ApplicationError
+
+from .parsing import human_bytes
+
 
 @dataclass(frozen=True)
 class DatasetLimits:
@@ -33,3 +37,33 @@ def storage_used(*, organization) -> int:
     datasets = DatasetVersion.objects.filter(organization=organization).aggregate(total=Sum("stored_bytes"))["total"] or 0
     models = UploadedModel.objects.filter(organization=organization).aggregate(total=Sum("size_bytes"))["total"] or 0
     return datasets + models
+
+
+# Multipart overhead allowed above the file-size limit before a body is read.
+MULTIPART_SLACK_BYTES = 1_000_000
+
+
+def _too_large(message: str) -> ApplicationError:
+    return ApplicationError(message, code="file_too_large", status=413, fields={"file": ["File too large."]})
+
+
+def refuse_oversized_body(request, *, limit: int, limit_phrase: str = "the limit per file is") -> None:
+    """413 before an upload's body is read, from its declared length."""
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > limit + MULTIPART_SLACK_BYTES:
+        raise _too_large(f"The upload is {human_bytes(declared)}; {limit_phrase} {human_bytes(limit)}.")
+
+
+def check_upload(*, organization, size: int, max_file_bytes: int, what: str = "The file",
+                 limit_phrase: str = "the limit per file is",
+                 free_up: str = "Delete old dataset versions or upgrade your plan.") -> None:
+    """413 over the per-file limit, 403 over the organization's storage quota
+    (datasets and uploaded models share it)."""
+    if size > max_file_bytes:
+        raise _too_large(f"{what} is {human_bytes(size)}; {limit_phrase} {human_bytes(max_file_bytes)}.")
+    quota, used = limits_for(organization=organization).storage_quota_bytes, storage_used(organization=organization)
+    if used + size > quota:
+        raise ApplicationError(
+            f"Storage quota reached: {human_bytes(used)} of {human_bytes(quota)} used; this upload needs "
+            f"{human_bytes(size)} more. {free_up}",
+            code="storage_quota_exceeded", status=403, fields={"file": ["Storage quota reached."]})

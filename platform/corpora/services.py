@@ -15,12 +15,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max, ProtectedError
 
-from core.errors import ApplicationError, Conflict, PermissionDenied, field_error
+from core.errors import ApplicationError, Conflict, field_error
 from tenancy.actors import Actor
-from tenancy.models import Organization, Role
+from tenancy.models import Organization
 
 from . import parsing
-from .limits import limits_for, storage_used
+from .limits import check_upload, limits_for
 from .models import Dataset, DatasetVersion, Task
 from .preflight import PreflightOptions, run_preflight
 
@@ -33,19 +33,7 @@ def _file_error(exc: parsing.DatasetFileError) -> ApplicationError:
 
 
 def _check_size(*, organization: Organization, size: int) -> None:
-    limits = limits_for(organization=organization)
-    if size > limits.max_file_bytes:
-        raise ApplicationError(
-            f"The file is {parsing.human_bytes(size)}; the limit per file is {parsing.human_bytes(limits.max_file_bytes)}.",
-            code="file_too_large", status=413, fields={"file": ["File too large."]},
-        )
-    used = storage_used(organization=organization)
-    if used + size > limits.storage_quota_bytes:
-        raise ApplicationError(
-            f"Storage quota reached: {parsing.human_bytes(used)} of {parsing.human_bytes(limits.storage_quota_bytes)} used; "
-            f"this upload needs {parsing.human_bytes(size)} more. Delete old dataset versions or upgrade your plan.",
-            code="storage_quota_exceeded", status=403, fields={"file": ["Storage quota reached."]},
-        )
+    check_upload(organization=organization, size=size, max_file_bytes=limits_for(organization=organization).max_file_bytes)
 
 
 class _HashingReader:
@@ -155,12 +143,6 @@ def dataset_upload(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _require_delete(actor: Actor, created_by_id) -> None:
-    if actor.has_role(Role.ADMIN) or (actor.user is not None and actor.user.pk == created_by_id):
-        return
-    raise PermissionDenied("Only an admin, an owner or the uploader can delete a dataset.")
-
-
 def _delete_versions(versions: list[DatasetVersion]) -> None:
     names = [n for v in versions for n in v.stored_names]
     try:
@@ -180,7 +162,7 @@ def dataset_version_delete(*, organization: Organization, actor: Actor, dataset_
 
     dataset = dataset_get(organization=organization, dataset_id=dataset_id)
     version = dataset_version_get(organization=organization, dataset=dataset, number=number)
-    _require_delete(actor, version.created_by_id)
+    actor.require_admin_or_creator(version.created_by_id, what="a dataset")
     _delete_versions([version])
     if not dataset.versions.exists():
         dataset.delete()
@@ -191,6 +173,6 @@ def dataset_delete(*, organization: Organization, actor: Actor, dataset_id) -> N
     from .selectors import dataset_get
 
     dataset = dataset_get(organization=organization, dataset_id=dataset_id)
-    _require_delete(actor, dataset.created_by_id)
+    actor.require_admin_or_creator(dataset.created_by_id, what="a dataset")
     _delete_versions(list(dataset.versions.all()))
     dataset.delete()

@@ -35,11 +35,10 @@ class BillingView(OrganizationPageMixin, View):
     def get(self, request, slug):
         account = services.account_for(organization=self.organization)
         usage = selectors.usage_summary(organization=self.organization)
-        period = services.period_usage(organization=self.organization)
         return self.render_page(request, "dashboard/billing.html", {
             "account": account, "plans": list(selectors.plan_list()), "usage": usage, "chart": day_chart(usage["per_day"]),
-            "included_pct": round(100 * period.included_used_micros / period.included_micros, 1) if period.included_micros else None,
-            "cap_pct": round(100 * min(1.0, period.cap_fraction), 1) if period.cap_fraction is not None else None,
+            "included_pct": round(100 * usage["included_fraction"], 1) if usage["included_fraction"] is not None else None,
+            "cap_pct": round(100 * min(1.0, usage["cap_fraction"]), 1) if usage["cap_fraction"] is not None else None,
             "invoices": list(selectors.invoice_list(organization=self.organization)[:24]),
             "billing_configured": gateway.enabled(), "checkout_done": request.GET.get("checkout") == "done"})
 
@@ -82,12 +81,9 @@ class JobQuoteView(OrganizationPageMixin, View):
         from billing.quotes import quote
         from jobs import services as job_services
 
-        from .forms import JobLaunchForm
-        from catalog.selectors import base_model_list
-        from corpora.selectors import dataset_list
+        from .jobs import launch_form
 
-        form = JobLaunchForm(request.POST, datasets=list(dataset_list(organization=self.organization)),
-                             base_models=list(base_model_list()))
+        form = launch_form(self.organization, request.POST)
         context = {}
         if not form.is_valid():
             context["error"] = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())

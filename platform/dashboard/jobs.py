@@ -71,8 +71,7 @@ def compression_chart(report: dict | None) -> dict | None:
         def xy(amount, drop):
             return round(pad + amount * (width - 2 * pad), 1), round(pad + max(0.0, drop) / worst * (height - 2 * pad), 1)
 
-        placed = [{**p, "x": xy(p["amount"], p["accuracy_drop_points"])[0], "y": xy(p["amount"], p["accuracy_drop_points"])[1]}
-                  for p in points]
+        placed = [dict(p, **dict(zip(("x", "y"), xy(p["amount"], p["accuracy_drop_points"])))) for p in points]
         curve = {"width": width, "height": height, "points": placed, "worst": round(worst, 2),
                  "line": " ".join(f"{p['x']},{p['y']}" for p in placed),
                  "guard_y": xy(0, report["guard"]["max_accuracy_drop_points"])[1], "x0": pad, "x1": width - pad,
@@ -80,13 +79,17 @@ def compression_chart(report: dict | None) -> dict | None:
     return {"bars": bars, "curve": curve}
 
 
+def launch_form(organization, data=None) -> JobLaunchForm:
+    """The launch form, for the Jobs page and its Quote button."""
+    return JobLaunchForm(data, datasets=list(dataset_list(organization=organization)), base_models=list(base_model_list()))
+
+
 class JobListView(OrganizationPageMixin, View):
     section = "jobs"
     template = "dashboard/jobs.html"
 
     def form(self, data=None):
-        return JobLaunchForm(data, datasets=list(dataset_list(organization=self.organization)),
-                             base_models=list(base_model_list()))
+        return launch_form(self.organization, data)
 
     def context(self, request, form=None):
         filters = {k: request.GET.get(k) or None for k in ("state", "kind", "created_after", "created_before")}

@@ -212,8 +212,8 @@ def build_spec(job: Job, folder: Path) -> FineTuneSpec:
 
 def extract_model(job: Job, folder: Path) -> Path:
     """The source model (an earlier job's model.zip or an uploaded model's
-    validated archive), unpacked; refuses members that escape the folder."""
-    import zipfile
+    validated archive), unpacked with the same safety checks as uploads."""
+    from registry.validation import safe_extract
 
     target = folder / "source-model"
     if (target / "config.json").exists():
@@ -223,14 +223,11 @@ def extract_model(job: Job, folder: Path) -> Path:
     tmp = folder / "source-model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with default_storage.open(storage_name, "rb") as fh, zipfile.ZipFile(fh) as archive:
-        for member in archive.namelist():
-            resolved = (tmp / member).resolve()
-            if not str(resolved).startswith(str(tmp.resolve()) + os.sep):
-                raise ValueError(f"Refusing archive member outside the folder: {member!r}")
-        archive.extractall(tmp)
+    with default_storage.open(storage_name, "rb") as fh:
+        unpacked = safe_extract(fh, tmp, max_unpacked_bytes=10 * settings.LATHE_MODEL_MAX_FILE_BYTES)
     shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    os.replace(unpacked, target)
+    shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -5,15 +5,11 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from core.api import OrganizationAPIView
-from core.errors import ApplicationError
 from core.parsers import StrictMultiPartParser
-from corpora.parsing import human_bytes
+from corpora.limits import refuse_oversized_body
 
 from . import selectors, services
 from .serializers import ModelUploadSerializer, UploadedModelSerializer
-
-MULTIPART_SLACK_BYTES = 1_000_000
-
 
 class UploadedModelListApi(OrganizationAPIView):
     serializer_class = UploadedModelSerializer
@@ -29,11 +25,7 @@ class UploadedModelListApi(OrganizationAPIView):
                    description="Upload a zipped model folder; it is validated (config, tensor names and shapes, tokenizer) "
                                "before it is kept. Compress it with POST /jobs and source_model_id.")
     def post(self, request):
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        limit = settings.LATHE_MODEL_MAX_FILE_BYTES
-        if declared > limit + MULTIPART_SLACK_BYTES:  # refuse before reading the body
-            raise ApplicationError(f"The upload is {human_bytes(declared)}; the limit is {human_bytes(limit)}.",
-                                   code="file_too_large", status=413, fields={"file": ["File too large."]})
+        refuse_oversized_body(request, limit=settings.LATHE_MODEL_MAX_FILE_BYTES, limit_phrase="the limit is")
         payload = ModelUploadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         model = services.model_upload(organization=self.organization, actor=self.actor, uploaded=payload.validated_data["file"],

@@ -15,11 +15,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from core.errors import ApplicationError, Conflict, PermissionDenied, field_error
-from corpora.limits import limits_for, storage_used
-from corpora.parsing import human_bytes
+from core.errors import ApplicationError, Conflict, field_error
+from corpora.limits import check_upload
 from tenancy.actors import Actor
-from tenancy.models import Organization, Role
+from tenancy.models import Organization
 from workers.archive import zip_folder
 
 from .models import UploadedModel
@@ -34,15 +33,9 @@ def _refuse(exc: ModelFileError) -> ApplicationError:
 
 
 def _check_size(*, organization: Organization, size: int) -> None:
-    limit = settings.LATHE_MODEL_MAX_FILE_BYTES
-    if size > limit:
-        raise ApplicationError(f"The model archive is {human_bytes(size)}; the limit is {human_bytes(limit)}.",
-                               code="file_too_large", status=413, fields={"file": ["File too large."]})
-    quota, used = limits_for(organization=organization).storage_quota_bytes, storage_used(organization=organization)
-    if used + size > quota:
-        raise ApplicationError(f"Storage quota reached: {human_bytes(used)} of {human_bytes(quota)} used; this upload needs "
-                               f"{human_bytes(size)} more. Delete old datasets or models, or upgrade your plan.",
-                               code="storage_quota_exceeded", status=403, fields={"file": ["Storage quota reached."]})
+    check_upload(organization=organization, size=size, max_file_bytes=settings.LATHE_MODEL_MAX_FILE_BYTES,
+                 what="The model archive", limit_phrase="the limit is",
+                 free_up="Delete old datasets or models, or upgrade your plan.")
 
 
 def model_upload(*, organization: Organization, actor: Actor, uploaded, name: str = "") -> UploadedModel:
@@ -92,8 +85,7 @@ def model_delete(*, organization: Organization, actor: Actor, model_id) -> None:
     from .selectors import uploaded_model_get
 
     model = uploaded_model_get(organization=organization, model_id=model_id)
-    if not (actor.has_role(Role.ADMIN) or (actor.user is not None and actor.user.pk == model.created_by_id)):
-        raise PermissionDenied("Only an admin, an owner or the uploader can delete a model.")
+    actor.require_admin_or_creator(model.created_by_id, what="a model")
     name = model.storage_name
     try:
         with transaction.atomic():

@@ -37,11 +37,11 @@ class ModelInfo:
     max_length: int
 
 
-def safe_extract(archive_path: str, target: Path, *, max_unpacked_bytes: int) -> Path:
+def safe_extract(archive, target: Path, *, max_unpacked_bytes: int) -> Path:
     """Unpack, refusing links, absolute or escaping paths, too many members and
     zip bombs; a single top folder is stepped into. Returns the model folder."""
     try:
-        archive = zipfile.ZipFile(archive_path)
+        archive = zipfile.ZipFile(archive)  # a path or a binary file object
     except zipfile.BadZipFile:
         raise ModelFileError("The file is not a zip archive. Zip the model folder (config.json, model.safetensors, "
                              "tokenizer files).") from None

@@ -27,6 +27,14 @@ class Actor:
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(minimum)]
 
+    def require_admin_or_creator(self, created_by_id, *, what: str) -> None:
+        """Deleting what someone uploaded: admins and owners, or that person."""
+        from core.errors import PermissionDenied
+
+        if self.has_role(Role.ADMIN) or (self.user is not None and self.user.pk == created_by_id):
+            return
+        raise PermissionDenied(f"Only an admin, an owner or the uploader can delete {what}.")
+
     @property
     def label(self) -> str:
         if self.user is not None:

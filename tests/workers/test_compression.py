@@ -3,13 +3,12 @@ from real measurement — int8 really shrinks the Linear layers, pruned weights
 really are zero, a saved int8 model loads back and predicts the same."""
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 import torch
 
-from tests.tiny_model import SLICE, build_tokenizer
+from tests.tiny_model import build_tiny_classifier, slice_rows
 from workers.compression.measure import compare, measure, parameter_counts
 from workers.compression.prune import global_magnitude_prune, sparsity_of
 from workers.compression.quantize import load_int8, quantize_dynamic_int8, save_int8
@@ -17,18 +16,10 @@ from workers.compression.quantize import load_int8, quantize_dynamic_int8, save_
 
 @pytest.fixture(scope="module")
 def model_and_rows(tmp_path_factory):
-    from transformers import BertConfig, BertForSequenceClassification
-
     folder = tmp_path_factory.mktemp("small-bert")
-    tokenizer = build_tokenizer(folder)
-    rows = [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(SLICE.open(encoding="utf-8"))][:96]
+    rows = slice_rows(96)
     labels = sorted({r["label"] for r in rows})
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=512, max_position_embeddings=64, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
-    model = BertForSequenceClassification(config).eval()
-    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer, model = build_tiny_classifier(folder, labels, layers=2, hidden=128, heads=2, intermediate=512)
     return folder, tokenizer, rows, labels
 
 

@@ -3,12 +3,11 @@ ONNX int8 export — on a small BERT, measured, never assumed."""
 from __future__ import annotations
 
 import copy
-import csv
 
 import pytest
 import torch
 
-from tests.tiny_model import SLICE, build_tokenizer
+from tests.tiny_model import build_tiny_classifier, slice_rows
 from workers.compression import onnx_export, structured
 from workers.compression.measure import accuracy
 from workers.compression.prune import apply_pruning, search_amount
@@ -17,18 +16,10 @@ from workers.finetune import distillation_loss
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    from transformers import BertConfig, BertForSequenceClassification
-
     folder = tmp_path_factory.mktemp("bert-4x4")
-    tokenizer = build_tokenizer(folder)
-    rows = [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(SLICE.open(encoding="utf-8"))][:96]
+    rows = slice_rows(96)
     labels = sorted({r["label"] for r in rows})
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=64, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
-    model = BertForSequenceClassification(config).eval()
-    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer, model = build_tiny_classifier(folder, labels, layers=4, hidden=64, heads=4, intermediate=128)
     return folder, tokenizer, rows, labels, model
 
 

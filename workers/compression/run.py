@@ -151,7 +151,7 @@ def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tup
         return accuracy(model, tokenizer, rows, task=spec.task, labels=labels, max_length=spec.max_length)
 
     method = spec.prune_method
-    grid = structured.amount_grid(fp32, method) if method != "magnitude" else [round(0.05 * k, 2) for k in range(1, 20)]
+    grid = structured.amount_grid(fp32, method)
     drop_order = None
     if method == "layers":  # greedy, measured: cheapest layers to lose first
         total = len(structured.encoder_layers(fp32))
@@ -174,7 +174,8 @@ def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tup
     pruned_dir = _save_dense(fp32, tokenizer, os.path.join(spec.output_dir, "pruned" if spec.recovery_epochs else "model"))
     if not spec.recovery_epochs:
         return pruned_dir, details
-    one_shot = evaluate(fp32)
+    probed = [p["accuracy"] for p in details.get("search", {}).get("curve", []) if p["amount"] == round(amount, 6)]
+    one_shot = probed[0] if probed else evaluate(fp32)  # the search already measured the chosen amount
     details["recovery"] = {"epochs": spec.recovery_epochs, "accuracy_one_shot": round(one_shot, 5)}
     reporter.event(level="info", message=f"Pruned {amount:.0%} ({method}); one-shot accuracy {one_shot:.2%}. "
                                          f"Recovery fine-tune for {spec.recovery_epochs} epoch(s).")
@@ -241,7 +242,7 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
         variants = {"torch_int8": {"artifact": "model.zip", "after": after, "ratios": compare(before, after)}}
         if spec.onnx and onnx_export.available():
             onnx_dir = os.path.join(spec.output_dir, "model-onnx")
-            onnx_export.export_int8(load(spec.source_model_dir)[1], tokenizer, onnx_dir, task=spec.task)
+            onnx_export.export_int8(fp32, tokenizer, onnx_dir, task=spec.task)  # quantize_dynamic left fp32 as it was
             onnx_after = measure(onnx_export.OnnxClassifier(onnx_dir, threads=spec.threads), tokenizer, rows,
                                  saved_folder=onnx_dir, **common)
             variants["onnx_int8"] = {"artifact": "model-onnx-int8.zip", "after": onnx_after, "ratios": compare(before, onnx_after)}

@@ -163,7 +163,8 @@ def prune_layers(model, amount: float, *, drop_order: list[int] | None = None) -
 
 
 def amount_grid(model, method: str) -> list[float]:
-    """The amounts a search may try for this method, ascending."""
+    """The amounts a search may try for this method, ascending (5 % steps for
+    weights and neurons; whole layers; about 20 steps of heads)."""
     if method == "layers":
         total = len(encoder_layers(model))
         return [k / total for k in range(1, total)]
