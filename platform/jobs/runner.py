@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from workers.devices import device_class as detect_device_class
@@ -59,16 +59,28 @@ class JobReporter:
             if self.lease_lost.is_set():
                 return False
             ended = timezone.now()
-            if not services.record_usage(job=self.job, token=self.token, started_at=self._segment_start, ended_at=ended,
-                                         device_class=self.device_class, device_count=self.device_count):
+            try:
+                extended = services.record_usage(job=self.job, token=self.token, started_at=self._segment_start,
+                                                 ended_at=ended, device_class=self.device_class, device_count=self.device_count)
+            except DatabaseError:
+                # The session died (e.g. ended by the server after this process froze in a
+                # transaction): reconnect next beat; the same segment then covers this interval.
+                logger.warning("Job %s: heartbeat failed on a database error; retrying", self.job.pk, exc_info=True)
+                connection.close()
+                return True
+            if not extended:
                 self.lease_lost.set()
                 logger.warning("Job %s: lease lost; stopping without billing further", self.job.pk)
                 return False
             seconds = (ended - self._segment_start).total_seconds()
             self._segment_start = ended
-        if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
-            self.cancel_requested.set()
-        self.budget_reason = self.budget_reason or self._spend.after(seconds)
+        try:
+            if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
+                self.cancel_requested.set()
+            self.budget_reason = self.budget_reason or self._spend.after(seconds)
+        except DatabaseError:
+            logger.warning("Job %s: cancel/budget check failed on a database error", self.job.pk, exc_info=True)
+            connection.close()
         return True
 
     def stop(self) -> dict:
@@ -80,12 +92,20 @@ class JobReporter:
                     "device_count": self.device_count}
 
     def _fenced_write(self, create) -> bool:
-        with transaction.atomic():
-            if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
-                self.lease_lost.set()
-                return False
-            create()
-        return True
+        for attempt in (1, 2):  # once more on a fresh connection if the session died
+            try:
+                with transaction.atomic():
+                    if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
+                        self.lease_lost.set()
+                        return False
+                    create()
+                return True
+            except DatabaseError:
+                if attempt == 2:
+                    raise
+                logger.warning("Job %s: write failed on a database error; retrying once", self.job.pk, exc_info=True)
+                connection.close()
+        return False
 
     # --- Reporter ------------------------------------------------------------------
     def progress(self, *, step, total_steps, epoch):
@@ -93,7 +113,12 @@ class JobReporter:
         if now - self._last_progress < PROGRESS_WRITE_INTERVAL and step != total_steps:
             return
         self._last_progress = now
-        if not services.fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch):
+        try:
+            updated = services.fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch)
+        except DatabaseError:  # progress is advisory: the next call writes it
+            connection.close()
+            return
+        if not updated:
             self.lease_lost.set()
 
     def metrics(self, *, step, epoch, values):
@@ -128,7 +153,12 @@ class JobReporter:
     def confirm_lease(self) -> bool:
         if self.lease_lost.is_set():
             return False
-        if not services.fenced(self.job.pk, self.token).exists():
+        try:
+            held = services.fenced(self.job.pk, self.token).exists()
+        except DatabaseError:  # unsure: skip this checkpoint rather than risk another owner's files
+            connection.close()
+            return False
+        if not held:
             self.lease_lost.set()
             return False
         return True

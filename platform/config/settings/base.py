@@ -99,6 +99,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A process frozen inside a transaction (SIGSTOP, a long GC pause, a hung
+    # host) would hold its row locks for ever and block the lease reaper: the
+    # server ends such sessions. Every transaction here is short.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c idle_in_transaction_session_timeout={1000 * env.int('LATHE_DB_IDLE_IN_TRANSACTION_SECONDS', default=30)}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery ---------------------------------------------------

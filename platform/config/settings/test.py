@@ -12,6 +12,8 @@ else:
     # Live-server and worker threads must not keep connections open past a
     # request, or the test database cannot be dropped at the end.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Fault tests freeze workers with short leases: end their stuck transactions sooner.
+    DATABASES["default"]["OPTIONS"]["options"] = "-c idle_in_transaction_session_timeout=8000"
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"organization": "10000/min", "anonymous": "10000/min"},
