@@ -8,11 +8,13 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # This machine kind's pip index config prints one harmless warning per package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: up install install-test migrate seed test test-fast browser schema check-deploy clean help
+.PHONY: up install install-test migrate seed test test-fast test-loaded browser schema check-deploy clean help
 
 help:
-	@echo "make up     install, migrate, seed, run web + worker + scheduler (Ctrl-C stops all)"
+	@echo "make up     install, migrate, seed, run web + worker + maintenance worker + scheduler (Ctrl-C stops all)"
 	@echo "make test   install test dependencies and run the whole suite"
+	@echo "make test-fast   the suite without real worker processes or the browser"
+	@echo "make test-loaded the whole suite with both cores kept busy (LOAD_PROCS, RUNS)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,19 @@ browser:
 
 test: install-test browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop while editing: no worker processes, no browser.
+test-fast: install-test
+	$(PY) -m pytest -m "not worker and not browser" $(PYTEST_ARGS)
+
+# The suite on a saturated machine (what CI meets on a busy host): LOAD_PROCS
+# busy-loop processes run for the whole run, RUNS times in a row.
+test-loaded: install-test browser
+	$(PY) bench/cpu_hog.py --procs $${LOAD_PROCS:-2} --runs $${RUNS:-3} -- $(PY) -m pytest $(PYTEST_ARGS)
+
+check-deploy: install
+	DJANGO_SETTINGS_MODULE=config.settings.prod DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-check-deploy-only-0123456789-abcdefghijklmnopqrstuvwxyz} \
+	  DJANGO_ALLOWED_HOSTS=$${DJANGO_ALLOWED_HOSTS:-lathe.example.com} $(PY) manage.py check --deploy
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml

@@ -1,5 +1,5 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -13,6 +13,7 @@ from .serializers import (
     RedirectSerializer,
     SpendCapSerializer,
     SubscriptionSerializer,
+    UsageQuerySerializer,
     UsageSerializer,
 )
 
@@ -49,10 +50,11 @@ class BillingSubscriptionApi(OrganizationAPIView):
 class BillingUsageApi(OrganizationAPIView):
     serializer_class = UsageSerializer
 
-    @extend_schema(operation_id="billing_usage", responses=UsageSerializer,
-                   parameters=[OpenApiParameter("period", str, enum=["current", "previous"], description="default: current")])
+    @extend_schema(operation_id="billing_usage", responses=UsageSerializer, parameters=[UsageQuerySerializer])
     def get(self, request):
-        previous = request.query_params.get("period", "current") == "previous"
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        previous = query.validated_data["period"] == "previous"
         return Response(UsageSerializer(selectors.usage_summary(organization=self.organization, previous=previous)).data)
 
 
@@ -72,9 +74,10 @@ class BillingSpendCapApi(OrganizationAPIView):
     @extend_schema(operation_id="billing_spend_cap", request=SpendCapSerializer, responses=SubscriptionSerializer,
                    description="Alerts at 50/80/100 %; at 100 % new jobs are refused (402) and running ones stop.")
     def patch(self, request):
-        payload = SpendCapSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        cap = payload.validated_data["spend_cap_usd"]
+        changes = self.patch_changes(SpendCapSerializer)
+        if not changes:
+            return Response(SubscriptionSerializer(services.account_for(organization=self.organization)).data)
+        cap = changes["spend_cap_usd"]
         account = services.spend_cap_set(organization=self.organization, actor=self.actor,
                                          cap_cents=int(cap * 100) if cap is not None else None)
         return Response(SubscriptionSerializer(account).data)

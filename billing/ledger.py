@@ -36,10 +36,15 @@ ALERT_THRESHOLDS = (50, 80, 100)
 
 
 def exclude_lost_work(*, job, attempt: int, reason: str) -> int:
-    """Call inside the transaction that takes the job from its lost worker."""
+    """Call inside the transaction that takes the job from its lost worker.
+    Keyed to the checkpoint the next attempt really resumes from: the attempt's
+    last *step* checkpoint (workers.checkpoints.latest_checkpoint). A best-model
+    save is not a resume point (the epoch-end step checkpoint may have been
+    skipped at that very step), so work after it is redone and is not billed."""
     from jobs.models import JobCheckpoint, UsageSegment
 
-    last = JobCheckpoint.objects.filter(job=job, attempt=attempt).order_by("-created_at").values_list("created_at", flat=True).first()
+    last = (JobCheckpoint.objects.filter(job=job, attempt=attempt, is_best=False).order_by("-created_at")
+            .values_list("created_at", flat=True).first())
     segments = UsageSegment.objects.filter(job=job, attempt=attempt, ledger_entry__isnull=True, exclusion__isnull=True)
     if last is not None:
         segments = segments.filter(ended_at__gt=last)

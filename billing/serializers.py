@@ -1,4 +1,8 @@
+from decimal import Decimal
+
 from rest_framework import serializers
+
+from core.serializers import QuerySerializer, RequestSerializer
 
 from .models import BillingAccount, Invoice, Plan, PlanRate
 
@@ -44,7 +48,20 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         return gateway.enabled()
 
 
+class BlankAsNullURLField(serializers.URLField):
+    """Stripe leaves an invoice's links empty until it finalizes it: null then, never "" under `format: uri`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, value):
+        return value or None
+
+
 class InvoiceSerializer(serializers.ModelSerializer):
+    hosted_invoice_url = BlankAsNullURLField(help_text="Stripe's page for the invoice; null until it is finalized")
+    invoice_pdf = BlankAsNullURLField(help_text="The PDF; null until the invoice is finalized")
+
     class Meta:
         model = Invoice
         fields = ("stripe_invoice_id", "number", "status", "currency", "amount_due_cents", "amount_paid_cents",
@@ -83,12 +100,18 @@ class UsageSerializer(serializers.Serializer):
     ledger_entries = serializers.IntegerField()
 
 
-class SpendCapSerializer(serializers.Serializer):
+class SpendCapSerializer(RequestSerializer):
     spend_cap_usd = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True, min_value=0,
-                                             help_text="Monthly cap on charges beyond the included compute; null: none")
+                                             max_value=Decimal("9999999.99"),
+                                             help_text="Monthly cap on charges beyond the included compute, as a string "
+                                                       "(\"25.00\"); null: none")
 
 
-class CheckoutSerializer(serializers.Serializer):
+class UsageQuerySerializer(QuerySerializer):
+    period = serializers.ChoiceField(choices=["current", "previous"], default="current")
+
+
+class CheckoutSerializer(RequestSerializer):
     plan = serializers.SlugField()
     success_url = serializers.URLField(required=False)
     cancel_url = serializers.URLField(required=False)

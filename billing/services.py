@@ -13,6 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from core.errors import ApplicationError, PermissionDenied, field_error
 from tenancy.actors import Actor
 from tenancy.models import Organization, Role
@@ -179,8 +181,13 @@ def spend_cap_set(*, organization: Organization, actor: Actor, cap_cents: int | 
     _require_admin(actor)
     if cap_cents is not None and (isinstance(cap_cents, bool) or not isinstance(cap_cents, int) or not 0 <= cap_cents <= 10**9):
         raise field_error("spend_cap_cents", "a whole number of cents between 0 and 1000000000, or null for no cap")
-    account = account_for(organization=organization)
-    BillingAccount.objects.filter(pk=account.pk).update(spend_cap_cents=cap_cents, updated_at=timezone.now())
+    with transaction.atomic():
+        account = account_for(organization=organization)
+        previous = BillingAccount.objects.select_for_update().values_list("spend_cap_cents", flat=True).get(pk=account.pk)
+        BillingAccount.objects.filter(pk=account.pk).update(spend_cap_cents=cap_cents, updated_at=timezone.now())
+        if previous != cap_cents:
+            audit_record(organization=organization, action=AuditAction.SPEND_CAP_CHANGED, actor=actor,
+                         data={"from_cents": previous, "to_cents": cap_cents})
     account.refresh_from_db()
     return account
 
@@ -201,7 +208,8 @@ def checkout_start(*, organization: Organization, actor: Actor, plan_slug: str, 
     _require_admin(actor)
     plan = Plan.objects.filter(slug=plan_slug, is_active=True).first()
     if plan is None:
-        raise field_error("plan", f"No active plan '{plan_slug}'.", code="not_found")
+        raise ApplicationError(f"No active plan '{plan_slug}'.", code="not_found", status=404,
+                               fields={"plan": [f"No active plan '{plan_slug}'."]})
     if not plan.is_paid:
         raise field_error("plan", "The free plan needs no checkout; cancel the subscription in the customer portal instead.")
     if not gateway.enabled():

@@ -4,8 +4,8 @@ process it off the request path. Handlers are idempotent and ignore events
 older than the state they would overwrite (Stripe delivers out of order)."""
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from datetime import datetime, timezone as dt_timezone
 
@@ -14,7 +14,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from core.errors import ApplicationError
+from core.parsers import JSONBodyError, parse_json
 
 from . import gateway
 from .models import BillingAccount, EventStatus, Invoice, Plan, StripeEvent, SubscriptionStatus
@@ -24,9 +27,23 @@ HANDLED = ("checkout.session.completed", "customer.subscription.created", "custo
            "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed", "invoice.finalized")
 
 
+# A Unix time in seconds: at most 12 ASCII digits (year 33658), so int() never sees
+# a superscript "²" or 5,000 digits.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Stripe's `created` within what a datetime holds, comfortably: 1970 to 2100.
+_CREATED_RANGE = (0, 4_102_444_800)
+
+
 class SignatureError(ApplicationError):
     def __init__(self, message: str):
         super().__init__(message, code="invalid_signature", status=400)
+
+
+class EventError(ApplicationError):
+    """A signed body that is not an event we can store (nothing is kept)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message, code="invalid_event", status=400, fields={field: [message]} if field else None)
 
 
 def verify(payload: bytes, header: str, *, secret: str | None = None, now: float | None = None) -> dict:
@@ -39,8 +56,8 @@ def verify(payload: bytes, header: str, *, secret: str | None = None, now: float
     parts = [p.split("=", 1) for p in (header or "").split(",") if "=" in p]
     timestamps = [v for k, v in parts if k == "t"]
     signatures = [v for k, v in parts if k == "v1"]
-    if not timestamps or not signatures or not timestamps[0].isdigit():
-        raise SignatureError("Missing or malformed Stripe-Signature header.")
+    if not timestamps or not signatures or not _TIMESTAMP.fullmatch(timestamps[0]):
+        raise SignatureError("Missing or malformed Stripe-Signature header (expected t=<unix seconds>,v1=<hex>).")
     timestamp = int(timestamps[0])
     now = time.time() if now is None else now
     tolerance = settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
@@ -51,12 +68,36 @@ def verify(payload: bytes, header: str, *, secret: str | None = None, now: float
     if not gateway.signature_matches(payload, header, secret):
         raise SignatureError("The signature does not match the body and the webhook secret.")
     try:
-        event = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SignatureError("The body is not JSON.") from None
-    if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
-        raise SignatureError("The body is not a Stripe event.")
+        event = parse_json(payload, what="The body")
+    except JSONBodyError as error:  # depth, out-of-range numbers, NUL characters
+        raise EventError(error.message) from None
+    check_event(event)
     return event
+
+
+def check_event(event) -> None:
+    """What receive() stores must fit its columns: a 400 naming the field otherwise."""
+    if not isinstance(event, dict):
+        raise EventError("The body is not a Stripe event (a JSON object).")
+    for field in ("id", "type"):
+        value = event.get(field)
+        limit = StripeEvent._meta.get_field("stripe_id" if field == "id" else field).max_length
+        if not isinstance(value, str) or not value:
+            raise EventError(f"The event has no {field} string.", field=field)
+        if len(value) > limit:
+            raise EventError(f"The event's {field} is {len(value)} characters; at most {limit}.", field=field)
+    if not event["id"].startswith("evt_"):
+        raise EventError("The event's id does not start with evt_: not a Stripe event.", field="id")
+    created = event.get("created")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, int)
+                                or not _CREATED_RANGE[0] <= created <= _CREATED_RANGE[1]):
+        raise EventError(f"The event's created must be a Unix time in seconds between {_CREATED_RANGE[0]} and "
+                         f"{_CREATED_RANGE[1]}.", field="created")
+    if not isinstance(event.get("livemode", False), bool):
+        raise EventError("The event's livemode must be true or false.", field="livemode")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise EventError("The event's data.object must be an object.", field="data.object")
 
 
 def receive(event: dict) -> tuple[StripeEvent, bool]:
@@ -67,7 +108,7 @@ def receive(event: dict) -> tuple[StripeEvent, bool]:
         with transaction.atomic():
             row = StripeEvent.objects.create(
                 stripe_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")), payload=event,
-                created=datetime.fromtimestamp(int(event.get("created") or time.time()), tz=dt_timezone.utc))
+                created=datetime.fromtimestamp(event.get("created") or int(time.time()), tz=dt_timezone.utc))
             transaction.on_commit(lambda: _ring(process_stripe_event, row.pk))
     except IntegrityError:  # delivered again (or concurrently): the first copy is the one processed
         return StripeEvent.objects.get(stripe_id=event["id"]), False
@@ -137,6 +178,10 @@ def apply_subscription(account: BillingAccount, subscription: dict, *, event_at:
         status = SubscriptionStatus.INCOMPLETE
     items = subscription.get("items", {}).get("data", [])
     plan = default_plan() if deleted else (_plan_for_subscription(subscription) or account.plan)
+    if plan.pk != account.plan_id:
+        audit_record(organization=account.organization, action=AuditAction.PLAN_CHANGED, target=plan,
+                     target_label=plan.name, data={"from": account.plan.slug, "to": plan.slug, "status": status,
+                                                   "stripe_subscription": subscription["id"]})
     BillingAccount.objects.filter(pk=account.pk).update(
         stripe_subscription_id=subscription["id"], status=status, plan=plan,
         current_period_start=_ts(items[0].get("current_period_start")) if items else None,

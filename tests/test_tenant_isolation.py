@@ -269,6 +269,15 @@ def check_jobs(world, client):
     assert foreign.status_code == 400 and "source_job_id" in foreign.json()["error"]["fields"]
 
 
+def check_audit_log(world, client):
+    from audit.models import AuditEvent
+
+    a_events = set(AuditEvent.objects.filter(organization=world.a.organization).values_list("pk", flat=True))
+    assert a_events  # A's invitation and key were recorded
+    seen = _ids(client.get("/api/v1/audit-log"))
+    assert seen and not (seen & a_events)
+
+
 def _a_job(w):
     return {"job_id": w.a_job.pk}
 
@@ -289,6 +298,7 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:invitation-list": Scoped(check_invitations),
     "api:invitation-detail": Foreign(lambda w: {"invitation_id": w.a_invitation.pk}, {"get": None, "delete": None}),
     "api:api-key-list": Scoped(check_api_keys),
+    "api:audit-log": Scoped(check_audit_log),
     "api:api-key-detail": Foreign(lambda w: {"api_key_id": w.a_key.pk}, {"get": None, "delete": None}),
     "api:dataset-list": Scoped(check_datasets),
     "api:dataset-detail": Foreign(_a_dataset, {"get": None, "delete": None}),
@@ -296,6 +306,7 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:dataset-version-detail": Foreign(_a_version, {"get": None, "delete": None}),
     "api:dataset-version-report": Foreign(_a_version, {"get": None}),
     "api:dataset-version-preview": Foreign(_a_version, {"get": None}),
+    "api:dataset-version-csv": Foreign(lambda w: {**_a_version(w), "kind": "preview"}, {"get": None}),
     "api:model-list": Scoped(check_models),
     "api:plan-list": Scoped(check_plans),
     "api:billing-plan": Scoped(check_billing_reads),
@@ -325,6 +336,7 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:overview": lambda w: {},
     "dashboard:settings": lambda w: {},
     "dashboard:members": lambda w: {},
+    "dashboard:audit-log": lambda w: {},
     "dashboard:member-role": lambda w: {"membership_id": w.a_member.pk},
     "dashboard:member-remove": lambda w: {"membership_id": w.a_member.pk},
     "dashboard:invitation-revoke": lambda w: {"invitation_id": w.a_invitation.pk},
@@ -334,6 +346,7 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:dataset-detail": _a_dataset,
     "dashboard:dataset-delete": _a_dataset,
     "dashboard:dataset-version-delete": _a_version,
+    "dashboard:dataset-version-csv": lambda w: {**_a_version(w), "kind": "preview"},
     "dashboard:models": lambda w: {},
     "dashboard:model-detail": lambda w: {"model_id": w.a_model.pk},
     "dashboard:model-compress": lambda w: {"model_id": w.a_model.pk},

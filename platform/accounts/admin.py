@@ -29,7 +29,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter), "created_at")
     search_fields = ("name", "prefix", "organization__name", "organization__slug", "created_by__email")
     list_select_related = ("organization",)
-    fields = ("organization", "name", "display_prefix", "scopes", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by")
+    fields = ("organization", "name", "display_prefix", "scopes", "created_by", "created_by_key", "created_at", "expires_at",
+              "last_used_at", "revoked_at", "revoked_by", "revoked_reason")
     readonly_fields = fields
     actions = ["revoke_keys"]
 

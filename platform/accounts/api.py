@@ -3,6 +3,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from core.api import OrganizationAPIView
+from tenancy.models import Role
 
 from . import selectors, services
 from .serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
@@ -14,6 +15,7 @@ class ApiKeyListApi(OrganizationAPIView):
 
     @extend_schema(operation_id="api_keys_list", responses=ApiKeySerializer(many=True))
     def get(self, request):
+        self.require_role(Role.ADMIN, to="list API keys")
         page = self.paginate_queryset(selectors.api_key_list(organization=self.organization))
         return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
@@ -32,6 +34,7 @@ class ApiKeyDetailApi(OrganizationAPIView):
 
     @extend_schema(operation_id="api_keys_retrieve", responses=ApiKeySerializer)
     def get(self, request, api_key_id: int):
+        self.require_role(Role.ADMIN, to="see API keys")
         return Response(ApiKeySerializer(selectors.api_key_get(organization=self.organization, api_key_id=api_key_id)).data)
 
     @extend_schema(operation_id="api_keys_revoke", responses={204: None}, description="Revoke the key; it stays listed as revoked.")

@@ -9,7 +9,7 @@ from .models import ApiKey
 
 
 def api_key_list(*, organization: Organization, include_revoked: bool = True) -> QuerySet[ApiKey]:
-    qs = ApiKey.objects.filter(organization=organization).select_related("created_by").order_by("-created_at", "-id")
+    qs = ApiKey.objects.filter(organization=organization).select_related("created_by", "created_by_key").order_by("-created_at", "-id")
     if not include_revoked:
         qs = qs.filter(revoked_at__isnull=True)
     return qs

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, field_error
 from tenancy.actors import Actor
-from tenancy.models import Organization, Role
+from tenancy.models import ORGANIZATION_NAME_MAX_LENGTH, Organization, Role
 from tenancy.services import organization_create
 
 from . import keys
@@ -57,9 +60,24 @@ def user_signup(*, email: str, password: str, full_name: str = "", organization_
             code="email_taken",
             fields={"email": ["An account with this e-mail already exists."]},
         ) from None
-    default_name = f"{candidate.full_name or email.split('@')[0]}'s organization"
-    organization = organization_create(name=organization_name or default_name, owner=user)
+    if (organization_name or "").strip():
+        try:
+            organization = organization_create(name=organization_name, owner=user)
+        except ApplicationError as error:  # the sign-up form calls the field organization_name
+            if "name" in error.fields:
+                error.fields["organization_name"] = error.fields.pop("name")
+            raise
+    else:
+        organization = organization_create(name=default_organization_name(candidate.full_name or email.split("@")[0]),
+                                           owner=user)
     return user, organization
+
+
+def default_organization_name(who: str) -> str:
+    """The organization name a sign-up without one gets ("Ada's organization"),
+    the name shortened so that it fits the limit however long it is."""
+    suffix = "'s organization"
+    return f"{who.strip()[:ORGANIZATION_NAME_MAX_LENGTH - len(suffix)].rstrip()}{suffix}"
 
 
 def _clean_scopes(scopes) -> list[str]:
@@ -81,9 +99,15 @@ def _clean_scopes(scopes) -> list[str]:
 def api_key_create(
     *, organization: Organization, actor: Actor, name: str, scopes, expires_at: datetime | None = None
 ) -> tuple[ApiKey, str]:
-    """A new key. Returns the row and the full key, which is never retrievable again."""
+    """A new key. Returns the row and the full key, which is never retrievable again.
+
+    The key acts for the person behind `actor` (the member, or the creator of the
+    key that mints it), never with more than their current role."""
     if not actor.has_role(Role.ADMIN):
         raise PermissionDenied("Only an organization admin or owner can create API keys.")
+    person = actor.person
+    if person is None:
+        raise PermissionDenied("An API key can only be created on behalf of a member of the organization.")
     name = (name or "").strip()
     if not name:
         raise field_error("name", "Give the key a name, e.g. 'CI pipeline'.", code="required")
@@ -92,6 +116,16 @@ def api_key_create(
     scopes = _clean_scopes(scopes)
     if expires_at is not None and expires_at <= timezone.now():
         raise field_error("expires_at", "The expiry must be in the future.")
+    # Counted under the organization's row lock, so two concurrent creates cannot both pass.
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    live = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).exclude(
+        expires_at__lte=timezone.now()).count()
+    limit = settings.LATHE_MAX_LIVE_API_KEYS
+    if live >= limit:
+        raise ApplicationError(
+            f"This organization has {live} live API keys, the most allowed is {limit}. Revoke unused keys first.",
+            code="api_key_limit", status=409,
+        )
     generated = keys.generate_key()
     api_key = ApiKey.objects.create(
         organization=organization,
@@ -99,8 +133,15 @@ def api_key_create(
         prefix=generated.prefix,
         hashed_key=generated.hashed_key,
         scopes=scopes,
-        created_by=actor.user,
+        created_by=person,
+        created_by_key=actor.api_key,
         expires_at=expires_at,
+    )
+    audit_record(
+        organization=organization, action=AuditAction.API_KEY_CREATED, actor=actor, target=api_key,
+        target_label=f"{api_key.name} ({api_key.display_prefix})",
+        data={"scopes": scopes, "acts_for": person.email, "expires_at": expires_at.isoformat() if expires_at else None,
+              "minted_by_key": actor.api_key.display_prefix if actor.api_key else None},
     )
     return api_key, generated.full_key
 
@@ -114,8 +155,11 @@ def api_key_revoke(*, organization: Organization, actor: Actor, api_key_id) -> A
         raise NotFound("API key not found.")
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
-        api_key.revoked_by = actor.user
-        api_key.save(update_fields=["revoked_at", "revoked_by"])
+        api_key.revoked_by = actor.person
+        api_key.revoked_reason = f"Revoked by {actor.label}"[:200]
+        api_key.save(update_fields=["revoked_at", "revoked_by", "revoked_reason"])
+        audit_record(organization=organization, action=AuditAction.API_KEY_REVOKED, actor=actor, target=api_key,
+                     target_label=f"{api_key.name} ({api_key.display_prefix})")
     return api_key
 
 

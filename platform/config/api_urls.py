@@ -1,8 +1,11 @@
 """/api/v1/ — canonical paths have no trailing slash (one is tolerated)."""
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+
+import core.converters  # noqa: F401  (registers <id:…>: bounded ids)
 
 from accounts.api import ApiKeyDetailApi, ApiKeyListApi
+from audit.api import AuditLogApi
 from billing.api import (
     BillingCheckoutApi,
     BillingInvoiceListApi,
@@ -13,9 +16,12 @@ from billing.api import (
     BillingUsageApi,
     PlanListApi,
 )
+from core.csp import csp_update
+from core.throttling import AnonymousRateThrottle
 from corpora.api import (
     DatasetDetailApi,
     DatasetListApi,
+    DatasetVersionCsvApi,
     DatasetVersionDetailApi,
     DatasetVersionListApi,
     DatasetVersionPreviewApi,
@@ -35,29 +41,32 @@ from registry.api import UploadedModelDetailApi, UploadedModelListApi
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
 
 app_name = "api"
+PUBLIC = {"authentication_classes": [], "permission_classes": [], "throttle_classes": [AnonymousRateThrottle]}
 
 urlpatterns = [
     path("organization", OrganizationDetailApi.as_view(), name="organization"),
     path("members", MemberListApi.as_view(), name="member-list"),
-    path("members/<int:membership_id>", MemberDetailApi.as_view(), name="member-detail"),
+    path("members/<id:membership_id>", MemberDetailApi.as_view(), name="member-detail"),
     path("invitations", InvitationListApi.as_view(), name="invitation-list"),
-    path("invitations/<int:invitation_id>", InvitationDetailApi.as_view(), name="invitation-detail"),
+    path("invitations/<id:invitation_id>", InvitationDetailApi.as_view(), name="invitation-detail"),
     path("api-keys", ApiKeyListApi.as_view(), name="api-key-list"),
-    path("api-keys/<int:api_key_id>", ApiKeyDetailApi.as_view(), name="api-key-detail"),
+    path("api-keys/<id:api_key_id>", ApiKeyDetailApi.as_view(), name="api-key-detail"),
+    path("audit-log", AuditLogApi.as_view(), name="audit-log"),
     path("datasets", DatasetListApi.as_view(), name="dataset-list"),
-    path("datasets/<int:dataset_id>", DatasetDetailApi.as_view(), name="dataset-detail"),
-    path("datasets/<int:dataset_id>/versions", DatasetVersionListApi.as_view(), name="dataset-version-list"),
-    path("datasets/<int:dataset_id>/versions/<int:number>", DatasetVersionDetailApi.as_view(), name="dataset-version-detail"),
-    path("datasets/<int:dataset_id>/versions/<int:number>/report", DatasetVersionReportApi.as_view(), name="dataset-version-report"),
-    path("datasets/<int:dataset_id>/versions/<int:number>/preview", DatasetVersionPreviewApi.as_view(), name="dataset-version-preview"),
+    path("datasets/<id:dataset_id>", DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("datasets/<id:dataset_id>/versions", DatasetVersionListApi.as_view(), name="dataset-version-list"),
+    path("datasets/<id:dataset_id>/versions/<id:number>", DatasetVersionDetailApi.as_view(), name="dataset-version-detail"),
+    path("datasets/<id:dataset_id>/versions/<id:number>/report", DatasetVersionReportApi.as_view(), name="dataset-version-report"),
+    path("datasets/<id:dataset_id>/versions/<id:number>/preview", DatasetVersionPreviewApi.as_view(), name="dataset-version-preview"),
+    path("datasets/<id:dataset_id>/versions/<id:number>/<slug:kind>.csv", DatasetVersionCsvApi.as_view(), name="dataset-version-csv"),
     path("jobs", JobListApi.as_view(), name="job-list"),
     path("jobs/quote", JobQuoteApi.as_view(), name="job-quote"),
-    path("jobs/<int:job_id>", JobDetailApi.as_view(), name="job-detail"),
-    path("jobs/<int:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
-    path("jobs/<int:job_id>/events", JobEventListApi.as_view(), name="job-events"),
-    path("jobs/<int:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
-    path("jobs/<int:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
-    path("jobs/<int:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
+    path("jobs/<id:job_id>", JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<id:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<id:job_id>/events", JobEventListApi.as_view(), name="job-events"),
+    path("jobs/<id:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
+    path("jobs/<id:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
+    path("jobs/<id:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
     path("plans", PlanListApi.as_view(), name="plan-list"),
     path("billing/plan", BillingPlanApi.as_view(), name="billing-plan"),
     path("billing/subscription", BillingSubscriptionApi.as_view(), name="billing-subscription"),
@@ -67,9 +76,13 @@ urlpatterns = [
     path("billing/checkout", BillingCheckoutApi.as_view(), name="billing-checkout"),
     path("billing/portal", BillingPortalApi.as_view(), name="billing-portal"),
     path("models", UploadedModelListApi.as_view(), name="model-list"),
-    path("models/<int:model_id>", UploadedModelDetailApi.as_view(), name="model-detail"),
-    # Public documentation of the API.
-    path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),
-    path("redoc", SpectacularRedocView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="redoc"),
+    path("models/<id:model_id>", UploadedModelDetailApi.as_view(), name="model-detail"),
+    # Public documentation of the API: no credentials, so throttled per client IP
+    # (generating the schema costs far more than an ordinary request).
+    path("schema", SpectacularAPIView.as_view(**PUBLIC), name="schema"),
+    # Swagger UI's start-up script is a file (?script), not inline: the CSP (core.csp) forbids inline scripts.
+    path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema", **PUBLIC), name="docs"),
+    # Redoc's styled-components inject <style> elements at run time; its footer shows Redocly's logo.
+    path("redoc", csp_update(style_src=["'unsafe-inline'"], worker_src=["blob:"], img_src=["https://cdn.redoc.ly"])(
+        SpectacularRedocView.as_view(url_name="api:schema", **PUBLIC)), name="redoc"),
 ]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -37,18 +39,47 @@ def _flatten_detail(detail) -> list[str]:
     return [str(detail)]
 
 
-def _fields_from_detail(detail) -> dict:
+def _is_index(key) -> bool:
+    return isinstance(key, int) or str(key).isdigit()
+
+
+def _fields_from_detail(detail, prefix: str = "") -> dict:
+    """{field: [messages]}, always one level, as the schema says: a list item's
+    problems stay under its field, the message naming the item (`scopes`:
+    ["item 0: ..."]); a nested object's are named by path (`user.email`)."""
     if not isinstance(detail, dict):
         return {}
     fields = {}
     for key, value in detail.items():
-        if key == "non_field_errors":
+        if key == "non_field_errors" and not prefix:
             continue
-        fields[key] = _flatten_detail(value) if not isinstance(value, dict) else _fields_from_detail(value)
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value and all(_is_index(k) for k in value):
+            fields[path] = [f"item {k}: {m}" for k, v in value.items() for m in _flatten_detail(v)]
+        elif isinstance(value, dict):
+            fields.update(_fields_from_detail(value, path))
+        else:
+            fields[path] = _flatten_detail(value)
     return fields
 
 
+def request_too_big_message() -> str:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return (f"The request body is larger than the limit of {limit:,} bytes ({limit / 1024 / 1024:.1f} MiB) "
+            "for a JSON or form body. Upload files as multipart/form-data.")
+
+
+def suspicious_request_error(exc: SuspiciousOperation) -> ApplicationError:
+    """Django's refusals of a request body (too big, too many fields or files):
+    the client's fault, so a 4xx naming the limit, never a 500."""
+    if isinstance(exc, RequestDataTooBig):
+        return ApplicationError(request_too_big_message(), code="request_too_large", status=413)
+    return ApplicationError(f"The request was refused: {exc}", code="bad_request", status=400)
+
+
 def api_exception_handler(exc, context):
+    if isinstance(exc, SuspiciousOperation):
+        exc = suspicious_request_error(exc)
     if isinstance(exc, ApplicationError):
         return Response(
             error_body(code=exc.code, message=exc.message, fields=exc.fields), status=exc.status_code
@@ -83,5 +114,5 @@ def api_exception_handler(exc, context):
     return response
 
 
-def json_error_response(*, status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse(error_body(code=code, message=message), status=status)
+def json_error_response(*, status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    return JsonResponse(error_body(code=code, message=message, fields=fields), status=status)

@@ -1,5 +1,7 @@
 from rest_framework.throttling import SimpleRateThrottle
 
+from .client_ip import client_ip
+
 
 class OrganizationRateThrottle(SimpleRateThrottle):
     """One request budget per organization, whichever key or member spends it.
@@ -27,7 +29,13 @@ class OrganizationRateThrottle(SimpleRateThrottle):
 
 
 class AnonymousRateThrottle(SimpleRateThrottle):
+    """Callers without credentials (the public schema, docs and sign-up paths),
+    counted per client IP as core.client_ip decides (NUM_PROXIES)."""
+
     scope = "anonymous"
+
+    def get_ident(self, request):
+        return client_ip(request) or "unknown"
 
     def get_cache_key(self, request, view):
         if request.user and request.user.is_authenticated:

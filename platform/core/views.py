@@ -1,18 +1,29 @@
-"""Error handlers: JSON (the uniform error body) under /api/, HTML elsewhere."""
+"""Error handlers: JSON (the uniform error body) under /api/ and for the Stripe
+webhook, HTML elsewhere."""
+from django.core.exceptions import SuspiciousOperation
 from django.shortcuts import render
 from django.views import defaults
 
-from .exceptions import json_error_response
+from .exceptions import json_error_response, suspicious_request_error
+
+JSON_PREFIXES = ("/api/", "/stripe/")
 
 
 def _is_api(request) -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(JSON_PREFIXES)
 
 
 def bad_request(request, exception=None):
+    # Django's refusals of a body (RequestDataTooBig, TooManyFieldsSent) in a plain view.
+    error = suspicious_request_error(exception) if isinstance(exception, SuspiciousOperation) else None
     if _is_api(request):
+        if error is not None:
+            return json_error_response(status=error.status_code, code=error.code, message=error.message)
         return json_error_response(status=400, code="bad_request", message="The request could not be understood.")
-    return defaults.bad_request(request, exception)
+    response = defaults.bad_request(request, exception)
+    if error is not None:
+        response.status_code = error.status_code
+    return response
 
 
 def permission_denied(request, exception=None):

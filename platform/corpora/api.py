@@ -1,11 +1,12 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from catalog.selectors import base_model_get
 from core.api import OrganizationAPIView
-from core.parsers import StrictMultiPartParser
+from core.csv_export import csv_response
+from core.parsers import JSONParser, StrictMultiPartParser
 
 from . import selectors, services
 from .limits import limits_for, refuse_oversized_body
@@ -113,3 +114,21 @@ class DatasetVersionPreviewApi(DatasetVersionMixin, OrganizationAPIView):
         query.is_valid(raise_exception=True)
         rows = selectors.dataset_version_preview(version=self.version(dataset_id, number), **query.validated_data)
         return Response({"split": query.validated_data["split"], "rows": rows})
+
+
+class DatasetVersionCsvApi(DatasetVersionMixin, OrganizationAPIView):
+    serializer_class = DatasetVersionSerializer
+
+    @extend_schema(operation_id="dataset_versions_csv",
+                   parameters=[OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(selectors.CSV_EXPORTS)),
+                               PreviewQuerySerializer],
+                   responses={(200, "text/csv"): OpenApiTypes.STR},
+                   description="A CSV download: `preview` (the first rows of `split`, up to `limit`), `labels` (rows per "
+                               "label) or `rejected` (line and reason). Cells that begin with =, +, -, @, tab or CR are "
+                               "prefixed with an apostrophe so spreadsheets show them as text.")
+    def get(self, request, dataset_id: int, number: int, kind: str):
+        query = PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        name, header, rows = selectors.dataset_version_csv(version=self.version(dataset_id, number), kind=kind,
+                                                           **query.validated_data)
+        return csv_response(name, header, rows)

@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator
 MAX_COLUMNS = 1000
 MAX_FIELD_CHARS = 1_000_000
 MAX_JSONL_LINE_CHARS = 2_000_000
+MAX_NUMBER_CHARS = 100  # a JSON number longer than this is no label (Python refuses ints over 4,300 digits)
 SNIFF_BYTES = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -135,6 +136,21 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+# What real Western files are, in order: UTF-8 (with or without BOM), UTF-16
+# with a BOM, then Windows-1252 (a superset of Latin-1's printable range).
+# Another single-byte encoding is used only when its text is clearly cleaner.
+WESTERN_MESS_OK = 0.02
+OTHER_ENCODING_MARGIN = 0.05
+MAX_CHAOS = 0.25
+MAX_CONTROL_SHARE = 0.01
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_WESTERN = {"cp1252", "iso8859-1", "iso8859-15", "cp850", "mac-roman", "ascii", "utf-8"}  # codecs names
+
+
+def _encoding_label(encoding: str) -> str:
+    return {"cp1252": "Windows-1252 (cp1252)", "latin_1": "Latin-1 (ISO-8859-1)"}.get(encoding, encoding)
+
+
 def _detect_encoding(sample: bytes, info: FileInfo) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -153,16 +169,39 @@ def _detect_encoding(sample: bytes, info: FileInfo) -> str:
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
+    from charset_normalizer.md import mess_ratio
 
-    best = from_bytes(sample).best()
-    if best is None or best.chaos > 0.25:
+    try:
+        encoding, decoded = "cp1252", sample.decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined: Latin-1 reads them
+        encoding, decoded = "latin_1", sample.decode("latin_1")
+    controls = len(_CONTROL.findall(decoded))
+    if controls > MAX_CONTROL_SHARE * len(decoded):
+        raise DatasetFileError(
+            f"This file is not UTF-8 and cannot be read as text in any encoding Lathe recognises ({controls} control "
+            "characters in its first 64 KB; it may be binary). Save it as UTF-8.",
+            code="unknown_encoding", status=415,
+        )
+    mess = mess_ratio(decoded, 1.0)
+    detected = None
+    if mess > WESTERN_MESS_OK:
+        best = from_bytes(sample).best()
+        if best is not None and best.chaos <= MAX_CHAOS and best.chaos + OTHER_ENCODING_MARGIN < mess:
+            detected = codecs.lookup(best.encoding).name
+    if detected and detected not in _WESTERN:
+        info.warnings.append(
+            f"The file is not UTF-8: its characters read clearly best as {detected}, so it was converted from "
+            f"{detected} to UTF-8. Check accented characters in the preview; if they look wrong, save the file as UTF-8.")
+        return detected
+    if mess > MAX_CHAOS:
         raise DatasetFileError(
             "This file is not UTF-8 and its encoding could not be recognised (it may be binary). Save it as UTF-8.",
             code="unknown_encoding", status=415,
         )
-    encoding = codecs.lookup(best.encoding).name
-    info.warnings.append(f"The file was encoded as {encoding}, not UTF-8; it was converted. Check accented characters.")
-    return encoding
+    info.warnings.append(
+        f"The file is not UTF-8: it was read as {_encoding_label(encoding)} and converted to UTF-8. "
+        "Check accented characters in the preview; if they look wrong, save the file as UTF-8.")
+    return codecs.lookup(encoding).name
 
 
 def _read_up_to(stream, size: int) -> bytes:
@@ -215,6 +254,43 @@ def iter_records(text: io.TextIOWrapper, info: FileInfo) -> Iterator[Record | Re
         yield from _iter_delimited(text, info, "\t" if info.format == "tsv" else ",")
 
 
+# Text no row may hold: NUL (databases refuse it; spreadsheets and C tools cut the
+# text there) and unpaired UTF-16 surrogates (JSON "\\ud800": not encodable as UTF-8).
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bad_char_reason(text: str, column) -> str | None:
+    found = _BAD_CHAR.search(text)
+    if found is None:
+        return None
+    where = f"column '{str(column)[:100]}'" if column is not None else "a column name"
+    if found.group() == "\x00":
+        return f"{where} contains a NUL character (\\u0000)"
+    return f"{where} contains an unpaired surrogate (\\u{ord(found.group()):04x}), which is not valid Unicode text"
+
+
+def _bad_text_in_row(values: dict) -> str | None:
+    """The first NUL or unpaired surrogate anywhere in a record (keys, values,
+    nested lists and objects), as a rejection reason naming its column."""
+    for key, value in values.items():
+        reason = _bad_char_reason(key, None) if isinstance(key, str) else None
+        if reason:
+            return reason
+        stack = [value]
+        while stack:  # iterative: nesting depth is already bounded by the JSON parser
+            item = stack.pop()
+            if isinstance(item, str):
+                reason = _bad_char_reason(item, key)
+                if reason:
+                    return reason
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
+
+
 def _check_width(count: int, line: int) -> None:
     if count > MAX_COLUMNS:
         raise DatasetFileError(
@@ -235,6 +311,10 @@ def _iter_delimited(text, info: FileInfo, delimiter: str):
         raise DatasetFileError(f"Line 1: {exc}.", code="malformed", line=1) from None
     _check_width(len(header), reader.line_num)
     header = [h.strip() for h in header]
+    for name in header:
+        if _BAD_CHAR.search(name):
+            raise DatasetFileError("The header row has a column name with a NUL character; remove it.",
+                                   code="bad_header", line=1)
     if any(not h for h in header):
         raise DatasetFileError("The header row has an empty column name.", code="bad_header", line=1)
     duplicates = sorted({h for h in header if header.count(h) > 1})
@@ -257,7 +337,38 @@ def _iter_delimited(text, info: FileInfo, delimiter: str):
         if len(row) != len(header):
             yield Rejected(start, f"expected {len(header)} fields, found {len(row)}")
             continue
-        yield Record(start, dict(zip(header, row)))
+        values = dict(zip(header, row))
+        if any("\x00" in cell for cell in row):  # anywhere in the file, not only the sniffed head
+            yield Rejected(start, _bad_text_in_row(values))
+            continue
+        yield Record(start, values)
+
+
+class _NumberTooLong(Exception):
+    pass
+
+
+def _bounded_number(convert):
+    def parse(text: str):
+        if len(text) > MAX_NUMBER_CHARS:
+            raise _NumberTooLong(len(text))
+        return convert(text)
+    return parse
+
+
+_JSON = json.JSONDecoder(parse_int=_bounded_number(int), parse_float=_bounded_number(float))
+
+
+def parse_json(text: str):
+    """(value, None) or (None, rejection reason): never an exception, whatever the line."""
+    try:
+        return _JSON.decode(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return None, "invalid JSON (nested too deeply)"
+    except _NumberTooLong as exc:
+        return None, f"a number with {exc.args[0]:,} characters; at most {MAX_NUMBER_CHARS} are accepted"
 
 
 def _iter_jsonl(text, info: FileInfo):
@@ -270,15 +381,18 @@ def _iter_jsonl(text, info: FileInfo):
         stripped = raw_line.strip()
         if not stripped:
             continue
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            yield Rejected(line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        value, problem = parse_json(stripped)
+        if problem:
+            yield Rejected(line_no, problem)
             continue
         if not isinstance(value, dict):
             yield Rejected(line_no, f"expected a JSON object, found {type(value).__name__}")
             continue
         _check_width(len(value), line_no)
+        problem = _bad_text_in_row(value)
+        if problem:
+            yield Rejected(line_no, problem)
+            continue
         for key in value:
             if key not in seen:
                 seen[key] = None

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .parsing import DatasetFileError, FileInfo, Record, Rejected, iter_records
+from core.csv_export import looks_like_formula
+
+from .parsing import DatasetFileError, FileInfo, Record, Rejected, iter_records, parse_json
 
 TASK_FIELDS = {
     "text_classification": ("text", "label"),
@@ -26,10 +28,24 @@ TASK_FIELDS = {
     "token_classification": ("tokens", "tags"),
 }
 TEXT_FIELDS = {"text", "text_a", "text_b"}
+
+
+def _plural(word: str) -> str:
+    if len(word) == 1:
+        return word
+    if word.endswith("y") and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+# What real corpora call their label (any case, singular or plural), best first.
+LABEL_WORDS = ("label", "sentiment", "emotion", "topic", "intent", "class", "category", "target", "y", "tag", "answer")
+LABEL_NAMES = tuple(dict.fromkeys(name for word in LABEL_WORDS for name in (word, _plural(word))))
 # Column names recognised without help, best first.
 SYNONYMS = {
-    "text": ("text", "sentence", "utterance", "query", "question", "content", "input", "document", "review", "body"),
-    "label": ("label", "category", "intent", "class", "target", "labels", "y"),
+    "text": ("text", "sentence", "utterance", "query", "question", "content", "input", "document", "review", "body",
+             "tweet", "message", "comment"),
+    "label": LABEL_NAMES,
     "text_a": ("text_a", "sentence1", "premise", "question1", "text1", "query"),
     "text_b": ("text_b", "sentence2", "hypothesis", "question2", "text2", "passage"),
     "tokens": ("tokens", "words"),
@@ -38,8 +54,9 @@ SYNONYMS = {
 }
 SPLIT_VALUES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                 "val": "validation", "dev": "validation", "eval": "validation"}
-# A cell a spreadsheet would execute: =..., or +/-/@ followed by a function call.
-FORMULA = re.compile(r"^\s*(=|[+\-@]\s*[A-Za-z_][A-Za-z0-9_.]*\s*\()")
+# Rows read to choose between several label candidates (by their distinct values).
+LABEL_SAMPLE_ROWS = 1000
+LABEL_SAMPLE_CHARS = 8_000_000
 MAX_REJECTED_EXAMPLES = 100
 MAX_REJECTED_FRACTION = 0.10
 IMBALANCE_RATIO_WARNING = 10
@@ -66,9 +83,39 @@ class PreflightResult:
     validation_count: int
 
 
-def resolve_mapping(columns: list[str], options: PreflightOptions) -> tuple[str, dict]:
-    """(task, {field: column}) from explicit settings or recognisable names."""
-    lowered = {c.lower(): c for c in columns}
+def _normal(name: str) -> str:
+    return name.strip().lower()
+
+
+def _last_word(name: str) -> str:
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip()).lower())
+    words = [w for w in words if w]
+    return words[-1] if words else ""
+
+
+def label_candidates(columns: list[str], taken=()) -> list[str]:
+    """Columns that may hold the label, best first: named like one (Sentiment,
+    labels, CLASS…), else ending in such a word (airline_sentiment)."""
+    free = [c for c in columns if c not in taken]
+    exact = [c for name in LABEL_NAMES for c in free if _normal(c) == name]
+    if exact:
+        return list(dict.fromkeys(exact))
+    return [c for c in free if _last_word(c) in LABEL_NAMES]
+
+
+def _distinct_values(rows: list[dict], column: str) -> int:
+    return len({v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+                for v in (row.get(column) for row in rows) if v not in (None, "")})
+
+
+def resolve_mapping(columns: list[str], options: PreflightOptions, sample=None) -> tuple[str, dict, dict | None]:
+    """(task, {field: column}, how the label was chosen or None) from explicit
+    settings or recognisable names. `sample()` returns the first rows (a list of
+    dicts); it is called only when several columns could be the label, and the
+    one with the fewest distinct values (at least two) is taken."""
+    lowered = {}
+    for column in columns:
+        lowered.setdefault(_normal(column), column)
     explicit = {k: v for k, v in (options.column_mapping or {}).items() if v}
     for fieldname, column in explicit.items():
         if column not in columns:
@@ -76,10 +123,25 @@ def resolve_mapping(columns: list[str], options: PreflightOptions) -> tuple[str,
                 f"Column '{column}' (given for {fieldname}) is not in the file; its columns are: {', '.join(columns)}.",
                 code="unknown_column", field=f"{fieldname}_column",
             )
+    label_choice = None
+
+    def choose_label(taken: set) -> str | None:
+        nonlocal label_choice
+        candidates = label_candidates(columns, taken)
+        if len(candidates) <= 1 or sample is None:
+            return candidates[0] if candidates else None
+        rows = sample()
+        distinct = {c: _distinct_values(rows, c) for c in candidates}
+        usable = [c for c in candidates if distinct[c] >= 2] or candidates
+        chosen = min(usable, key=lambda c: (distinct[c], candidates.index(c)))
+        label_choice = {"column": chosen, "candidates": distinct, "sampled_rows": len(rows)}
+        return chosen
 
     def find(fieldname: str, taken: set) -> str | None:
         if fieldname in explicit:
             return explicit[fieldname]
+        if fieldname == "label":
+            return choose_label(taken)
         for name in SYNONYMS[fieldname]:
             if name in lowered and lowered[name] not in taken:
                 return lowered[name]
@@ -89,6 +151,7 @@ def resolve_mapping(columns: list[str], options: PreflightOptions) -> tuple[str,
     last_missing = None
     for task in tasks:
         mapping, taken = {}, set()
+        label_choice = None
         for fieldname in TASK_FIELDS[task]:
             column = find(fieldname, taken)
             if column is None:
@@ -99,37 +162,34 @@ def resolve_mapping(columns: list[str], options: PreflightOptions) -> tuple[str,
             split_column = find("split", taken)
             if split_column:
                 mapping["split"] = split_column
-            return task, mapping
+            return task, mapping, label_choice
         last_missing = (task, fieldname)
     task, fieldname = last_missing
+    hint = (" A label column may be called " + ", ".join(LABEL_WORDS) + " (any case, or plural).") if fieldname == "label" else ""
     raise DatasetFileError(
         f"Could not find a column for '{fieldname}' ({task.replace('_', ' ')}); the file's columns are: "
-        f"{', '.join(columns)}. Name it with {fieldname}_column.",
+        f"{', '.join(columns)}. Name it with {fieldname}_column.{hint}",
         code="unmapped_column", field=f"{fieldname}_column",
     )
 
 
+def _label_choice_warning(choice: dict) -> str:
+    others = ", ".join(f"'{c}' {n}" for c, n in choice["candidates"].items() if c != choice["column"])
+    return (f"Several columns could be the label; '{choice['column']}' was chosen: it has the fewest distinct values "
+            f"({choice['candidates'][choice['column']]} in the first {choice['sampled_rows']} rows; {others}). "
+            "Set label_column to use another.")
+
+
 def _as_list(value, fieldname: str):
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None, f"{fieldname} is not a JSON list"
+        value, problem = parse_json(value)
+        if problem:
+            return None, f"{fieldname} is not a JSON list ({problem})"
     if not isinstance(value, list) or not value:
         return None, f"{fieldname} must be a non-empty list"
     if not all(isinstance(v, (str, int)) for v in value):
         return None, f"{fieldname} must hold strings"
     return [str(v) for v in value], None
-
-
-def _check_formula(value: str, line: int, column: str) -> None:
-    if FORMULA.match(value):
-        shown = value[:40] + ("…" if len(value) > 40 else "")
-        raise DatasetFileError(
-            f"Line {line}, column '{column}': the cell looks like a spreadsheet formula ({shown}). "
-            "Formulas are refused because spreadsheets execute them; remove it or prefix it with an apostrophe.",
-            code="formula_cell", line=line,
-        )
 
 
 def normalize_row(record: Record, task: str, mapping: dict) -> tuple[dict | None, str | None]:
@@ -142,17 +202,13 @@ def normalize_row(record: Record, task: str, mapping: dict) -> tuple[dict | None
             items, problem = _as_list(value, fieldname)
             if problem:
                 return None, problem
-            for item in items:
-                _check_formula(item, record.line, column)
             out[fieldname] = items
             continue
         if value is None or (isinstance(value, str) and not value.strip()):
             return None, f"missing {fieldname}"
         if not isinstance(value, (str, int, float, bool)):
             return None, f"{fieldname} must be text, found {type(value).__name__}"
-        value = str(value).strip()
-        _check_formula(value, record.line, column)
-        out[fieldname] = value
+        out[fieldname] = str(value).strip()
     if task == "token_classification" and len(out["tokens"]) != len(out["tags"]):
         return None, f"{len(out['tokens'])} tokens but {len(out['tags'])} tags"
     if "split" in mapping:
@@ -206,7 +262,24 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
                 code="no_valid_rows", line=rejected_examples[0]["line"],
             )
         raise DatasetFileError("The file has a header but no data rows.", code="no_rows")
-    task, mapping = resolve_mapping(info.columns or list(first.values), options)
+    buffered: list = []  # rows read ahead to choose the label column; processed first below
+    sampled: list[dict] = []
+
+    def sample() -> list[dict]:
+        if sampled:
+            return sampled
+        chars = 0
+        for item in records:
+            buffered.append(item)
+            if isinstance(item, Record):
+                chars += sum(len(v) for v in item.values.values() if isinstance(v, str))
+            if len(buffered) >= LABEL_SAMPLE_ROWS - 1 or chars > LABEL_SAMPLE_CHARS:
+                break
+        sampled.extend([first.values] + [item.values for item in buffered if isinstance(item, Record)])
+        return sampled
+
+    task, mapping, label_choice = resolve_mapping(info.columns or list(first.values), options, sample)
+    formula_cells, formula_example = 0, None
 
     all_path = os.path.join(workdir, "all.jsonl")
     label_counts, label_ids = Counter(), {}
@@ -214,7 +287,7 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     total = sum(rejected_by_reason.values())
 
     with open(all_path, "w", encoding="utf-8") as out:
-        for item in _chain(first, records):
+        for item in _chain(first, buffered, records):
             total += 1
             if isinstance(item, Rejected):
                 reject(item.line, item.reason)
@@ -223,6 +296,10 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
             if problem:
                 reject(item.line, problem)
                 continue
+            for column, cell in _cells(row, task, mapping):
+                if looks_like_formula(cell):
+                    formula_cells += 1
+                    formula_example = formula_example or (item.line, column)
             row_labels = _labels_of(row, task)
             label_counts.update(row_labels)
             keys.append(_text_key(row, task))
@@ -274,6 +351,16 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
         "leakage": {"texts_in_both_splits": leaked},
         "split": split_info,
     }
+    if label_choice:
+        report["label_choice"] = label_choice
+        report["warnings"].append(_label_choice_warning(label_choice))
+    report["formula_like_cells"] = formula_cells
+    if formula_cells:
+        line, column = formula_example
+        report["warnings"].append(
+            f"{formula_cells} cell(s) begin with =, +, -, @, a tab or a carriage return (first: line {line}, column "
+            f"'{column}'). They are kept as ordinary text; Lathe's CSV downloads prefix them with an apostrophe so a "
+            "spreadsheet shows them instead of running them as formulas.")
     if duplicates["exact_rows"]:
         report["warnings"].append(f"{duplicates['exact_rows']} exact duplicate row(s); they add weight without adding information.")
     if duplicates["conflicting_labels"]:
@@ -292,9 +379,18 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     return PreflightResult(report, train_path, validation_path, counts["train"], counts["validation"])
 
 
-def _chain(first, rest):
+def _chain(first, *rest):
     yield first
-    yield from rest
+    for items in rest:
+        yield from items
+
+
+def _cells(row: dict, task: str, mapping: dict):
+    """(column, text) for every stored cell of a normalized row."""
+    for fieldname in TASK_FIELDS[task]:
+        value = row[fieldname]
+        for cell in value if isinstance(value, list) else (value,):
+            yield mapping[fieldname], cell
 
 
 def _check_rejection_budget(total, rejected_by_reason, examples, options):

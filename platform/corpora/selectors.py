@@ -50,3 +50,32 @@ def dataset_version_preview(*, version: DatasetVersion, split: str = "train", li
     name = version.train_file if split == "train" else version.validation_file
     with default_storage.open(name, "rb") as fh:
         return [json.loads(line) for line in islice(fh, limit)]
+
+
+CSV_EXPORTS = ("preview", "labels", "rejected")
+
+
+def dataset_version_csv(*, version: DatasetVersion, kind: str, split: str = "train",
+                        limit: int = PREVIEW_MAX_ROWS) -> tuple[str, list[str], list[list]]:
+    """(file name, header, rows) of a CSV download: the preview of a split, the
+    label counts or the rejected rows of the report. Cells are raw here;
+    core.csv_export writes them (formula-looking text neutralised)."""
+    from .preflight import TASK_FIELDS
+
+    report = version.report or {}
+    if kind == "preview":
+        fields = list(TASK_FIELDS.get(version.task, ()))
+        rows = dataset_version_preview(version=version, split=split, limit=limit)
+        extra = [k for row in rows for k in row if k not in fields]
+        header = fields + list(dict.fromkeys(extra))
+        body = [[row.get(column) for column in header] for row in rows]
+        name = f"preview-{split}"
+    elif kind == "labels":
+        header, name = ["label", "rows"], "labels"
+        body = [[label, count] for label, count in report.get("labels", {}).get("counts", {}).items()]
+    elif kind == "rejected":
+        header, name = ["line", "reason"], "rejected-rows"
+        body = [[e.get("line"), e.get("reason")] for e in report.get("rejected", {}).get("examples", [])]
+    else:
+        raise field_error("kind", f"Unknown export '{kind}'; choose one of {', '.join(CSV_EXPORTS)}.")
+    return f"{version.dataset.name}-v{version.number}-{name}.csv", header, body

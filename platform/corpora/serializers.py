@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from core.serializers import BoundedCharField, QuerySerializer
+
 from .models import Dataset, DatasetVersion, Task
 from .selectors import PREVIEW_MAX_ROWS
 
@@ -35,7 +37,8 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True, use_url=False, help_text="CSV, TSV or JSONL, optionally .gz")
-    name = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    name = BoundedCharField(required=False, allow_blank=True, max_length=Dataset._meta.get_field("name").max_length,
+                            message="Dataset names are at most {max_length} characters (this one has {length}).")
     task = serializers.ChoiceField(choices=Task.choices, required=False)
     base_model = serializers.CharField(required=False, help_text="Catalog slug; its tokenizer measures lengths")
     max_length = serializers.IntegerField(required=False, help_text="Tokens; rows above it count as truncated")
@@ -61,6 +64,6 @@ class DatasetUploadSerializer(serializers.Serializer):
         return data
 
 
-class PreviewQuerySerializer(serializers.Serializer):
+class PreviewQuerySerializer(QuerySerializer):
     split = serializers.ChoiceField(choices=["train", "validation"], default="train")
     limit = serializers.IntegerField(default=20, min_value=1, max_value=PREVIEW_MAX_ROWS)

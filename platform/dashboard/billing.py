@@ -3,6 +3,7 @@ against the cap, upgrade / manage, invoices, per-day and per-job usage; and
 the launch form's quote."""
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
@@ -14,19 +15,33 @@ from core.errors import ApplicationError
 
 from .views import OrganizationPageMixin
 
+MAX_CHART_DAYS = 62
 
-def day_chart(per_day: list[dict]) -> dict | None:
-    if not per_day:
+
+def day_chart(usage: dict) -> dict | None:
+    """Cost per day over the whole period (days without usage are zero, so one
+    job's day is one bar among the period's), for static/js/charts.js."""
+    if not usage["per_day"]:
         return None
-    width, height, pad = 600, 160, 20
-    top = max(float(d["usd"]) for d in per_day) or 1.0
-    step = (width - 2 * pad) / max(1, len(per_day))
-    bars = [{"x": round(pad + i * step, 1), "w": round(max(1.0, step * 0.8), 1),
-             "h": round((height - 2 * pad) * float(d["usd"]) / top, 1), "date": d["date"], "usd": d["usd"],
-             "seconds": d["seconds"]} for i, d in enumerate(per_day)]
-    for bar in bars:
-        bar["y"] = round(height - pad - bar["h"], 1)
-    return {"width": width, "height": height, "bars": bars, "top": f"{top:.4f}"}
+    spent = {d["date"]: d for d in usage["per_day"]}
+    first = usage["period_start"].date()
+    last = max((usage["period_end"] - timedelta(microseconds=1)).date(), date.fromisoformat(max(spent)))
+    days = []
+    for n in range(min((last - first).days + 1, MAX_CHART_DAYS)):
+        day = (first + timedelta(days=n)).isoformat()
+        row = spent.get(day)
+        days.append({"date": day, "usd": float(row["usd"]) if row else 0.0, "seconds": row["seconds"] if row else 0.0})
+    return {"days": days}
+
+
+def usage_meters(usage: dict) -> dict:
+    """Percentages of the included compute and of the spend cap used (Billing and
+    Overview). A zero cap (the free plan: no payment method) is no meter: nothing
+    is charged beyond the included compute."""
+    no_overage = usage["spend_cap_usd"] is not None and Decimal(usage["spend_cap_usd"]) == 0
+    return {"included_pct": round(100 * usage["included_fraction"], 1) if usage["included_fraction"] is not None else None,
+            "cap_pct": round(100 * min(1.0, usage["cap_fraction"]), 1) if usage["cap_fraction"] is not None and not no_overage else None,
+            "no_overage": no_overage}
 
 
 class BillingView(OrganizationPageMixin, View):
@@ -36,9 +51,7 @@ class BillingView(OrganizationPageMixin, View):
         account = services.account_for(organization=self.organization)
         usage = selectors.usage_summary(organization=self.organization)
         return self.render_page(request, "dashboard/billing.html", {
-            "account": account, "plans": list(selectors.plan_list()), "usage": usage, "chart": day_chart(usage["per_day"]),
-            "included_pct": round(100 * usage["included_fraction"], 1) if usage["included_fraction"] is not None else None,
-            "cap_pct": round(100 * min(1.0, usage["cap_fraction"]), 1) if usage["cap_fraction"] is not None else None,
+            "account": account, "plans": list(selectors.plan_list()), "usage": usage, "chart": day_chart(usage), **usage_meters(usage),
             "invoices": list(selectors.invoice_list(organization=self.organization)[:24]),
             "billing_configured": gateway.enabled(), "checkout_done": request.GET.get("checkout") == "done"})
 

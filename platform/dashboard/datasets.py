@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views import View
 
 from catalog.selectors import base_model_list
+from core.errors import ApplicationError, NotFound
 from corpora import selectors, services
 
 from .forms import DatasetUploadForm
@@ -66,20 +67,19 @@ class DatasetListView(DatasetUploadMixin, View):
 
 
 def _bars(counts: dict, limit: int) -> list[dict]:
+    """Label counts, most frequent first as the report keeps them; past `limit`
+    the rest is one bar."""
     items = list(counts.items())
-    top = max((n for _, n in items), default=1)
-    shown = [{"label": k, "count": n, "percent": round(100 * n / top, 1)} for k, n in items[:limit]]
+    shown = [{"label": k, "count": n} for k, n in items[:limit]]
     if len(items) > limit:
-        rest = sum(n for _, n in items[limit:])
-        shown.append({"label": f"{len(items) - limit} more labels", "count": rest, "percent": min(100, round(100 * rest / top, 1))})
+        shown.append({"label": f"{len(items) - limit} more labels", "count": sum(n for _, n in items[limit:])})
     return shown
 
 
 def _histogram(lengths: dict) -> list[dict]:
     hist = lengths.get("histogram") or {}
     counts, edges = hist.get("counts", []), hist.get("edges", [])
-    top = max(counts, default=0) or 1
-    return [{"from": edges[i], "to": edges[i + 1] - 1, "count": c, "percent": round(100 * c / top, 1),
+    return [{"from": edges[i], "to": edges[i + 1] - 1, "count": c,
              "over": edges[i] > lengths.get("max_length", 10**9)} for i, c in enumerate(counts)]
 
 
@@ -94,10 +94,13 @@ class DatasetDetailView(DatasetUploadMixin, View):
         version = (selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=int(wanted))
                    if wanted and wanted.isdigit() else (versions[0] if versions else None))
         report = version.report if version else {}
+        lengths = report.get("lengths", {})
+        histogram = _histogram(lengths)
         return {
             "dataset": dataset, "versions": versions, "version": version, "report": report,
             "label_bars": _bars(report.get("labels", {}).get("counts", {}), LABEL_BARS_SHOWN),
-            "histogram": _histogram(report.get("lengths", {})),
+            # Drawn by static/js/charts.js; the tables under the charts show the same numbers.
+            "histogram": histogram, "length_chart": {"bins": histogram, "unit": lengths.get("unit", "")},
             "preview": selectors.dataset_version_preview(version=version, limit=20) if version else [],
             "upload_url": reverse("dashboard:dataset-detail", args=[self.organization.slug, dataset.pk]),
         }
@@ -135,3 +138,22 @@ class DatasetVersionDeleteView(OrganizationPageMixin, View):
         if Dataset.objects.filter(organization=self.organization, pk=dataset_id).exists():
             return redirect("dashboard:dataset-detail", slug=slug, dataset_id=dataset_id)
         return redirect("dashboard:datasets", slug=slug)
+
+
+class DatasetVersionCsvView(OrganizationPageMixin, View):
+    """Preview, label counts or rejected rows as a CSV download (core.csv_export
+    neutralises formula-looking cells)."""
+
+    def get(self, request, slug, dataset_id, number, kind):
+        from core.csv_export import csv_response
+
+        dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
+        version = selectors.dataset_version_get(organization=self.organization, dataset=dataset, number=number)
+        split = request.GET.get("split", "train")
+        try:
+            name, header, rows = selectors.dataset_version_csv(version=version, kind=kind, split=split)
+        except NotFound:
+            raise
+        except ApplicationError as error:  # an unknown kind or split
+            return HttpResponse(error.message, status=error.status_code, content_type="text/plain; charset=utf-8")
+        return csv_response(name, header, rows)

@@ -16,66 +16,65 @@ from jobs.models import JobState
 from .forms import JobLaunchForm, apply_application_error
 from .views import OrganizationPageMixin
 
-CHART_WIDTH, CHART_HEIGHT = 600, 160
+# What the job page's chart draws (static/js/charts.js): per step, two scales.
+SERIES = [("train_loss", "train loss", "loss"), ("eval_loss", "validation loss", "loss"),
+          ("accuracy", "validation accuracy", "score"), ("macro_f1", "validation macro-F1", "score")]
+EVALUATED = ("eval_loss", "accuracy", "macro_f1")
 
 
-def _scaled(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> list[tuple[float, float]]:
-    span = (y_max - y_min) or 1.0
-    return [(round(CHART_WIDTH * x / (x_max or 1), 1), round(CHART_HEIGHT - CHART_HEIGHT * (y - y_min) / span, 1)) for x, y in points]
+def metrics_chart(job) -> dict:
+    """The loss/accuracy chart's data (drawn by static/js/charts.js) and the
+    per-epoch evaluations for the table under it.
+
+    Training loss is logged every few steps; each epoch ends with one
+    evaluation row (integral epoch, no train_loss), which also marks the
+    epoch on the chart. A retried attempt may repeat an epoch: the last one
+    counts."""
+    rows = list(job.metrics.order_by("id").values_list("step", "epoch", "values"))
+    series = []
+    for key, label, axis in SERIES:
+        points = [[step, values[key]] for step, _epoch, values in rows if isinstance(values.get(key), (int, float))]
+        if points:
+            series.append({"key": key, "label": label, "axis": axis, "points": points})
+    ends: dict[int, dict] = {}
+    for step, epoch, values in rows:
+        if "train_loss" not in values and float(epoch).is_integer() and epoch > 0:
+            ends[int(epoch)] = {"epoch": int(epoch), "step": step, **{k: values.get(k) for k in EVALUATED}}
+    evaluations = [ends[e] for e in sorted(ends)]
+    x_max = max([job.total_steps or 0] + [step for step, _e, _v in rows]) or 1
+    return {"has_data": bool(series),
+            "data": {"x_max": x_max, "series": series, "epochs": [{"epoch": e["epoch"], "step": e["step"]} for e in evaluations]},
+            "evaluations": evaluations}
 
 
-def _polyline(points: list[tuple[float, float]], x_max: float, y_min: float, y_max: float) -> str:
-    return " ".join(f"{x},{y}" for x, y in _scaled(points, x_max, y_min, y_max))
-
-
-def chart(job) -> dict:
-    """SVG polylines: training loss (left scale) and validation accuracy (0–1)."""
-    metrics = list(job.metrics.order_by("id").values_list("step", "values"))
-    losses = [(s, v["train_loss"]) for s, v in metrics if "train_loss" in v]
-    accuracy = [(s, v["accuracy"]) for s, v in metrics if "accuracy" in v]
-    x_max = max([job.total_steps] + [s for s, _ in metrics]) or 1
-    loss_max = max((v for _, v in losses), default=1.0)
-    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "has_data": bool(losses or accuracy),
-            "loss": _polyline(losses, x_max, 0.0, loss_max), "loss_max": round(loss_max, 3),
-            "accuracy": _polyline(accuracy, x_max, 0.0, 1.0),
-            # Evaluations are few (one per epoch): mark each, a lone one included.
-            "accuracy_points": _scaled(accuracy, x_max, 0.0, 1.0),
-            "last_accuracy": accuracy[-1][1] if accuracy else None}
-
-
-COMPARED = [("size on disk", "size_bytes", "smaller is better"), ("non-zero parameters", "nonzero_parameters", "smaller is better"),
-            ("latency p50, batch 1", "latency_ms_p50", "smaller is better"),
-            ("throughput, batch 32", "throughput_batch32", "larger is better"), ("accuracy", "accuracy", "larger is better"),
-            ("macro-F1", "macro_f1", "larger is better")]
+COMPARED = [("size on disk", "size_bytes", "smaller is better", "bytes"),
+            ("non-zero parameters", "nonzero_parameters", "smaller is better", "parameters"),
+            ("latency p50, batch 1", "latency_ms_p50", "smaller is better", "ms"),
+            ("throughput, batch 32", "throughput_batch32", "larger is better", "examples/s"),
+            ("accuracy", "accuracy", "larger is better", ""), ("macro-F1", "macro_f1", "larger is better", "")]
 
 
 def compression_chart(report: dict | None) -> dict | None:
-    """Side-by-side bars (before, after) for each measure, each pair scaled to
-    its larger value; and the pruning search's curve when there was one."""
+    """The compression report's two charts (static/js/charts.js): before and
+    after for each measure, each pair as a share of its larger value (the
+    measures have different units; the tooltip shows the real values); and the
+    pruning search's curve with the guard, when there was a search."""
     if not report:
         return None
     bars = []
-    for label, key, hint in COMPARED:
+    for label, key, hint, unit in COMPARED:
         before, after = report["before"].get(key), report["after"].get(key)
         if before is None or after is None:
             continue
         top = max(before, after) or 1
-        bars.append({"label": label, "hint": hint, "before": before, "after": after,
+        bars.append({"label": label, "hint": hint, "unit": unit, "before": before, "after": after,
                      "before_pct": round(100 * before / top, 1), "after_pct": round(100 * after / top, 1)})
     curve = None
-    points = (report.get("search") or {}).get("curve") or []
-    if points:
-        width, height, pad = 480, 180, 24
-        worst = max([p["accuracy_drop_points"] for p in points] + [report["guard"]["max_accuracy_drop_points"], 1.0])
-
-        def xy(amount, drop):
-            return round(pad + amount * (width - 2 * pad), 1), round(pad + max(0.0, drop) / worst * (height - 2 * pad), 1)
-
-        placed = [dict(p, **dict(zip(("x", "y"), xy(p["amount"], p["accuracy_drop_points"])))) for p in points]
-        curve = {"width": width, "height": height, "points": placed, "worst": round(worst, 2),
-                 "line": " ".join(f"{p['x']},{p['y']}" for p in placed),
-                 "guard_y": xy(0, report["guard"]["max_accuracy_drop_points"])[1], "x0": pad, "x1": width - pad,
-                 "chosen": report["search"].get("chosen")}
+    search = report.get("search") or {}
+    if search.get("curve"):
+        curve = {"points": [{"amount": p["amount"], "accuracy": p.get("accuracy"), "drop": p["accuracy_drop_points"],
+                             "passed": bool(p.get("passed"))} for p in search["curve"]],
+                 "guard": report["guard"]["max_accuracy_drop_points"], "chosen": search.get("chosen")}
     return {"bars": bars, "curve": curve}
 
 
@@ -125,7 +124,7 @@ class JobDetailView(OrganizationPageMixin, View):
     def get(self, request, slug, job_id):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         position = selectors.queue_position(job=job)
-        context = {"job": job, "chart": chart(job), "eta": selectors.eta(job=job, position=position),
+        context = {"job": job, "chart": metrics_chart(job), "eta": selectors.eta(job=job, position=position),
                    "compression": compression_chart(job.result.get("compression")),
                    "base_models": list(base_model_list()) if job.state == "succeeded" else [],
                    "datasets": list(dataset_list(organization=self.organization)) if job.state == "succeeded" else None,

@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+import core.converters  # noqa: F401  (registers <id:…>: bounded ids)
+
 from . import billing, datasets, jobs, uploaded_models, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
@@ -24,30 +26,33 @@ dashboard_patterns = [
     path("o/<slug:slug>/", views.OverviewView.as_view(), name="overview"),
     path("o/<slug:slug>/settings", views.SettingsView.as_view(), name="settings"),
     path("o/<slug:slug>/members", views.MembersView.as_view(), name="members"),
-    path("o/<slug:slug>/members/<int:membership_id>/role", views.MemberRoleView.as_view(), name="member-role"),
-    path("o/<slug:slug>/members/<int:membership_id>/remove", views.MemberRemoveView.as_view(), name="member-remove"),
-    path("o/<slug:slug>/invitations/<int:invitation_id>/revoke", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
+    path("o/<slug:slug>/members/<id:membership_id>/role", views.MemberRoleView.as_view(), name="member-role"),
+    path("o/<slug:slug>/members/<id:membership_id>/remove", views.MemberRemoveView.as_view(), name="member-remove"),
+    path("o/<slug:slug>/invitations/<id:invitation_id>/revoke", views.InvitationRevokeView.as_view(), name="invitation-revoke"),
+    path("o/<slug:slug>/audit-log", views.AuditLogView.as_view(), name="audit-log"),
     path("o/<slug:slug>/api-keys", views.ApiKeysView.as_view(), name="api-keys"),
-    path("o/<slug:slug>/api-keys/<int:api_key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
+    path("o/<slug:slug>/api-keys/<id:api_key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
     path("o/<slug:slug>/datasets", datasets.DatasetListView.as_view(), name="datasets"),
-    path("o/<slug:slug>/datasets/<int:dataset_id>", datasets.DatasetDetailView.as_view(), name="dataset-detail"),
-    path("o/<slug:slug>/datasets/<int:dataset_id>/delete", datasets.DatasetDeleteView.as_view(), name="dataset-delete"),
-    path("o/<slug:slug>/datasets/<int:dataset_id>/versions/<int:number>/delete", datasets.DatasetVersionDeleteView.as_view(),
+    path("o/<slug:slug>/datasets/<id:dataset_id>", datasets.DatasetDetailView.as_view(), name="dataset-detail"),
+    path("o/<slug:slug>/datasets/<id:dataset_id>/delete", datasets.DatasetDeleteView.as_view(), name="dataset-delete"),
+    path("o/<slug:slug>/datasets/<id:dataset_id>/versions/<id:number>/<slug:kind>.csv", datasets.DatasetVersionCsvView.as_view(),
+         name="dataset-version-csv"),
+    path("o/<slug:slug>/datasets/<id:dataset_id>/versions/<id:number>/delete", datasets.DatasetVersionDeleteView.as_view(),
          name="dataset-version-delete"),
     path("o/<slug:slug>/models", uploaded_models.ModelListView.as_view(), name="models"),
-    path("o/<slug:slug>/models/<int:model_id>", uploaded_models.ModelDetailView.as_view(), name="model-detail"),
-    path("o/<slug:slug>/models/<int:model_id>/compress", uploaded_models.ModelCompressView.as_view(), name="model-compress"),
-    path("o/<slug:slug>/models/<int:model_id>/delete", uploaded_models.ModelDeleteView.as_view(), name="model-delete"),
+    path("o/<slug:slug>/models/<id:model_id>", uploaded_models.ModelDetailView.as_view(), name="model-detail"),
+    path("o/<slug:slug>/models/<id:model_id>/compress", uploaded_models.ModelCompressView.as_view(), name="model-compress"),
+    path("o/<slug:slug>/models/<id:model_id>/delete", uploaded_models.ModelDeleteView.as_view(), name="model-delete"),
     path("o/<slug:slug>/jobs", jobs.JobListView.as_view(), name="jobs"),
     path("o/<slug:slug>/jobs/quote", billing.JobQuoteView.as_view(), name="job-quote"),
     path("o/<slug:slug>/billing", billing.BillingView.as_view(), name="billing"),
     path("o/<slug:slug>/billing/checkout", billing.BillingCheckoutView.as_view(), name="billing-checkout"),
     path("o/<slug:slug>/billing/portal", billing.BillingPortalView.as_view(), name="billing-portal"),
     path("o/<slug:slug>/billing/spend-cap", billing.BillingSpendCapView.as_view(), name="billing-spend-cap"),
-    path("o/<slug:slug>/jobs/<int:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
-    path("o/<slug:slug>/jobs/<int:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
-    path("o/<slug:slug>/jobs/<int:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),
-    path("o/<slug:slug>/jobs/<int:job_id>/artifacts/<str:name>", jobs.JobArtifactDownloadView.as_view(), name="job-artifact"),
+    path("o/<slug:slug>/jobs/<id:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
+    path("o/<slug:slug>/jobs/<id:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("o/<slug:slug>/jobs/<id:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),
+    path("o/<slug:slug>/jobs/<id:job_id>/artifacts/<str:name>", jobs.JobArtifactDownloadView.as_view(), name="job-artifact"),
 ]
 
 urlpatterns = auth_patterns + [path("", include((dashboard_patterns, "dashboard")))]

@@ -10,6 +10,8 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,6 +19,8 @@ from django.views import View
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
+from audit import selectors as audit_selectors
+from audit.models import AuditAction
 from core.api import SESSION_ORGANIZATION_KEY
 from core.errors import ApplicationError, NotFound
 from tenancy import selectors as tenancy_selectors
@@ -153,7 +157,10 @@ class OverviewView(OrganizationPageMixin, View):
     section = "overview"
 
     def get(self, request, slug):
+        from .overview import overview_context
+
         return self.render_page(request, "dashboard/overview.html", {
+            **overview_context(organization=self.organization),
             "member_count": tenancy_selectors.membership_list(organization=self.organization).count(),
             "active_key_count": account_selectors.api_key_list(organization=self.organization, include_revoked=False).count(),
         })
@@ -224,18 +231,52 @@ class MemberRoleView(OrganizationPageMixin, View):
 
 
 class MemberRemoveView(MemberRoleView):
+    """GET: the confirmation, naming the API keys that die with the membership; POST: remove."""
+
+    section = "members"
+
+    def get(self, request, slug, membership_id):
+        target = tenancy_selectors.membership_get(organization=self.organization, membership_id=membership_id)
+        return self.render_page(request, "dashboard/member_remove.html", {
+            "target": target,
+            "leaving_self": target.pk == self.membership.pk,
+            "keys_to_revoke": tenancy_services.keys_acting_for(organization=self.organization, user=target.user),
+        })
+
     def post(self, request, slug, membership_id):
         leaving_self = str(self.membership.pk) == str(membership_id)
-        _, error = self.attempt(request, lambda: tenancy_services.membership_remove(
+        revoked, error = self.attempt(request, lambda: tenancy_services.membership_remove(
             organization=self.organization, actor=self.actor, membership_id=membership_id))
         if error:
             return self.render_members_with_status(request, error.status_code)
+        keys_note = (f" Revoked {len(revoked)} API key{'s' if len(revoked) != 1 else ''} they created: "
+                     + ", ".join(f"{key.name} ({key.display_prefix})" for key in revoked) + ".") if revoked else ""
         if leaving_self:
             request.session.pop(SESSION_ORGANIZATION_KEY, None)
-            messages.success(request, f"You left {self.organization.name}.")
+            messages.success(request, f"You left {self.organization.name}.{keys_note}")
             return redirect("dashboard:home")
-        messages.success(request, "Member removed.")
+        messages.success(request, f"Member removed.{keys_note}")
         return redirect("dashboard:members", slug=slug)
+
+
+class AuditLogView(OrganizationPageMixin, View):
+    """Security-relevant actions, newest first: owners and admins only."""
+
+    section = "audit-log"
+    page_size = 100
+
+    def get(self, request, slug):
+        if not self.membership.has_role(Role.ADMIN):
+            raise PermissionDenied("Only an organization admin or owner can read the audit log.")
+        action = request.GET.get("action") or ""
+        if action not in AuditAction.values:
+            action = ""
+        events = audit_selectors.audit_event_list(organization=self.organization, action=action or None)
+        paginator = Paginator(events, self.page_size)
+        page = paginator.get_page(request.GET.get("page"))
+        return self.render_page(request, "dashboard/audit_log.html", {
+            "page": page, "events": page.object_list, "actions": AuditAction.choices, "action": action,
+        })
 
 
 class InvitationRevokeView(MemberRoleView):
@@ -257,7 +298,9 @@ class ApiKeysView(OrganizationPageMixin, View):
 
     def context(self, form=None, new_key=None):
         return {
-            "api_keys": account_selectors.api_key_list(organization=self.organization),
+            # Like the API: the list of keys is for admins and owners.
+            "api_keys": account_selectors.api_key_list(organization=self.organization)
+            if self.membership.has_role(Role.ADMIN) else [],
             "form": form or ApiKeyForm(),
             "new_key": new_key,
         }

@@ -1,7 +1,7 @@
 """Operators: jobs by state and queue with cancel / retry / requeue / priority
 actions, read-only usage, and a queue & worker overview page."""
 from django.contrib import admin, messages
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -46,7 +46,8 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["cancel", "retry", "requeue", "raise_priority", "lower_priority"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_billed=Sum("usage_segments__seconds"))
+        return super().get_queryset(request).annotate(
+            _billed=Sum("usage_segments__seconds", filter=Q(usage_segments__exclusion__isnull=True)))
 
     @admin.display(description="Billed s", ordering="_billed")
     def billed_seconds(self, obj):

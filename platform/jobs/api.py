@@ -23,6 +23,7 @@ from .serializers import (
 
 class JobListApi(OrganizationAPIView):
     serializer_class = JobSerializer
+    extra_error_statuses = {"POST": ("402",)}  # billing.services.check_can_start_job
 
     @extend_schema(operation_id="jobs_list", parameters=[JobListQuerySerializer], responses=JobSerializer(many=True))
     def get(self, request):

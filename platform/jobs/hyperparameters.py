@@ -2,6 +2,8 @@
 resolved to concrete values before a job is queued."""
 from __future__ import annotations
 
+import math
+
 from core.errors import ApplicationError
 
 # name: (type, minimum, maximum)
@@ -27,6 +29,28 @@ def _invalid(name: str, message: str) -> ApplicationError:
     return ApplicationError(f"hyperparameters.{name}: {message}", code="invalid", fields={f"hyperparameters.{name}": [message]})
 
 
+def _shown(value) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:  # str() of a 5,000-digit int raises
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return repr(value)
+
+
+def number_problem(value, *, kind: type, low, high, hint: str = "") -> str | None:
+    """What is wrong with `value` as a `kind` (int or float) within [low, high];
+    None if nothing. Safe for any input: bools, strings, inf, NaN, 5,000-digit
+    integers (compared exactly, never converted on the way)."""
+    wanted = "an integer" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be {wanted}{hint}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number{hint}"
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        return f"must be {wanted}{hint}"
+    if not low <= value <= high:
+        return f"must be between {low} and {high} (got {_shown(value)})"
+    return None
+
+
 def check(raw: dict | None) -> dict:
     """Type- and range-check; 'auto' (or absence) stays 'auto'."""
     if raw is None:
@@ -47,12 +71,10 @@ def check(raw: dict | None) -> dict:
             out[name] = value
             continue
         kind, low, high = BOUNDS[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
-            raise _invalid(name, f"must be {'an integer' if kind is int else 'a number'} or \"auto\"")
-        value = kind(value)
-        if not low <= value <= high:
-            raise _invalid(name, f"must be between {low} and {high} (got {value})")
-        out[name] = value
+        problem = number_problem(value, kind=kind, low=low, high=high, hint=' or "auto"')
+        if problem:
+            raise _invalid(name, problem)
+        out[name] = kind(value)
     return out
 
 

@@ -2,7 +2,8 @@
 immutable usage segments billing reads.
 
     queued → running → succeeded | failed | cancelled
-               ↘ queued (lease expired, attempts left: the reaper re-queues)
+               ↘ queued (lease expired or no progress, attempts left: the reaper re-queues)
+               ↘ cancelled (the reaper, when a cancel was pending: it is never re-queued)
 """
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ class Job(TimeStampedModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     step = models.PositiveIntegerField(default=0)
+    progress_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When this attempt last reported its step (the no-progress watchdog reads it).")
+    step_seconds = models.FloatField(null=True, blank=True,
+                                     help_text="This attempt's measured time per step (median of its recent steps).")
     total_steps = models.PositiveIntegerField(default=0)
     epoch = models.FloatField(default=0)
     latest_metrics = models.JSONField(default=dict)

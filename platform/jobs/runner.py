@@ -1,20 +1,27 @@
 """Runs a claimed job: prepares files, runs `workers.finetune` with a reporter
 whose every write is fenced by the lease, heartbeats (extending the lease and
-metering usage) from a thread, and commits the outcome."""
+metering usage) from a thread, and commits the outcome.
+
+The database may vanish for a while (a restart, a failover, a network cut):
+every write-back goes through `db_retry`, which reconnects and retries for as
+long as the lease could still be ours; if the attempt dies anyway, its
+heartbeat dies with it, so the reaper takes the job over."""
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import statistics
 import threading
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from workers.devices import device_class as detect_device_class
@@ -26,6 +33,40 @@ from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobKind, JobMetri
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL = 1.0
+STEP_TIME_SAMPLES = 50  # the watchdog's step time: the median of the last ones
+# The connection itself failed (server gone, session ended, network cut, SQLite
+# busy): worth a fresh connection. Integrity and programming errors are not.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def db_retry(fn, *, what: str, job_id, within: float | None = None, stop: threading.Event | None = None):
+    """`fn()`, again on a fresh connection after a transient database error,
+    with backoff, for up to `within` seconds (default: the lease, past which
+    the job is the reaper's anyway); then the error propagates. `stop` cuts the
+    wait short. Never used inside a transaction (its work would be lost)."""
+    if connection.in_atomic_block:
+        return fn()
+    deadline = time.monotonic() + (settings.LATHE_JOB_LEASE_SECONDS if within is None else within)
+    delay = 0.2
+    while True:
+        try:
+            return fn()
+        except TRANSIENT_DB_ERRORS:
+            try:
+                connection.close()
+            except DatabaseError:
+                pass  # already dead: the next query connects afresh
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                logger.warning("Job %s: %s failed on a database error; not retried", job_id, what, exc_info=True)
+                raise
+            logger.warning("Job %s: %s failed on a database error; retrying in %.1f s", job_id, what,
+                           min(delay, remaining), exc_info=True)
+            if stop is not None:
+                stop.wait(min(delay, remaining))
+            else:
+                time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 5.0)
 
 
 class JobReporter:
@@ -38,6 +79,8 @@ class JobReporter:
         self._segment_start = timezone.now()
         self._segment_lock = threading.Lock()
         self._last_progress = 0.0
+        self._last_step: int | None = None
+        self._step_times: deque[float] = deque(maxlen=STEP_TIME_SAMPLES)
         self._thread = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-job-{job.pk}", daemon=True)
         self.budget_reason: str | None = None
         self._spend = _SpendWatch(job, device_class, device_count)
@@ -54,19 +97,19 @@ class JobReporter:
         finally:
             connection.close()
 
+    def _retry(self, fn, what: str, **kwargs):
+        return db_retry(fn, what=what, job_id=self.job.pk, **kwargs)
+
     def heartbeat(self) -> bool:
         with self._segment_lock:
             if self.lease_lost.is_set():
                 return False
             ended = timezone.now()
-            try:
-                extended = services.record_usage(job=self.job, token=self.token, started_at=self._segment_start,
-                                                 ended_at=ended, device_class=self.device_class, device_count=self.device_count)
-            except DatabaseError:
-                # The session died (e.g. ended by the server after this process froze in a
-                # transaction): reconnect next beat; the same segment then covers this interval.
-                logger.warning("Job %s: heartbeat failed on a database error; retrying", self.job.pk, exc_info=True)
-                connection.close()
+            try:  # one try a beat: while the database is away, the next beat's segment covers this interval too
+                extended = self._retry(lambda: services.record_usage(
+                    job=self.job, token=self.token, started_at=self._segment_start, ended_at=ended,
+                    device_class=self.device_class, device_count=self.device_count), "heartbeat", within=0)
+            except TRANSIENT_DB_ERRORS:
                 return True
             if not extended:
                 self.lease_lost.set()
@@ -74,13 +117,15 @@ class JobReporter:
                 return False
             seconds = (ended - self._segment_start).total_seconds()
             self._segment_start = ended
-        try:
+
+        def checks():
             if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
                 self.cancel_requested.set()
             self.budget_reason = self.budget_reason or self._spend.after(seconds)
-        except DatabaseError:
-            logger.warning("Job %s: cancel/budget check failed on a database error", self.job.pk, exc_info=True)
-            connection.close()
+        try:
+            self._retry(checks, "cancel/budget check", within=0)
+        except TRANSIENT_DB_ERRORS:
+            pass  # the next beat checks again
         return True
 
     def stop(self) -> dict:
@@ -91,33 +136,30 @@ class JobReporter:
             return {"started_at": self._segment_start, "ended_at": timezone.now(), "device_class": self.device_class,
                     "device_count": self.device_count}
 
-    def _fenced_write(self, create) -> bool:
-        for attempt in (1, 2):  # once more on a fresh connection if the session died
-            try:
-                with transaction.atomic():
-                    if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
-                        self.lease_lost.set()
-                        return False
-                    create()
-                return True
-            except DatabaseError:
-                if attempt == 2:
-                    raise
-                logger.warning("Job %s: write failed on a database error; retrying once", self.job.pk, exc_info=True)
-                connection.close()
-        return False
+    def _fenced_write(self, create, what: str) -> bool:
+        def write() -> bool:
+            with transaction.atomic():
+                if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
+                    self.lease_lost.set()
+                    return False
+                create()
+            return True
+        return self._retry(write, what)
 
     # --- Reporter ------------------------------------------------------------------
     def progress(self, *, step, total_steps, epoch):
         now = time.monotonic()
         if now - self._last_progress < PROGRESS_WRITE_INTERVAL and step != total_steps:
             return
-        self._last_progress = now
-        try:
-            updated = services.fenced(self.job.pk, self.token).update(step=step, total_steps=total_steps, epoch=epoch)
-        except DatabaseError:  # progress is advisory: the next call writes it
-            connection.close()
-            return
+        if self._last_step is not None and step > self._last_step:
+            self._step_times.append((now - self._last_progress) / (step - self._last_step))
+        elif self._last_step is not None and step < self._last_step:
+            self._step_times.clear()  # a new phase counts its own steps (compression): measure afresh
+        self._last_progress, self._last_step = now, step
+        step_seconds = statistics.median(self._step_times) if self._step_times else None
+        updated = self._retry(lambda: services.fenced(self.job.pk, self.token).update(
+            step=step, total_steps=total_steps, epoch=epoch, progress_at=timezone.now(), step_seconds=step_seconds),
+            "progress")
         if not updated:
             self.lease_lost.set()
 
@@ -126,14 +168,15 @@ class JobReporter:
             JobMetric.objects.create(job=self.job, step=step, epoch=epoch, values=values)
             merged = {**Job.objects.get(pk=self.job.pk).latest_metrics, **values}
             Job.objects.filter(pk=self.job.pk).update(latest_metrics=merged)
-        self._fenced_write(create)
+        self._fenced_write(create, "metrics")
 
     def event(self, *, level, message):
-        self._fenced_write(lambda: JobEvent.objects.create(job=self.job, attempt=self.job.attempts, level=level, message=message))
+        self._fenced_write(lambda: JobEvent.objects.create(job=self.job, attempt=self.job.attempts, level=level,
+                                                           message=message), "event")
 
     def checkpoint_saved(self, *, step, path, metrics, is_best):
         self._fenced_write(lambda: JobCheckpoint.objects.create(job=self.job, attempt=self.job.attempts, step=step, path=path,
-                                                               is_best=is_best, metrics=metrics))
+                                                               is_best=is_best, metrics=metrics), "checkpoint")
 
     def artifact(self, *, name, path, kind):
         import hashlib
@@ -144,21 +187,20 @@ class JobReporter:
                 digest.update(chunk)
         with open(path, "rb") as fh:
             stored = default_storage.save(f"jobs/{self.job.organization_id}/{self.job.pk}/{self.job.attempts}/{name}", File(fh))
-        ok = self._fenced_write(lambda: JobArtifact.objects.update_or_create(
-            job=self.job, name=name, defaults={"organization_id": self.job.organization_id, "kind": kind, "storage_name": stored,
-                                               "size_bytes": os.path.getsize(path), "sha256": digest.hexdigest()}))
-        if not ok:
-            default_storage.delete(stored)
+        ok = False
+        try:
+            ok = self._fenced_write(lambda: JobArtifact.objects.update_or_create(
+                job=self.job, name=name, defaults={"organization_id": self.job.organization_id, "kind": kind,
+                                                   "storage_name": stored, "size_bytes": os.path.getsize(path),
+                                                   "sha256": digest.hexdigest()}), "artifact")
+        finally:
+            if not ok:
+                default_storage.delete(stored)
 
     def confirm_lease(self) -> bool:
         if self.lease_lost.is_set():
             return False
-        try:
-            held = services.fenced(self.job.pk, self.token).exists()
-        except DatabaseError:  # unsure: skip this checkpoint rather than risk another owner's files
-            connection.close()
-            return False
-        if not held:
+        if not self._retry(lambda: services.fenced(self.job.pk, self.token).exists(), "lease check"):
             self.lease_lost.set()
             return False
         return True
@@ -318,18 +360,40 @@ def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, di
 
 
 def run_claimed_job(job: Job, token) -> str:
+    """The attempt under `token`: run it, then commit its outcome. The heartbeat
+    lives exactly as long as the attempt (try/finally). An attempt that dies on a
+    database outage outlasting the retries commits nothing: its lease runs out and
+    the reaper re-queues it to resume from its last checkpoint."""
+    if connection.in_atomic_block:
+        # A run outlasts its lease: inside a transaction, its writes would be invisible to the
+        # heartbeat's own connection, and the server ends the idle session (idle_in_transaction_session_timeout).
+        raise RuntimeError("run_claimed_job must not run inside a transaction (it runs for longer than a lease).")
     device_class, device_count = detect_device_class()
     reporter = JobReporter(job, token, device_class, device_count)
     reporter.start()
     run = run_finetune_job if job.kind == JobKind.FINETUNE else run_compression_job
     try:
-        state, result, reason = run(job, reporter)
-    except Exception as exc:
-        logger.exception("Job %s failed", job.pk)
-        state, result, reason = JobState.FAILED, {}, f"{type(exc).__name__}: {exc}"
-        reporter.event(level="error", message=reason + "\n" + traceback.format_exc(limit=3))
-    usage = reporter.stop()
+        try:
+            state, result, reason = run(job, reporter)
+        except TRANSIENT_DB_ERRORS:
+            logger.exception("Job %s: the database stayed unreachable; leaving the attempt to the reaper", job.pk)
+            return "database unreachable"
+        except Exception as exc:
+            logger.exception("Job %s failed", job.pk)
+            state, result, reason = JobState.FAILED, {}, f"{type(exc).__name__}: {exc}"
+            try:
+                reporter.event(level="error", message=reason + "\n" + traceback.format_exc(limit=3))
+            except TRANSIENT_DB_ERRORS:
+                logger.exception("Job %s: could not record the failure; leaving the attempt to the reaper", job.pk)
+                return "database unreachable"
+    finally:
+        usage = reporter.stop()
     if state is None or reporter.lease_lost.is_set():
         return "lease lost"
-    services.job_finish(job=job, token=token, state=state, result=result, failure_reason=reason, usage=usage)
-    return state
+    try:
+        finished = db_retry(lambda: services.job_finish(job=job, token=token, state=state, result=result,
+                                                        failure_reason=reason, usage=usage), what="finish", job_id=job.pk)
+    except TRANSIENT_DB_ERRORS:
+        logger.exception("Job %s: could not record its outcome; leaving the attempt to the reaper", job.pk)
+        return "database unreachable"
+    return state if finished else "lease lost"

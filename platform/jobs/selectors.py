@@ -22,7 +22,30 @@ def job_list(*, organization, state: str | None = None, kind: str | None = None,
         qs = qs.filter(created_at__gte=created_after)
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
-    return qs.annotate(billed_seconds=Sum("usage_segments__seconds")).order_by("-created_at", "-id")
+    return with_usage(qs).order_by("-created_at", "-id")
+
+
+def with_usage(qs: QuerySet[Job]) -> QuerySet[Job]:
+    """Each job's seconds: `billed_seconds` (billable: not excluded as work lost
+    to infrastructure; the open attempt's included), `excluded_seconds` (not
+    billed) and `running_seconds` (the open attempt's, not yet in the ledger)."""
+    seconds = "usage_segments__seconds"
+    return qs.annotate(
+        billed_seconds=Sum(seconds, filter=Q(usage_segments__exclusion__isnull=True)),
+        excluded_seconds=Sum(seconds, filter=Q(usage_segments__exclusion__isnull=False)),
+        running_seconds=Sum(seconds, filter=Q(state=JobState.RUNNING, usage_segments__lease_token=F("lease_token"),
+                                              usage_segments__exclusion__isnull=True)))
+
+
+def open_attempt_usage(*, organization) -> dict[int, float]:
+    """Seconds metered so far by the organization's running attempts (job id →
+    seconds), for pages that mark usage still running (the Billing page)."""
+    from .models import UsageSegment
+
+    rows = (UsageSegment.objects.filter(organization=organization, job__state=JobState.RUNNING,
+                                        lease_token=F("job__lease_token"), exclusion__isnull=True)
+            .values("job_id").annotate(seconds=Sum("seconds")))
+    return {row["job_id"]: float(row["seconds"]) for row in rows}
 
 
 def job_get(*, organization, job_id) -> Job:

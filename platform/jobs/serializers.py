@@ -1,10 +1,18 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from core.serializers import BoundedCharField, QuerySerializer, RequestSerializer
 
 from . import selectors
 from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method
 
 
-class JobSubmitSerializer(serializers.Serializer):
+@extend_schema_field({"oneOf": [{"type": "number", "minimum": 0.05, "maximum": 0.95}, {"type": "string", "enum": ["auto"]}]})
+class SparsityField(serializers.JSONField):
+    """A share (jobs.services.COMPRESSION_OPTIONS) or "auto"; never null."""
+
+
+class JobSubmitSerializer(RequestSerializer):
     kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.FINETUNE)
     dataset_id = serializers.IntegerField(required=False, help_text="Fine-tune: the data. Compression: evaluation data "
                                                                     "(default: the source job's validation split)")
@@ -16,7 +24,7 @@ class JobSubmitSerializer(serializers.Serializer):
                                                help_text="Compression: the largest acceptable accuracy drop, in points")
     prune_method = serializers.ChoiceField(choices=["magnitude", "heads", "neurons", "layers"], required=False,
                                            help_text="prune: magnitude (unstructured, default), heads, neurons (feed-forward) or layers")
-    sparsity = serializers.JSONField(required=False, help_text='prune: the share to remove (0.05–0.95), or "auto" for the '
+    sparsity = SparsityField(required=False, help_text='prune: the share to remove (0.05–0.95), or "auto" for the '
                                                                'highest within the accuracy guard (bisection; the curve is returned)')
     recovery_epochs = serializers.IntegerField(required=False, help_text="prune: epochs of recovery fine-tuning after pruning (0–20, default 0)")
     student_layers = serializers.IntegerField(required=False, help_text="distill: layers of the student cut from the teacher "
@@ -29,7 +37,7 @@ class JobSubmitSerializer(serializers.Serializer):
                                             help_text='Fine-tune, distill and recovery. Each value may be "auto": epochs, learning_rate, batch_size, '
                                                       'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
                                                       'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    name = BoundedCharField(required=False, allow_blank=True, default="", max_length=Job._meta.get_field("name").max_length)
     max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
                                         help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
 
@@ -40,14 +48,19 @@ class JobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
     eta = serializers.SerializerMethodField()
-    billed_seconds = serializers.SerializerMethodField()
+    billed_seconds = serializers.SerializerMethodField(help_text="Billable seconds (the running attempt's included); "
+                                                                 "work lost to infrastructure and redone is not billed")
+    excluded_seconds = serializers.SerializerMethodField(help_text="Seconds not billed: an attempt's work after its last "
+                                                                   "checkpoint, lost with its worker")
+    running_seconds = serializers.SerializerMethodField(help_text="Of billed_seconds, those of the attempt still running "
+                                                                  "(not yet in the ledger)")
 
     class Meta:
         model = Job
         fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
-                  "failure_reason", "device_class", "billed_seconds", "cancel_requested_at", "queued_at", "started_at",
+                  "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds", "cancel_requested_at", "queued_at", "started_at",
                   "finished_at", "created_at")
         read_only_fields = fields
 
@@ -70,13 +83,24 @@ class JobSerializer(serializers.ModelSerializer):
         when = selectors.eta(job=job, position=job.queue_position_now)
         return when.isoformat() if when else None
 
-    def get_billed_seconds(self, job) -> float:
-        value = getattr(job, "billed_seconds", None)
-        if value is None:
-            from .services import usage_seconds
+    def _usage(self, job, name: str) -> float:
+        if not hasattr(job, name):  # a job not read through selectors.job_list
+            from .models import Job
 
-            value = usage_seconds(job=job)
-        return float(value or 0)
+            usage = selectors.with_usage(Job.objects.filter(pk=job.pk)).values(
+                "billed_seconds", "excluded_seconds", "running_seconds").first() or {}
+            for key, value in usage.items():
+                setattr(job, key, value)
+        return float(getattr(job, name, None) or 0)
+
+    def get_billed_seconds(self, job) -> float:
+        return self._usage(job, "billed_seconds")
+
+    def get_excluded_seconds(self, job) -> float:
+        return self._usage(job, "excluded_seconds")
+
+    def get_running_seconds(self, job) -> float:
+        return self._usage(job, "running_seconds")
 
 
 class JobEventSerializer(serializers.ModelSerializer):
@@ -100,13 +124,13 @@ class JobArtifactSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class JobListQuerySerializer(serializers.Serializer):
+class JobListQuerySerializer(QuerySerializer):
     state = serializers.ChoiceField(choices=JobState.choices, required=False)
     kind = serializers.CharField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 
 
-class CursorQuerySerializer(serializers.Serializer):
+class CursorQuerySerializer(QuerySerializer):
     after = serializers.IntegerField(required=False, min_value=0, default=0, help_text="Return items with id > after")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=200)

@@ -101,11 +101,10 @@ def _compression_options(kind: str, options: dict) -> dict:
         if name == "sparsity" and value == "auto":
             out[name] = None  # searched within the guard
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind_of is int and float(value) != int(value)):
-            hint = ' or "auto" (the highest within the accuracy guard)' if name == "sparsity" else ""
-            raise field_error(name, f"must be {'an integer' if kind_of is int else 'a number'}{hint}.")
-        if not low <= value <= high:
-            raise field_error(name, f"must be between {low} and {high} (got {value}).")
+        hint = ' or "auto" (the highest within the accuracy guard)' if name == "sparsity" else ""
+        problem = hyperparameters.number_problem(value, kind=kind_of, low=low, high=high, hint=hint)
+        if problem:
+            raise field_error(name, f"{name} {problem}.")
         out[name] = kind_of(value)
     return out
 
@@ -157,7 +156,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
     source, uploaded = _compression_source(organization=organization, source_job_id=source_job_id,
                                            source_model_id=source_model_id)
-    if max_accuracy_drop is None or isinstance(max_accuracy_drop, bool) or not 0 <= float(max_accuracy_drop) <= 100:
+    if hyperparameters.number_problem(max_accuracy_drop, kind=float, low=0, high=100):
         raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
@@ -317,7 +316,7 @@ def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid
         claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED, cancel_requested_at__isnull=True).update(
             state=JobState.RUNNING, lease_token=token, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS),
             heartbeat_at=now, attempts=F("attempts") + 1, worker=worker, device_class=device_class,
-            started_at=now, updated_at=now,
+            started_at=now, updated_at=now, progress_at=None, step_seconds=None,
         )
         if not claimed:
             return None
@@ -340,6 +339,12 @@ def record_usage(*, job: Job, token, started_at, ended_at, device_class: str, de
             heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS), updated_at=now)
         if not extended:
             return False
+        # A retry after a commit whose answer was lost (the database went away) must not bill that
+        # interval twice: a segment starts where this lease's last one ended, never before.
+        covered = (UsageSegment.objects.filter(job_id=job.pk, lease_token=token).order_by("-ended_at")
+                   .values_list("ended_at", flat=True).first())
+        if covered is not None and covered > started_at:
+            started_at = min(covered, ended_at)
         seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
         UsageSegment.objects.create(organization_id=job.organization_id, job=job, attempt=job.attempts, lease_token=token,
                                     device_class=device_class, device_count=device_count, started_at=started_at,
@@ -382,47 +387,99 @@ def job_cancel(*, organization: Organization, actor: Actor | None, job_id) -> Jo
     return job
 
 
-def reap_expired_leases() -> dict:
-    """Running jobs whose lease expired: re-queue (resuming from the last
-    checkpoint) while attempts are left, else fail them with the reason. The
-    lost attempt's usage after its last checkpoint is excluded from billing in
-    the same transaction: that work is redone (billed once) or lost (never billed)."""
+def stall_limit(*, step_seconds: float | None) -> timedelta | None:
+    """How long an attempt may go without its step advancing: a bounded multiple
+    of its own step time, never under the floor. None until a step time is measured
+    (setup, compression phases without steps: the lease alone watches those)."""
+    if not step_seconds:
+        return None
+    return timedelta(seconds=max(settings.LATHE_JOB_STALL_STEP_MULTIPLE * step_seconds, settings.LATHE_JOB_STALL_MIN_SECONDS))
+
+
+def _stalled(now) -> list[tuple[Job, str]]:
+    """Running jobs whose lease is live (the heartbeat thread works) but whose
+    step has not advanced for longer than their stall limit (the training hangs)."""
+    floor = now - timedelta(seconds=settings.LATHE_JOB_STALL_MIN_SECONDS)
+    candidates = Job.objects.filter(state=JobState.RUNNING, lease_expires_at__gte=now, step_seconds__isnull=False,
+                                    progress_at__lt=floor)
+    stalled = []
+    for job in candidates:
+        limit = stall_limit(step_seconds=job.step_seconds)
+        if now - job.progress_at > limit:
+            stalled.append((job, f"no progress for {int((now - job.progress_at).total_seconds() // 60)} min at step "
+                                 f"{job.step} (limit {int(limit.total_seconds() // 60)} min: "
+                                 f"{settings.LATHE_JOB_STALL_STEP_MULTIPLE} × its {job.step_seconds:.2f} s step time, "
+                                 f"at least {settings.LATHE_JOB_STALL_MIN_SECONDS // 60} min)"))
+    return stalled
+
+
+def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
+    """Take the job from its attempt (`still`: the conditions it was chosen on,
+    re-checked in the update). A pending cancel ends it cancelled; else re-queued
+    while attempts are left, else failed. The lost attempt's usage after the
+    checkpoint the next attempt resumes from is excluded in the same transaction."""
     from billing.ledger import exclude_lost_work
 
-    now, requeued, failed = timezone.now(), [], []
-    for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now):
+    with transaction.atomic():
+        taken_from = fenced(job.pk, job.lease_token).filter(**still)
+        released = dict(lease_token=None, lease_expires_at=None, worker="", updated_at=now)
+        if job.cancel_requested_at is not None:
+            kind = "cancelled"
+            taken = taken_from.update(state=JobState.CANCELLED, finished_at=now, **released,
+                                      failure_reason=f"Cancelled; the worker was lost before it could stop ({why}). "
+                                                     "The best checkpoint is kept.")
+        elif job.attempts < job.max_attempts:
+            kind = "requeued"
+            # A cancel landing meanwhile is not re-queued: the sweep below ends it.
+            taken = taken_from.update(state=JobState.QUEUED, queued_at=now, **released)
+        else:
+            kind = "failed"
+            taken = taken_from.update(state=JobState.FAILED, finished_at=now, **released,
+                                      failure_reason=f"Worker lost {job.attempts} times (last: {why}).")
+        if not taken:
+            return  # it heartbeated or progressed meanwhile, or finished
+        excluded = exclude_lost_work(job=job, attempt=job.attempts,
+                                     reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
+        unbilled = f" {excluded} usage segment(s) after the last checkpoint are not billed." if excluded else ""
+        message, level = {
+            "cancelled": ("Cancelled: the cancellation was pending when the worker was lost", "warning"),
+            "requeued": ("Re-queued to resume from the last checkpoint", "warning"),
+            "failed": ("Failed: attempts exhausted after lost workers", "error"),
+        }[kind]
+        JobEvent.objects.create(job=job, attempt=job.attempts, level=level, message=f"Worker lost ({why}). {message}.{unbilled}")
+        outcome[kind].append(job.pk)
+        if kind == "requeued":
+            transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
+
+
+def reap_expired_leases() -> dict:
+    """The reaper (maintenance queue). Takes jobs from lost attempts — lease
+    expired (no heartbeat), or live lease but no progress (the watchdog) — and
+    ends queued jobs whose cancel is pending (a cancel that raced a re-queue),
+    which neither the claim nor the sweeper would ever pick up."""
+    now = timezone.now()
+    outcome: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
+    for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at", "id"):
+        last = f"no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "no heartbeat"
+        _take_over(job, now=now, why=last, still={"lease_expires_at__lt": now}, outcome=outcome)
+    for job, why in _stalled(now):
+        _take_over(job, now=now, why=why, still={"progress_at": job.progress_at}, outcome=outcome)
+    for job in Job.objects.filter(state=JobState.QUEUED, cancel_requested_at__isnull=False):
         with transaction.atomic():
-            retry = job.attempts < job.max_attempts
-            if retry:
-                taken = fenced(job.pk, job.lease_token).update(
-                    state=JobState.QUEUED, lease_token=None, lease_expires_at=None, worker="", queued_at=now, updated_at=now)
-            else:
-                taken = fenced(job.pk, job.lease_token).update(
-                    state=JobState.FAILED, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now,
-                    failure_reason=f"Worker lost {job.attempts} times (last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC).")
-            if not taken:
-                continue  # it heartbeated meanwhile
-            excluded = exclude_lost_work(job=job, attempt=job.attempts,
-                                         reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
-            unbilled = f" {excluded} usage segment(s) after the last checkpoint are not billed." if excluded else ""
-            if retry:
+            if Job.objects.filter(pk=job.pk, state=JobState.QUEUED, cancel_requested_at__isnull=False).update(
+                    state=JobState.CANCELLED, finished_at=now, updated_at=now):
                 JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
-                                        message=f"Worker lost (no heartbeat since {job.heartbeat_at:%H:%M:%S}); re-queued to "
-                                                f"resume from the last checkpoint.{unbilled}")
-                requeued.append(job.pk)
-                transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
-            else:
-                JobEvent.objects.create(job=job, attempt=job.attempts, level="error",
-                                        message=f"Failed: attempts exhausted after lost workers.{unbilled}")
-                failed.append(job.pk)
-    return {"requeued": requeued, "failed": failed}
+                                        message="Cancelled: the cancellation was pending when the job was re-queued.")
+                outcome["cancelled"].append(job.pk)
+    return outcome
 
 
 def sweep_lost_doorbells() -> list[int]:
-    """Queued jobs nobody picked up (a lost message, a Redis restart): ring again."""
+    """Queued jobs nobody picked up (a lost message, a Redis restart): ring
+    again, oldest first (those waited longest)."""
     cutoff = timezone.now() - timedelta(seconds=settings.LATHE_REDISPATCH_AFTER_SECONDS)
     stale = list(Job.objects.filter(state=JobState.QUEUED, cancel_requested_at__isnull=True)
-                 .exclude(last_dispatched_at__gt=cutoff).values_list("pk", flat=True))
+                 .exclude(last_dispatched_at__gt=cutoff).order_by("queued_at", "id").values_list("pk", flat=True))
     for pk in stale:
         dispatch(job_id=pk)
     return stale
@@ -442,6 +499,7 @@ def job_requeue(*, job: Job, reason: str) -> bool:
 
 
 def usage_seconds(*, job: Job) -> Decimal:
+    """All metered seconds, billable or not (see selectors.job_usage for the split)."""
     from django.db.models import Sum
 
     return job.usage_segments.aggregate(total=Sum("seconds"))["total"] or Decimal("0")

@@ -1,11 +1,10 @@
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from core.api import OrganizationAPIView
-from core.parsers import StrictMultiPartParser
+from core.parsers import JSONParser, StrictMultiPartParser
 from corpora.limits import refuse_oversized_body
 
 from . import selectors, services

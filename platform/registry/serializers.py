@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from core.serializers import BoundedCharField
+
 from .models import UploadedModel
 
 
@@ -16,4 +18,4 @@ class UploadedModelSerializer(serializers.ModelSerializer):
 class ModelUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="A zip of the folder save_pretrained wrote: config.json (a *ForSequenceClassification "
                                            "with id2label), *.safetensors weights, tokenizer files. Pickle weights are refused.")
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    name = BoundedCharField(required=False, allow_blank=True, default="", max_length=UploadedModel._meta.get_field("name").max_length)

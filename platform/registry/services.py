@@ -16,13 +16,14 @@ from django.db import transaction
 from django.db.models import ProtectedError
 
 from core.errors import ApplicationError, Conflict, field_error
-from corpora.limits import check_upload
+from corpora.limits import check_upload, limits_for, storage_used
+from corpora.parsing import human_bytes
 from tenancy.actors import Actor
 from tenancy.models import Organization
 from workers.archive import zip_folder
 
 from .models import UploadedModel
-from .validation import ALLOWED_SUFFIXES, ModelFileError, safe_extract, validate_model_folder
+from .validation import ALLOWED_SUFFIXES, ModelFileError, check_weight_headers, safe_extract, validate_model_folder
 
 logger = logging.getLogger(__name__)
 NAME_MAX_LENGTH = 100
@@ -36,6 +37,26 @@ def _check_size(*, organization: Organization, size: int) -> None:
     check_upload(organization=organization, size=size, max_file_bytes=settings.LATHE_MODEL_MAX_FILE_BYTES,
                  what="The model archive", limit_phrase="the limit is",
                  free_up="Delete old datasets or models, or upgrade your plan.")
+
+
+# However large the plan's storage, an archive never unpacks past this multiple
+# of the file limit (safetensors weights barely compress: a real model unpacks to
+# about its zip's size).
+UNPACK_CEILING_FACTOR = 2
+
+
+def _unpack_allowance(*, organization: Organization) -> dict:
+    """How far an upload may unpack: the storage left under the organization's
+    plan (the validated model is kept there), under the installation's ceiling."""
+    quota, used = limits_for(organization=organization).storage_quota_bytes, storage_used(organization=organization)
+    left = max(0, quota - used)
+    ceiling = UNPACK_CEILING_FACTOR * settings.LATHE_MODEL_MAX_FILE_BYTES
+    if left < ceiling:
+        return {"max_unpacked_bytes": left, "limit_code": "storage_quota_exceeded", "limit_status": 403,
+                "limit_reason": f"the storage left under your plan ({human_bytes(used)} of {human_bytes(quota)} used; "
+                                "delete old datasets or models, or upgrade your plan)"}
+    return {"max_unpacked_bytes": ceiling, "limit_code": "file_too_large", "limit_status": 413,
+            "limit_reason": f"{UNPACK_CEILING_FACTOR}× the limit per model archive"}
 
 
 def model_upload(*, organization: Organization, actor: Actor, uploaded, name: str = "") -> UploadedModel:
@@ -55,7 +76,8 @@ def model_upload(*, organization: Organization, actor: Actor, uploaded, name: st
                 digest.update(chunk)
                 out.write(chunk)
         try:
-            folder = safe_extract(str(archive), workdir / "unpacked", max_unpacked_bytes=4 * settings.LATHE_MODEL_MAX_FILE_BYTES)
+            folder = safe_extract(str(archive), workdir / "unpacked", check_headers=check_weight_headers,
+                                  **_unpack_allowance(organization=organization))
             info = validate_model_folder(folder)
         except ModelFileError as exc:
             raise _refuse(exc) from None
@@ -65,6 +87,7 @@ def model_upload(*, organization: Organization, actor: Actor, uploaded, name: st
             if path.is_file() and path.name.lower().endswith(ALLOWED_SUFFIXES):
                 shutil.copy2(path, clean / path.name)
         packed = zip_folder(str(clean), str(workdir / "model.zip"))
+        _check_size(organization=organization, size=Path(packed).stat().st_size)  # what is kept counts, not the upload
         with open(packed, "rb") as fh:
             stored = default_storage.save(f"models/{organization.pk}/{uuid.uuid4().hex}/model.zip", File(fh))
         with transaction.atomic():

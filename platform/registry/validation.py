@@ -9,12 +9,18 @@ import json
 import os
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
 ALLOWED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".md", ".merges")
 MAX_MEMBERS = 200
+CHUNK_BYTES = 1 << 20
+MAX_SAFETENSORS_HEADER_BYTES = 16 * 1000 * 1000
+# safetensors dtypes and their sizes in bytes.
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 # Buffers a checkpoint may omit (transformers rebuilds them).
 OPTIONAL_KEYS = ("position_ids", "token_type_ids")
@@ -37,38 +43,218 @@ class ModelInfo:
     max_length: int
 
 
-def safe_extract(archive, target: Path, *, max_unpacked_bytes: int) -> Path:
-    """Unpack, refusing links, absolute or escaping paths, too many members and
-    zip bombs; a single top folder is stepped into. Returns the model folder."""
+class _Budget:
+    """Real bytes written while unpacking (never the sizes the zip declares)."""
+
+    def __init__(self, limit: int, reason: str, code: str, status: int):
+        self.limit, self.reason, self.code, self.status, self.used = limit, reason, code, status, 0
+
+    def refusal(self, what: str) -> ModelFileError:
+        return ModelFileError(f"The archive unpacks to more than {_human(self.limit)}, {self.reason} ({what}). "
+                              "Nothing was kept.", code=self.code, status=self.status)
+
+    def spend(self, n: int, member: str) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise self.refusal(f"stopped while unpacking {member}")
+
+
+def _human(n: float) -> str:
+    from corpora.parsing import human_bytes  # Django-free
+
+    return human_bytes(n)
+
+
+def _damaged(member: str, exc: BaseException) -> ModelFileError:
+    return ModelFileError(f"{member}: damaged in the archive ({str(exc)[:200] or type(exc).__name__}). "
+                          "Zip the model folder again.")
+
+
+# What reading a member may raise on a broken archive (bad CRC, sizes that do not
+# match the data, an unknown compression method, a password).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
+
+
+def _read(src, n: int, member: str) -> bytes:
+    try:
+        return src.read(n)
+    except _READ_ERRORS as exc:
+        raise _damaged(member, exc) from None
+
+
+def _open(archive: zipfile.ZipFile, member: zipfile.ZipInfo):
+    try:
+        return archive.open(member)
+    except _READ_ERRORS as exc:
+        raise _damaged(member.filename, exc) from None
+
+
+def _unpack(archive, member: zipfile.ZipInfo, dest: Path, budget: _Budget, *, expected: int | None = None) -> None:
+    """Stream one member to `dest`, counting what really comes out; CRCs are
+    checked by zipfile at the member's end."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with _open(archive, member) as src, open(dest, "xb") as out:
+        while chunk := _read(src, CHUNK_BYTES, member.filename):
+            written += len(chunk)
+            if expected is not None and written > expected:
+                raise ModelFileError(f"{member.filename}: more bytes than its safetensors header declares "
+                                     f"({_human(expected)}); the file is damaged or padded.")
+            budget.spend(len(chunk), member.filename)
+            out.write(chunk)
+    if expected is not None and written != expected:
+        raise ModelFileError(f"{member.filename}: not a readable safetensors file (it ends after {written:,} bytes; "
+                             f"its header declares {expected:,}).")
+
+
+@dataclass
+class WeightHeader:
+    """A safetensors file's header, read from the archive before its data."""
+    name: str
+    tensors: dict  # tensor name -> shape
+    header_bytes: int
+    data_bytes: int
+
+    @property
+    def file_bytes(self) -> int:
+        return 8 + self.header_bytes + self.data_bytes
+
+
+def _read_weight_header(archive, member: zipfile.ZipInfo, room: int) -> WeightHeader:
+    name = member.filename
+
+    def unreadable(detail: str) -> ModelFileError:
+        return ModelFileError(f"{name}: not a readable safetensors file ({detail}).")
+
+    with _open(archive, member) as src:
+        head = _read(src, 8, name)
+        if len(head) < 8:
+            raise unreadable(f"{len(head)} bytes, shorter than a header")
+        size, most = int.from_bytes(head, "little"), min(MAX_SAFETENSORS_HEADER_BYTES, room)
+        if size > most:
+            raise unreadable(f"its header claims {size:,} bytes; at most {most:,} are accepted here")
+        raw = _read(src, size, name)
+    if len(raw) < size:
+        raise unreadable(f"the file ends inside its {size:,}-byte header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise unreadable("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise unreadable("its header is not a JSON object")
+    tensors, spans = {}, []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (dtype not in DTYPE_BYTES or not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**48 for d in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o for o in offsets)):
+            raise unreadable(f"tensor {key[:100]!r} has no valid dtype, shape and data_offsets")
+        begin, end = offsets
+        numel = 1
+        for d in shape:
+            numel *= d
+        if end - begin != numel * DTYPE_BYTES[dtype]:
+            raise unreadable(f"tensor {key[:100]!r}: {end - begin:,} bytes for shape {shape} of {dtype}")
+        tensors[key] = tuple(shape)
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise unreadable("its tensors overlap or leave gaps in the data")
+        position = end
+    return WeightHeader(name=name, tensors=tensors, header_bytes=size, data_bytes=position)
+
+
+def _members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The files to unpack (macOS resource forks and hidden files skipped), checked by name."""
+    members, seen = [], set()
+    for member in archive.infolist():
+        parts = [p for p in member.filename.replace("\\", "/").split("/") if p]
+        if member.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") and p != ".." for p in parts):
+            continue
+        members.append(member)
+    if not members:
+        raise ModelFileError("The archive is empty: zip the folder save_pretrained wrote (config.json, "
+                             "model.safetensors, tokenizer files).")
+    if len(members) > MAX_MEMBERS:
+        raise ModelFileError(f"The archive has {len(members)} files; at most {MAX_MEMBERS} are accepted.")
+    for member in members:
+        if member.filename in seen:
+            raise ModelFileError(f"{member.filename}: the archive holds this file twice.")
+        seen.add(member.filename)
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise ModelFileError(f"{member.filename}: links are not accepted in a model archive.")
+        if member.flag_bits & 0x1:
+            raise ModelFileError(f"{member.filename}: encrypted; zip the model folder without a password.")
+        name = Path(member.filename).name
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            raise ModelFileError(f"{member.filename}: pickle-based weights are refused (they can run code when loaded). "
+                                 "Save with save_pretrained(..., safe_serialization=True).")
+    return members
+
+
+def safe_extract(archive, target: Path, *, max_unpacked_bytes: int, limit_reason: str = "the limit for an unpacked model",
+                 limit_code: str = "file_too_large", limit_status: int = 413, check_headers=None) -> Path:
+    """Unpack, refusing links, absolute or escaping paths, duplicates, too many
+    members, damaged members (bad CRC, sizes that do not match the data) and zip
+    bombs: the bytes really written are counted and unpacking stops at
+    `max_unpacked_bytes`, whatever the archive declares. Every other file comes
+    out first; then each safetensors header is read and checked (offsets,
+    dtypes, total size against what is left), and `check_headers(folder,
+    headers)` may refuse the model before any weights are written. A single top
+    folder is stepped into. Returns the model folder."""
     try:
         archive = zipfile.ZipFile(archive)  # a path or a binary file object
-    except zipfile.BadZipFile:
-        raise ModelFileError("The file is not a zip archive. Zip the model folder (config.json, model.safetensors, "
-                             "tokenizer files).") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise ModelFileError("The file is not a zip archive (or its directory is damaged). Zip the model folder "
+                             "(config.json, model.safetensors, tokenizer files).") from None
+    budget = _Budget(max_unpacked_bytes, limit_reason, limit_code, limit_status)
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_MEMBERS:
-            raise ModelFileError(f"The archive has {len(members)} files; at most {MAX_MEMBERS} are accepted.")
-        total = sum(m.file_size for m in members)
-        if total > max_unpacked_bytes:
-            raise ModelFileError(f"The archive unpacks to {total} bytes; the limit is {max_unpacked_bytes}.",
-                                 code="file_too_large", status=413)
-        root = target.resolve()
+        members = _members(archive)
+        destinations = {}
         for member in members:
-            if stat.S_ISLNK(member.external_attr >> 16):
-                raise ModelFileError(f"{member.filename}: links are not accepted in a model archive.")
             resolved = (target / member.filename).resolve()
-            if member.filename.startswith("/") or not str(resolved).startswith(str(root) + os.sep):
+            if member.filename.startswith(("/", "\\")) or not str(resolved).startswith(str(root) + os.sep):
                 raise ModelFileError(f"{member.filename}: the path leaves the archive's folder.")
-            name = Path(member.filename).name
-            if name.lower().endswith(PICKLE_SUFFIXES):
-                raise ModelFileError(f"{member.filename}: pickle-based weights are refused (they can run code when loaded). "
-                                     "Save with save_pretrained(..., safe_serialization=True).")
-        archive.extractall(target)
-    entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return target
+            destinations[member.filename] = resolved
+        tops = {Path(m.filename).parts[0] for m in members}
+        single_top = len(tops) == 1 and all(len(Path(m.filename).parts) > 1 for m in members)
+        folder = target / tops.pop() if single_top else target
+        weights = [m for m in members if m.filename.lower().endswith(".safetensors")]
+        for member in members:
+            if member not in weights:
+                _unpack(archive, member, destinations[member.filename], budget)
+        headers = [_read_weight_header(archive, m, max(0, budget.limit - budget.used)) for m in weights]
+        declared = sum(h.file_bytes for h in headers)
+        if budget.used + declared > budget.limit:
+            raise budget.refusal(f"the safetensors headers declare {_human(declared)} of weights")
+        if check_headers is not None:
+            check_headers(folder, headers)
+        for member, header in zip(weights, headers):
+            _unpack(archive, member, destinations[member.filename], budget, expected=header.file_bytes)
+    return folder
+
+
+def check_weight_headers(folder: Path, headers: list[WeightHeader]) -> None:
+    """Config and every tensor's name and shape, from the headers alone: a model
+    that cannot load is refused before its weights are unpacked."""
+    if not headers:
+        raise ModelFileError("No .safetensors weights found (model.safetensors or shards).")
+    raw, expected = _expected_tensors(folder)
+    found: dict[str, tuple] = {}
+    for header in headers:
+        for key, shape in header.tensors.items():
+            if key in found:
+                raise ModelFileError(f"{key}: stored twice (in {header.name} and another shard).")
+            found[key] = shape
+    _compare_tensors(found, expected, raw)
 
 
 def _load_config(folder: Path) -> dict:
@@ -100,11 +286,10 @@ def _weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def validate_model_folder(folder: Path) -> ModelInfo:
-    """Config, weights (names and shapes against the config) and tokenizer."""
+def _expected_tensors(folder: Path) -> tuple[dict, dict]:
+    """(config.json as read, {tensor name: shape} the config implies)."""
     import torch
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     raw = _load_config(folder)
     try:
@@ -117,15 +302,10 @@ def validate_model_folder(folder: Path) -> ModelInfo:
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"config.json: model_type {raw['model_type']!r} cannot build a sequence classifier "
                              f"({str(exc)[:300]}).") from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    found: dict[str, tuple] = {}
-    for path in _weight_files(folder):
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
-                    found[key] = tuple(handle.get_slice(key).get_shape())
-        except Exception as exc:  # a truncated or foreign file: safetensors raises its own error types
-            raise ModelFileError(f"{path.name}: not a readable safetensors file ({str(exc)[:200]}).") from None
+    return raw, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+
+
+def _compare_tensors(found: dict, expected: dict, raw: dict) -> None:
     for key, shape in found.items():
         if key not in expected:
             raise ModelFileError(f"{key}: unexpected tensor for a {raw['model_type']} model with this config.")
@@ -135,6 +315,25 @@ def validate_model_folder(folder: Path) -> ModelInfo:
     missing = sorted(k for k in expected if k not in found and k not in tied)
     if missing:
         raise ModelFileError(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}.")
+
+
+def validate_model_folder(folder: Path) -> ModelInfo:
+    """Config, weights (names and shapes against the config) and tokenizer."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    raw, expected = _expected_tensors(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    found: dict[str, tuple] = {}
+    for path in _weight_files(folder):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    found[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as exc:  # a truncated or foreign file: safetensors raises its own error types
+            raise ModelFileError(f"{path.name}: not a readable safetensors file ({str(exc)[:200]}).") from None
+    _compare_tensors(found, expected, raw)
     # transformers builds an empty tokenizer (every word unknown) when the files
     # are missing, so their presence is checked first.
     if not any((folder / name).exists() for name in TOKENIZER_FILES) and not list(folder.glob("*.model")):

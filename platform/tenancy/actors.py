@@ -19,10 +19,20 @@ class Actor:
         return cls(role=membership.role, user=membership.user)
 
     @classmethod
-    def for_api_key(cls, api_key) -> "Actor":
-        # A key with the admin scope may administer, never own: ownership is a person's.
-        role = Role.ADMIN if api_key.has_scope("admin") else Role.MEMBER
+    def for_api_key(cls, api_key, *, creator_role: str) -> "Actor":
+        """A key acts with its scope's role capped by its creator's *current* role:
+        an admin-scoped key of an admin demoted to member acts as a member.
+        A key may administer, never own: ownership is a person's."""
+        scope_role = Role.ADMIN if api_key.has_scope("admin") else Role.MEMBER
+        role = min(scope_role, Role(creator_role), key=lambda r: ROLE_RANK[Role(r)])
         return cls(role=role, api_key=api_key, user=None)
+
+    @property
+    def person(self):
+        """The person responsible: the member acting, or the creator of the key acting."""
+        if self.user is not None:
+            return self.user
+        return self.api_key.created_by if self.api_key is not None else None
 
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(minimum)]

@@ -27,9 +27,10 @@ class OrganizationDetailApi(OrganizationAPIView):
 
     @extend_schema(operation_id="organization_update", request=OrganizationUpdateSerializer, responses=OrganizationSerializer)
     def patch(self, request):
-        payload = OrganizationUpdateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        organization = services.organization_update(organization=self.organization, actor=self.actor, **payload.validated_data)
+        changes = self.patch_changes(OrganizationUpdateSerializer)
+        if not changes:
+            return Response(OrganizationSerializer(self.organization).data)
+        organization = services.organization_update(organization=self.organization, actor=self.actor, **changes)
         return Response(OrganizationSerializer(organization).data)
 
 
@@ -53,10 +54,12 @@ class MemberDetailApi(OrganizationAPIView):
 
     @extend_schema(operation_id="members_update", request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def patch(self, request, membership_id: int):
-        payload = MembershipUpdateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
+        changes = self.patch_changes(MembershipUpdateSerializer)
+        if not changes:
+            membership = selectors.membership_get(organization=self.organization, membership_id=membership_id)
+            return Response(MembershipSerializer(membership).data)
         membership = services.membership_change_role(
-            organization=self.organization, actor=self.actor, membership_id=membership_id, role=payload.validated_data["role"]
+            organization=self.organization, actor=self.actor, membership_id=membership_id, role=changes["role"]
         )
         return Response(MembershipSerializer(membership).data)
 

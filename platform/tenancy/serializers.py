@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from core.serializers import BoundedCharField, RequestSerializer
+
 from .models import ORGANIZATION_NAME_MAX_LENGTH, Invitation, Membership, Organization, Role
 
 
@@ -10,9 +12,9 @@ class OrganizationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrganizationUpdateSerializer(serializers.Serializer):
-    # Length is checked by the service so the message names the limit and the size.
-    name = serializers.CharField(max_length=ORGANIZATION_NAME_MAX_LENGTH * 200, trim_whitespace=True)
+class OrganizationUpdateSerializer(RequestSerializer):
+    name = BoundedCharField(max_length=ORGANIZATION_NAME_MAX_LENGTH, trim_whitespace=True,
+                            message="Organization names are at most {max_length} characters (this one has {length}).")
 
 
 class MemberUserSerializer(serializers.Serializer):
@@ -30,7 +32,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MembershipUpdateSerializer(serializers.Serializer):
+class MembershipUpdateSerializer(RequestSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
@@ -44,6 +46,6 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationCreateSerializer(serializers.Serializer):
-    email = serializers.CharField(max_length=254)
+class InvitationCreateSerializer(RequestSerializer):
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)

@@ -14,6 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.models import ApiKey
+from audit.models import AuditAction
+from audit.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, field_error
 
 from .actors import Actor
@@ -135,20 +138,44 @@ def membership_change_role(*, organization: Organization, actor: Actor, membersh
         return target
     if role != Role.OWNER:
         _ensure_another_owner(memberships, target, "change the role")
+    previous = target.role
     target.role = role
     target.save(update_fields=["role", "updated_at"])
+    # Their API keys stay, and from now on act with at most the new role (Actor.for_api_key).
+    audit_record(organization=organization, action=AuditAction.MEMBER_ROLE_CHANGED, actor=actor, target=target,
+                 target_label=target.user.email, data={"from": previous, "to": role})
     return target
 
 
+def keys_acting_for(*, organization: Organization, user) -> list[ApiKey]:
+    """The live API keys that act for `user` in `organization`: they die with the membership."""
+    return list(
+        ApiKey.objects.filter(organization=organization, created_by=user, revoked_at__isnull=True)
+        .exclude(expires_at__lte=timezone.now()).order_by("-created_at", "-id")
+    )
+
+
 @transaction.atomic
-def membership_remove(*, organization: Organization, actor: Actor, membership_id) -> None:
-    """Remove a member, or leave (a member removing themselves)."""
+def membership_remove(*, organization: Organization, actor: Actor, membership_id) -> list[ApiKey]:
+    """Remove a member, or leave (a member removing themselves). The API keys
+    they created are revoked with the membership; returns them."""
     memberships, target = _locked_memberships(organization, membership_id)
     leaving_self = actor.user is not None and target.user_id == actor.user.pk
     if not leaving_self and not _can_manage(actor, target):
         raise PermissionDenied(f"You cannot remove a {target.get_role_display().lower()}.")
     _ensure_another_owner(memberships, target, "leave the organization" if leaving_self else "remove this member")
+    now = timezone.now()
+    revoked = keys_acting_for(organization=organization, user=target.user)
+    reason = f"{target.user.email} left the organization" if leaving_self else f"{target.user.email} was removed from the organization"
+    ApiKey.objects.filter(pk__in=[key.pk for key in revoked]).update(
+        revoked_at=now, revoked_by=actor.person, revoked_reason=reason[:200])
     target.delete()
+    audit_record(
+        organization=organization, action=AuditAction.MEMBER_LEFT if leaving_self else AuditAction.MEMBER_REMOVED,
+        actor=actor, target=target.user, target_label=target.user.email,
+        data={"role": target.role, "revoked_api_keys": [f"{key.name} ({key.display_prefix})" for key in revoked]},
+    )
+    return revoked
 
 
 # --- invitations ----------------------------------------------------------------
@@ -198,9 +225,11 @@ def invitation_create(*, organization: Organization, actor: Actor, email: str, r
         email=email,
         role=role,
         token_hash=hash_invitation_token(token),
-        invited_by=actor.user,
+        invited_by=actor.person,
         expires_at=now + settings.INVITATION_TTL,
     )
+    audit_record(organization=organization, action=AuditAction.INVITATION_SENT, actor=actor, target=invitation,
+                 target_label=email, data={"role": role})
     transaction.on_commit(
         lambda: _send_invitation_email(invitation=invitation, token=token, inviter_label=actor.label)
     )
@@ -217,6 +246,8 @@ def invitation_revoke(*, organization: Organization, actor: Actor, invitation_id
         raise Conflict(f"This invitation is already {invitation.status}.", code=f"invitation_{invitation.status}")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at", "updated_at"])
+    audit_record(organization=organization, action=AuditAction.INVITATION_REVOKED, actor=actor, target=invitation,
+                 target_label=invitation.email)
     return invitation
 
 
@@ -258,6 +289,8 @@ def invitation_accept(*, token: str, user) -> Membership:
     membership, created = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
     )
+    audit_record(organization=invitation.organization, action=AuditAction.INVITATION_ACCEPTED, actor=user,
+                 target=invitation, target_label=invitation.email, data={"role": membership.role, "joined": created})
     return membership
 
 

@@ -215,3 +215,64 @@ def test_property_ledger_total_equals_exported_total_with_no_second_twice(metere
             key = (segment.job_id, segment.device_class)
             by_group[key] = by_group.get(key, Decimal(0)) + segment.seconds
     assert billable == sum(amount_micros(seconds=s, device_count=1, usd_per_second=rates[d]) for (_j, d), s in by_group.items())
+
+
+def test_lost_work_after_a_best_save_is_not_billed_when_the_resume_checkpoint_is_earlier(metered, tenant_a, dataset, tiny_bert):
+    """The epoch-end step checkpoint was skipped as 'recent', but the best model
+    was saved at that step: the next attempt resumes from the earlier step
+    checkpoint, so everything after *that* is redone and must not be billed."""
+    from jobs.models import JobCheckpoint
+    from jobs.services import reap_expired_leases
+
+    token = uuid.uuid4()
+    job = _job(tenant_a, dataset, tiny_bert, state=JobState.RUNNING)
+    Job.objects.filter(pk=job.pk).update(lease_token=token, lease_expires_at=timezone.now() - timedelta(seconds=1),
+                                         heartbeat_at=timezone.now() - timedelta(minutes=2), max_attempts=3)
+    start = timezone.now() - timedelta(minutes=10)
+    kept = _segment(job, seconds=60, token=token, ended=start + timedelta(seconds=60))
+    step = JobCheckpoint.objects.create(job=job, attempt=1, step=200, path="step-0000200", is_best=False)
+    redone = _segment(job, seconds=60, token=token, ended=start + timedelta(seconds=120))
+    best = JobCheckpoint.objects.create(job=job, attempt=1, step=250, path="best", is_best=True)
+    after = _segment(job, seconds=60, token=token, ended=start + timedelta(seconds=180))
+    JobCheckpoint.objects.filter(pk=step.pk).update(created_at=start + timedelta(seconds=60))
+    JobCheckpoint.objects.filter(pk=best.pk).update(created_at=start + timedelta(seconds=120))
+    assert reap_expired_leases()["requeued"] == [job.pk]
+    assert {s.pk for s in UsageSegment.objects.filter(job=job, exclusion__isnull=False)} == {redone.pk, after.pk}
+    assert not UsageExclusion.objects.filter(segment=kept).exists()
+
+
+@hypothesis_settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(timeline=st.lists(st.tuples(st.sampled_from(["beat", "beat", "step checkpoint", "best save"]),
+                                   st.integers(min_value=1, max_value=120)), min_size=1, max_size=20))
+def test_property_a_lost_attempt_bills_exactly_the_work_up_to_its_resume_checkpoint(metered, tenant_a, dataset, tiny_bert,
+                                                                                    timeline):
+    """Any interleaving of heartbeats (usage segments), step checkpoints and
+    best-model saves, then the worker is lost: the attempt bills exactly the
+    segments that ended by the step checkpoint the next attempt resumes from
+    (best saves are not resume points); the rest is excluded, never dropped."""
+    from jobs.models import JobCheckpoint
+    from jobs.services import reap_expired_leases
+
+    token = uuid.uuid4()
+    job = _job(tenant_a, dataset, tiny_bert, state=JobState.RUNNING)
+    Job.objects.filter(pk=job.pk).update(lease_token=token, lease_expires_at=timezone.now() - timedelta(seconds=1),
+                                         heartbeat_at=timezone.now() - timedelta(minutes=2), max_attempts=3)
+    clock = timezone.now() - timedelta(hours=2)
+    resume_at, segments = None, []
+    for what, seconds in timeline:
+        clock += timedelta(seconds=seconds)
+        if what == "beat":
+            segments.append(_segment(job, seconds=seconds, token=token, ended=clock))
+        else:
+            checkpoint = JobCheckpoint.objects.create(job=job, attempt=1, step=len(segments), path=what,
+                                                      is_best=what == "best save")
+            JobCheckpoint.objects.filter(pk=checkpoint.pk).update(created_at=clock)
+            if what == "step checkpoint":
+                resume_at = clock  # workers.checkpoints.latest_checkpoint points here
+    assert reap_expired_leases()["requeued"] == [job.pk]
+    kept = sum((s.seconds for s in segments if resume_at is not None and s.ended_at <= resume_at), Decimal(0))
+    ledger.rollup_usage()
+    entries = LedgerEntry.objects.filter(job=job)
+    assert (entries.filter(billable=True).aggregate(s=Sum("seconds"))["s"] or 0) == kept
+    assert (entries.aggregate(s=Sum("seconds"))["s"] or 0) == sum((s.seconds for s in segments), Decimal(0))

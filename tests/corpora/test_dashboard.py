@@ -2,6 +2,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from corpora.models import DatasetVersion
+from tests.dashboard.chart_data import chart_data
 
 from .conftest import SLICE, stored_files
 
@@ -21,8 +22,10 @@ def test_upload_page_and_detail_with_charts(client, tenant_a, tiny_model):
     version = DatasetVersion.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/o/acme/datasets/{version.dataset_id}"
     detail = client.get(response["Location"]).content.decode()
-    assert 'data-testid="label-chart"' in detail and detail.count('class="hbar"') == 20
+    assert 'data-testid="label-chart"' in detail and len(chart_data(detail, "label-chart-data")) == 20
+    lengths = chart_data(detail, "length-chart-data")
     assert 'data-testid="length-histogram"' in detail and "tiny-bert" in detail
+    assert lengths["unit"] == "tokens" and sum(b["count"] for b in lengths["bins"]) == version.report["rows"]["accepted"]
     assert "240</strong>rows accepted" in detail.replace("\n", "")
 
 
@@ -58,9 +61,10 @@ def test_new_version_and_deletes_from_the_dashboard(client, tenant_a, media_root
     assert not DatasetVersion.objects.exists() and stored_files(media_root) == []
 
 
-def test_formula_error_shows_on_the_form(client, tenant_a, media_root):
+def test_formula_looking_text_is_accepted_with_a_warning_on_the_page(client, tenant_a, media_root):
     client.force_login(tenant_a.owner)
-    response = client.post("/o/acme/datasets", form("f.csv", b"text,label\n=1+1,a\n"))
-    assert response.status_code == 400
-    assert "looks like a spreadsheet formula" in response.content.decode()
-    assert stored_files(media_root) == []
+    content = b"text,label\n=1+1,a\n@united my bag,b\nplain,a\nmore,b\n"
+    response = client.post("/o/acme/datasets", form("f.csv", content, validation_fraction="0.25"))
+    assert response.status_code == 302
+    detail = client.get(response["Location"]).content.decode()
+    assert "2 cell(s) begin with =, +, -, @" in detail and "prefix them with an apostrophe" in detail

@@ -68,7 +68,7 @@ def test_upload_preview_and_delete_on_object_storage(s3, tenant_a, api_for, medi
 
 def test_failed_upload_leaves_no_object(s3, tenant_a, api_for):
     writer = api_for(tenant_a.key(scopes=["write"]))
-    response = writer.post("/api/v1/datasets", {"file": SimpleUploadedFile("f.csv", b"text,label\n=cmd|' /C calc'!A0,a\n")},
+    response = writer.post("/api/v1/datasets", {"file": SimpleUploadedFile("f.csv", b"text,label\n,a\n")},
                            format="multipart")
     assert response.status_code == 400
     assert keys(s3) == []

@@ -124,3 +124,95 @@ def test_quote_a_job_and_cap_spending_in_the_browser(page, live_server):
     page.click("form[data-testid=spend-cap-form] button")
     assert page.locator("text=Spend cap set to $5.00 a month.").is_visible()
     connections.close_all()
+
+
+# Every chart as the browser draws it (static/js/charts.js over the vendored Chart.js), under
+# the Content-Security-Policy: scales with ticks and titles, a drawn canvas, no console errors
+# and no CSP violation; the running job's chart follows the htmx refresh.
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline") + " " + (e.sourceFile || "")));
+"""
+INSPECT_CHARTS = """() => [...document.querySelectorAll("canvas[data-chart]")].map((canvas) => {
+  const chart = Chart.getChart(canvas);
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted += 1;
+  const scales = Object.values(chart.scales).filter((s) => s.options.display !== false).map((s) => ({
+    id: s.id, ticks: s.ticks.length, title: s.options.title.display ? s.options.title.text : ""}));
+  return {testid: canvas.dataset.testid, kind: canvas.dataset.chart, width: canvas.clientWidth, height: canvas.clientHeight,
+          painted, scales, points: chart.data.datasets.reduce((n, d) => n + d.data.length, 0),
+          tooltip: chart.options.plugins.tooltip.enabled !== false};
+})"""
+TITLED = {"job-metrics": {"x", "loss", "score"}, "cost-per-day": {"x", "y"}, "label-counts": {"x", "y"},
+          "length-histogram": {"x", "y"}, "compression-bars": {"x"}, "search-curve": {"x", "y"}}
+
+
+def test_every_chart_is_drawn_with_axes_under_the_csp(page, live_server, tenant_a, dataset, tiny_bert):
+    from django.conf import settings
+    from django.test import Client
+
+    from tests.dashboard.chart_pages import add_loss, chart_jobs
+
+    running, pruned = chart_jobs(tenant_a, dataset, tiny_bert)
+    client = Client()
+    client.force_login(tenant_a.owner)
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                               "url": live_server.url}])
+    errors = []
+    # Redoc's footer logo comes from cdn.redoc.ly, which this sandbox cannot reach (the CSP allows it on /api/v1/redoc).
+    page.on("console", lambda message: errors.append(f"{page.url}: {message.text} {message.location.get('url', '')}")
+            if message.type == "error" and "cdn.redoc.ly" not in message.location.get("url", "") else None)
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    page.add_init_script(RECORD_VIOLATIONS)
+
+    expected = {f"/o/acme/jobs/{running.pk}": {"job-chart"}, f"/o/acme/jobs/{pruned.pk}": {"compression-chart", "search-curve"},
+                "/o/acme/billing": {"usage-chart"}, f"/o/acme/datasets/{dataset.pk}": {"label-chart", "length-histogram"},
+                "/o/acme/": set()}
+    seen = set()
+    for path, testids in expected.items():
+        response = page.goto(live_server.url + path)
+        assert response.status == 200 and "script-src 'self'" in response.headers["content-security-policy"]
+        page.wait_for_function("() => [...document.querySelectorAll('canvas[data-chart]')].every((c) => Chart.getChart(c))"
+                               if testids else "() => document.readyState === 'complete'")
+        charts = page.evaluate(INSPECT_CHARTS) if testids else []
+        assert {c["testid"] for c in charts} == testids, path
+        for c in charts:
+            seen.add(c["kind"])
+            assert c["width"] > 300 and c["height"] > 100 and c["painted"] > 2000 and c["points"] > 0, c
+            assert all(s["ticks"] >= 2 for s in c["scales"]), c
+            assert TITLED[c["kind"]] <= {s["id"] for s in c["scales"] if s["title"]}, c
+            assert c["tooltip"], c
+        assert page.evaluate("window.__cspViolations") == [], path
+    assert seen == set(TITLED)
+
+    # The running job's page refreshes its live part every 2 s: the chart follows.
+    page.goto(f"{live_server.url}/o/acme/jobs/{running.pk}")
+    page.wait_for_function("() => Chart.getChart(document.querySelector('[data-testid=job-chart]'))")
+    add_loss(running, 22, 0.55)
+    running.step = 22
+    running.save(update_fields=["step"])
+    page.wait_for_function("""() => {
+      const chart = Chart.getChart(document.querySelector('[data-testid=job-chart]'));
+      return chart && chart.data.datasets[0].data.length === 11 && chart.data.datasets[0].data[10].x === 22;
+    }""")
+    assert page.locator("canvas[data-chart]").count() == 1  # redrawn in place, not stacked
+
+    # Confirmations moved from onsubmit= to <form data-confirm> (lathe.js): declining keeps the dataset.
+    page.goto(f"{live_server.url}/o/acme/datasets/{dataset.pk}")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("button:has-text('Delete dataset')")
+    page.wait_for_load_state()
+    assert asked == ["Delete slice and all its versions?"] and page.url.endswith(f"/datasets/{dataset.pk}")
+
+    # The API reference (Swagger UI and Redoc from the sidecar) works under the policy too.
+    page.goto(f"{live_server.url}/api/v1/docs")
+    page.locator(".swagger-ui .info .title").first.wait_for()
+    assert "Lathe API" in page.locator(".swagger-ui .info .title").first.inner_text()
+    page.goto(f"{live_server.url}/api/v1/redoc")
+    page.locator("h1", has_text="Lathe API").first.wait_for()
+    assert page.evaluate("window.__cspViolations") == []
+    connections.close_all()
+    assert errors == []

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from jobs import services
 from jobs.models import Job, JobArtifact, JobMetric, JobState
+from tests.dashboard.chart_data import chart_data
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +38,9 @@ def test_job_page_is_live_and_cancellable(client, tenant_a, dataset, tiny_bert):
     JobMetric.objects.create(job=job, step=5, epoch=1.0, values={"accuracy": 0.5})
     page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
     assert 'hx-trigger="every 2s"' in page and 'data-testid="job-chart"' in page
-    assert page.count('class="dot-accuracy"') == 1  # a lone evaluation still shows
+    chart = chart_data(page, "job-chart-data")
+    assert {s["key"]: s["points"] for s in chart["series"]} == {"train_loss": [[5, 1.2]], "accuracy": [[5, 0.5]]}
+    assert chart["x_max"] == 10 and chart["epochs"] == [{"epoch": 1, "step": 5}]  # a lone evaluation still shows
     partial = client.get(f"/o/acme/jobs/{job.pk}", HTTP_HX_REQUEST="true").content.decode()
     assert partial.lstrip().startswith('<div id="job-live"') and "<html" not in partial and "step 5/10" in partial
     assert client.post(f"/o/acme/jobs/{job.pk}/cancel").status_code == 302

@@ -97,13 +97,13 @@ def test_reaper_requeues_then_fails_when_attempts_run_out(client, dataset, tiny_
         with django_capture_on_commit_callbacks(execute=False):
             outcome = services.reap_expired_leases()
         if attempt == 1:
-            assert outcome == {"requeued": [job.pk], "failed": []}
+            assert outcome == {"requeued": [job.pk], "failed": [], "cancelled": []}
             assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
             # The zombie's late heartbeat is fenced off: nothing billed.
             now = timezone.now()
             assert not services.record_usage(job=claimed, token=token, started_at=now, ended_at=now, device_class="cpu")
         else:
-            assert outcome == {"requeued": [], "failed": [job.pk]}
+            assert outcome == {"requeued": [], "failed": [job.pk], "cancelled": []}
     job.refresh_from_db()
     assert job.state == JobState.FAILED and "Worker lost 2 times" in job.failure_reason
     assert UsageSegment.objects.count() == 0

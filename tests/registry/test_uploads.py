@@ -133,6 +133,7 @@ def test_an_uploaded_model_needs_evaluation_data_with_its_labels(client, model_f
     assert both.status_code == 400 and "exactly one" in both.json()["error"]["message"]
 
 
+@pytest.mark.django_db(transaction=True)  # a run outlasts a lease: never inside the test's open transaction
 def test_an_uploaded_model_is_compressed_by_the_runner(client, model_folder, tenant_a, dataset, fast_jobs):
     """Claimed and run in-process (the worker path without the broker): the
     uploaded archive is the source, the dataset's validation split the data."""

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "corpora",
     "jobs",
     "registry",
+    "audit",
     "billing",
     "dashboard",
 ]
@@ -52,6 +53,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on HTML pages: scripts and styles from this origin only (core.csp).
+    "core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.ApiTrailingSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -182,7 +185,17 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_USERNAME_FORM_FIELD = "username"
-AXES_IPWARE_PROXY_COUNT = env.int("NUM_PROXIES", default=0)
+# The same identity the log-in uses (case-folded e-mail) and the one client-IP
+# rule (core.client_ip, driven by NUM_PROXIES) that throttles and logs use too.
+AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
+
+# How many trusted reverse proxies stand in front of the web process (0: none,
+# X-Forwarded-For is ignored). One setting for lock-out, throttles, logs and audit.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
+# Live (unrevoked, unexpired) API keys one organization may hold.
+LATHE_MAX_LIVE_API_KEYS = env.int("LATHE_MAX_LIVE_API_KEYS", default=50)
 
 INVITATION_TTL = timedelta(days=env.int("LATHE_INVITATION_TTL_DAYS", default=7))
 
@@ -201,11 +214,11 @@ REST_FRAMEWORK = {
         "anonymous": env.str("LATHE_ANON_API_RATE", default="60/min"),
     },
     # DRF trusts X-Forwarded-For unless told how many proxies stand in front.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "core.schema.LatheAutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],  # depth, number and NUL limits
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -216,6 +229,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge from validator.swagger.io: it would send the schema's URL out (and the CSP blocks its image).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
@@ -287,7 +302,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "core.logging.RequestIDFilter"}},
     "formatters": {
-        "default": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+        "default": {"format": "%(asctime)s %(levelname)s [%(request_id)s %(client_ip)s] %(name)s: %(message)s"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "default"},
@@ -316,6 +331,18 @@ LATHE_JOB_MAX_ATTEMPTS = env.int("LATHE_JOB_MAX_ATTEMPTS", default=3)
 LATHE_JOB_LEASE_SECONDS = env.int("LATHE_JOB_LEASE_SECONDS", default=60)
 LATHE_JOB_HEARTBEAT_SECONDS = env.float("LATHE_JOB_HEARTBEAT_SECONDS", default=10)
 LATHE_REDISPATCH_AFTER_SECONDS = env.int("LATHE_REDISPATCH_AFTER_SECONDS", default=120)
+# No-progress watchdog: a running attempt whose step has not advanced for
+# max(STALL_STEP_MULTIPLE × its median step time, STALL_MIN_SECONDS) is taken over by the reaper.
+LATHE_JOB_STALL_STEP_MULTIPLE = env.int("LATHE_JOB_STALL_STEP_MULTIPLE", default=100)
+LATHE_JOB_STALL_MIN_SECONDS = env.int("LATHE_JOB_STALL_MIN_SECONDS", default=20 * 60)
+# Reaper, sweeper, billing and other housekeeping run on their own queue and
+# worker (Procfile `maintenance`), so a fleet busy with jobs still reaps; the
+# job queues carry job runs only (dispatch names the job's queue).
+LATHE_MAINTENANCE_QUEUE = env.str("LATHE_MAINTENANCE_QUEUE", default="maintenance")
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.run_job": {"queue": LATHE_DEFAULT_QUEUE},
+    "*": {"queue": LATHE_MAINTENANCE_QUEUE},
+}
 # Where workers keep checkpoints: a folder every worker host can reach.
 LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DIR / "checkpoints")))
 LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)

@@ -25,3 +25,11 @@ def usd_cents(cents) -> str:
     if cents in (None, ""):
         return "—"
     return f"${int(cents) / 100:,.2f}"
+
+
+@register.filter
+def join_if_list(value):
+    """A list as 'a, b' (audit details); anything else as itself."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value) or "none"
+    return value
