@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+PROCFILE ?= Procfile
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 # This machine kind's pip index config prints one harmless warning per package.
@@ -40,7 +41,8 @@ seed: migrate
 
 up: seed
 	@echo "Lathe on http://127.0.0.1:$${LATHE_PORT:-8000}/  (admin: /admin/, API docs: /api/v1/docs)"
-	$(VENV)/bin/honcho start -f Procfile
+	@# Ctrl-C (130) and SIGTERM (143) are how a person or a supervisor stops it: not an error.
+	$(VENV)/bin/honcho start -f $(PROCFILE) || { rc=$$?; [ $$rc -eq 130 ] || [ $$rc -eq 143 ] || exit $$rc; }
 
 # Debian's Chromium for the browser tests (never a test tool's own download).
 browser:

@@ -23,6 +23,7 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
     """This (or the previous) period: totals against the allowance and cap, and
     per day and per job (ledger plus usage still running)."""
     from jobs.models import UsageSegment
+    from jobs.selectors import open_attempt_usage
 
     account = services.account_for(organization=organization)
     when = None
@@ -45,6 +46,9 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
         job.update(name=row["job__name"], kind=row["job__kind"])
         job["seconds"] += float(row["seconds"])
         job["micros"] += services.price(row, plan)
+    # Usage of attempts still running is already metered (every heartbeat), so the
+    # Billing page and the job page agree; such rows are marked running.
+    running = open_attempt_usage(organization=organization)
     excluded = (UsageSegment.objects.filter(organization=organization, ended_at__gte=period.start, ended_at__lt=period.end,
                                             exclusion__isnull=False).aggregate(s=Sum("seconds"))["s"] or 0)
     return {
@@ -57,7 +61,8 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
         "not_billed_seconds": float(excluded),
         "per_day": [{"date": d, "seconds": round(v["seconds"], 3), "usd": services.usd(v["micros"])} for d, v in sorted(per_day.items())],
         "per_job": sorted(({"job_id": j, "name": v["name"], "kind": v["kind"], "seconds": round(v["seconds"], 3),
-                            "usd": services.usd(v["micros"])} for j, v in per_job.items()),
+                            "usd": services.usd(v["micros"]), "running": j in running,
+                            "running_seconds": round(running.get(j, 0.0), 3)} for j, v in per_job.items()),
                           key=lambda r: -float(r["usd"]))[:100],
         "ledger_entries": LedgerEntry.objects.filter(organization=organization, period_start=period.start).count(),
     }

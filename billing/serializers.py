@@ -81,6 +81,8 @@ class UsageJobSerializer(serializers.Serializer):
     kind = serializers.CharField()
     seconds = serializers.FloatField()
     usd = serializers.CharField()
+    running = serializers.BooleanField(help_text="An attempt of this job is still running: its seconds so far are included.")
+    running_seconds = serializers.FloatField(help_text="Of `seconds`, those metered by the attempt still running.")
 
 
 class UsageSerializer(serializers.Serializer):

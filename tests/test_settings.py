@@ -16,10 +16,11 @@ PROBE = (
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
     " 'media': str(s.MEDIA_ROOT), 'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['BACKEND'],"
     " 'email': s.EMAIL_BACKEND, 'stripe': s.STRIPE_ENABLED, 'var': str(s.VAR_DIR),"
-    " 'storage': s.STORAGES['default']['BACKEND'], 'storage_options': s.STORAGES['default'].get('OPTIONS', {})}))"
+    " 'storage': s.STORAGES['default']['BACKEND'], 'storage_options': s.STORAGES['default'].get('OPTIONS', {}),"
+    " 'site_url': s.SITE_URL}))"
 )
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "EMAIL_URL", "LATHE_VAR_DIR", "LATHE_MEDIA_ROOT",
-                     "LATHE_S3_BUCKET", "LATHE_S3_ENDPOINT_URL")
+                     "LATHE_S3_BUCKET", "LATHE_S3_ENDPOINT_URL", "LATHE_PORT", "LATHE_SITE_URL")
 
 
 def run_manage(args: list[str] | None, env_extra: dict, settings_module: str, code: str | None = None):
@@ -44,6 +45,15 @@ def test_embedded_default_needs_no_services(tmp_path):
     assert values["email"] == "django.core.mail.backends.console.EmailBackend"
     assert values["stripe"] is False
     assert values["storage"] == "django.core.files.storage.FileSystemStorage"
+
+
+def test_links_follow_the_port_make_up_serves_on(tmp_path):
+    assert probe("config.settings.dev", {"LATHE_VAR_DIR": str(tmp_path)})["site_url"] == "http://localhost:8000"
+    moved = probe("config.settings.dev", {"LATHE_VAR_DIR": str(tmp_path), "LATHE_PORT": "8123"})
+    assert moved["site_url"] == "http://localhost:8123"
+    named = probe("config.settings.dev", {"LATHE_VAR_DIR": str(tmp_path), "LATHE_PORT": "8123",
+                                          "LATHE_SITE_URL": "https://lathe.example.com"})
+    assert named["site_url"] == "https://lathe.example.com"
 
 
 def test_default_var_dir_is_under_the_repository():

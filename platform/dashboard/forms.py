@@ -47,10 +47,19 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
 
+SCOPE_CHOICES_EXPLAINED = [
+    (ApiKeyScope.READ, "Read — list and download datasets, jobs, models, usage"),
+    (ApiKeyScope.WRITE, "Write — also upload datasets and models, launch and cancel jobs"),
+    (ApiKeyScope.ADMIN, "Admin — also members, invitations, keys, settings (only while you are an admin)"),
+]
+
+
 class ApiKeyForm(forms.Form):
     name = forms.CharField(label="Name", max_length=1000, help_text="What uses it, e.g. 'CI pipeline'.")
-    scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple,
-                                       initial=[ApiKeyScope.READ])
+    # The common first key uploads data and launches jobs: read + write.
+    scopes = forms.MultipleChoiceField(choices=SCOPE_CHOICES_EXPLAINED, widget=forms.CheckboxSelectMultiple,
+                                       initial=[ApiKeyScope.READ, ApiKeyScope.WRITE],
+                                       help_text="Admin includes write, write includes read.")
     expires_at = forms.DateTimeField(label="Expires (optional, UTC)", required=False,
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 

@@ -50,8 +50,8 @@ class JobSerializer(serializers.ModelSerializer):
     eta = serializers.SerializerMethodField()
     billed_seconds = serializers.SerializerMethodField(help_text="Billable seconds (the running attempt's included); "
                                                                  "work lost to infrastructure and redone is not billed")
-    excluded_seconds = serializers.SerializerMethodField(help_text="Seconds not billed: an attempt's work after its last "
-                                                                   "checkpoint, lost with its worker")
+    excluded_seconds = serializers.SerializerMethodField(help_text="Seconds not billed: a lost attempt's work after the "
+                                                                   "checkpoint the next attempt resumed from")
     running_seconds = serializers.SerializerMethodField(help_text="Of billed_seconds, those of the attempt still running "
                                                                   "(not yet in the ledger)")
 
@@ -60,8 +60,8 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
-                  "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds", "cancel_requested_at", "queued_at", "started_at",
-                  "finished_at", "created_at")
+                  "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
+                  "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
         read_only_fields = fields
 
     def to_representation(self, job):
@@ -85,8 +85,6 @@ class JobSerializer(serializers.ModelSerializer):
 
     def _usage(self, job, name: str) -> float:
         if not hasattr(job, name):  # a job not read through selectors.job_list
-            from .models import Job
-
             usage = selectors.with_usage(Job.objects.filter(pk=job.pk)).values(
                 "billed_seconds", "excluded_seconds", "running_seconds").first() or {}
             for key, value in usage.items():

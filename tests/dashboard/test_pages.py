@@ -64,3 +64,14 @@ def test_key_form_errors_are_inline(client, tenant_a):
     body = response.content.decode()
     assert 'data-field="name"' in body and 'data-field="scopes"' in body
     assert not ApiKey.objects.exists()
+
+
+def test_a_new_key_defaults_to_read_and_write_and_explains_each_scope(client, tenant_a):
+    import re
+
+    client.force_login(tenant_a.owner)
+    page = client.get("/o/acme/api-keys").content.decode()
+    checked = set(re.findall(r'<input type="checkbox" name="scopes" value="(\w+)"[^>]*checked', page))
+    assert checked == {"read", "write"}
+    assert "upload datasets and models, launch and cancel jobs" in page
+    assert "members, invitations, keys, settings" in page

@@ -273,7 +273,13 @@ def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client,
     html = page.get(f"/o/{tenant_a.organization.slug}/jobs/{job.pk}").content.decode()
     assert 'data-testid="job-billed">37.0 s' in html
     assert "12.0 s not billed" in html and "7.0 s of it running" in html
+    # The Billing page and the usage API count the same seconds, the running attempt's marked as such.
+    usage_row = next(r for r in client.get("/api/v1/billing/usage").json()["per_job"] if r["job_id"] == job.pk)
+    assert (usage_row["seconds"], usage_row["running"], usage_row["running_seconds"]) == (37.0, True, 7.0)
+    billing_html = page.get(f"/o/{tenant_a.organization.slug}/billing").content.decode()
+    assert "37.0" in billing_html and 'data-testid="running-usage"' in billing_html
     # Once the attempt ends, nothing is running any more.
     services.job_finish(job=claimed, token=token, state=JobState.SUCCEEDED)
     assert client.get(f"/api/v1/jobs/{job.pk}").json()["running_seconds"] == 0
     assert selectors.open_attempt_usage(organization=tenant_a.organization) == {}
+    assert 'data-testid="running-usage"' not in page.get(f"/o/{tenant_a.organization.slug}/billing").content.decode()

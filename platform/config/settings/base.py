@@ -23,7 +23,10 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("LATHE_SITE_URL", default="http://localhost:8000")
+# The address e-mailed links and Stripe redirects use. Defaults to the port
+# `make up` serves on (LATHE_PORT), so links keep working when the port changes.
+LATHE_PORT = env.int("LATHE_PORT", default=8000)
+SITE_URL = env.str("LATHE_SITE_URL", default=f"http://localhost:{LATHE_PORT}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
