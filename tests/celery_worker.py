@@ -35,6 +35,8 @@ def celery_worker(log_path: Path, queue: str | None = None, extra_env: dict | No
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "platform")]),
         "DATABASE_URL": database_url_for_current_connection(),
         "CELERY_DEFAULT_QUEUE": queue,
+        # A frozen (SIGSTOPped) worker's transaction is ended by the server after this.
+        "LATHE_DB_IDLE_IN_TRANSACTION_SECONDS": "8",
         **(extra_env or {}),
     }
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO",
