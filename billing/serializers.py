@@ -124,13 +124,19 @@ class RedirectSerializer(serializers.Serializer):
 
 
 class QuoteSerializer(serializers.Serializer):
-    device_class = serializers.CharField()
-    estimated_seconds = serializers.IntegerField()
-    low_seconds = serializers.IntegerField()
+    device_class = serializers.CharField(help_text="Where the queue's jobs ran last (cpu until one has run)")
+    method = serializers.CharField(help_text="Whose measured throughput applies: full | lora (fine-tunes), int8, the "
+                                             "prune method, distill")
+    tokens = serializers.IntegerField(help_text="The work: the dataset's real tokens (each row truncated at max_length) × "
+                                                "epochs; compression: its evaluation and training passes")
+    estimated_seconds = serializers.IntegerField(help_text="tokens ÷ the throughput measured on recent jobs of this method "
+                                                           "on this device class (newest weighted most) + their startup")
+    low_seconds = serializers.IntegerField(help_text="A 90 % range from the spread of those measurements")
     high_seconds = serializers.IntegerField()
+    history_jobs = serializers.IntegerField(help_text="How many past jobs the throughput comes from; 0: the stated default")
     usd_per_second = serializers.CharField()
     estimated_cost_usd = serializers.CharField()
     included_remaining_usd = serializers.CharField()
     billable_usd = serializers.CharField()
     plan = serializers.CharField()
-    basis = serializers.CharField()
+    basis = serializers.CharField(help_text="What the estimate rests on, in words")

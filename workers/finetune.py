@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import checkpoints
+from . import cards, checkpoints
 from .archive import zip_folder
 from .data import collate, encode, epoch_batches, read_jsonl
 from .evaluation import classification_metrics
@@ -39,6 +39,7 @@ class FineTuneResult:
     history: list[dict] = field(default_factory=list)
     train_examples_seen: int = 0
     train_seconds: float = 0.0
+    train_tokens: int = 0  # this attempt's: the real (unpadded) tokens of the training examples it processed
     device: str = "cpu"
     precision: str = "fp32"
 
@@ -234,6 +235,7 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
         reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=None, is_best=False)
 
     started, running_loss, running_count = time.perf_counter(), 0.0, 0
+    tokens_seen = 0  # this attempt's (a resumed run's state counts earlier attempts' examples too)
     stop_reason = None
     model.train()
     epoch = state["epoch"]
@@ -251,6 +253,7 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
             running_loss += float(loss.detach()) * spec.gradient_accumulation_steps
             running_count += 1
             state["examples_seen"] += len(batches[index])
+            tokens_seen += sum(len(train[i]["input_ids"]) for i in batches[index])
             last_in_epoch = index == len(batches) - 1
             if (index + 1) % spec.gradient_accumulation_steps and not last_in_epoch:
                 continue
@@ -309,79 +312,64 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     train_seconds = time.perf_counter() - started
     best = checkpoints.load_best(spec.checkpoint_dir, model, device)
     if best is not None and stop_reason != "lease lost":
-        export(spec, model, tokenizer, best, state, reporter, precision=precision, device=device)
+        export(spec, model, tokenizer, best, state, reporter, precision=precision, device=device,
+               data={"train_rows": len(train), "validation_rows": len(validation)})
     return FineTuneResult(
         status="stopped" if stop_reason else "succeeded", stop_reason=stop_reason, global_step=state["global_step"],
         total_steps=total_steps, best_metrics=best["metrics"] if best else None, history=state["history"],
-        train_examples_seen=state["examples_seen"], train_seconds=train_seconds, device=device.type, precision=precision,
+        train_examples_seen=state["examples_seen"], train_seconds=train_seconds, train_tokens=tokens_seen,
+        device=device.type, precision=precision,
     )
 
 
-
-
-def export(spec: FineTuneSpec, model, tokenizer, best: dict, state: dict, reporter: Reporter, *, precision: str, device) -> None:
+def export(spec: FineTuneSpec, model, tokenizer, best: dict, state: dict, reporter: Reporter, *, precision: str, device,
+           data: dict | None = None) -> None:
     """The best weights as a loadable model folder (safetensors), the tokenizer,
     the label map in config.json, a model card and an eval report; for LoRA also
-    the adapter on its own."""
+    the adapter on its own, with its own card, naming the base model publicly."""
     os.makedirs(spec.output_dir, exist_ok=True)
     model_dir = os.path.join(spec.output_dir, "model")
     shutil.rmtree(model_dir, ignore_errors=True)
+    report = {"best": best, "history": state["history"], "labels": spec.labels, "task": spec.task,
+              "method": spec.method, "precision": precision, "device": str(device.type), "data": data or {},
+              "hyperparameters": cards.method_hyperparameters(spec.to_dict(), spec.method),
+              "hyperparameters_set_by_user": (spec.card or {}).get("user_set")}
     if spec.method == "lora":
         adapter_dir = os.path.join(spec.output_dir, "adapter")
         shutil.rmtree(adapter_dir, ignore_errors=True)
         model.save_pretrained(adapter_dir, safe_serialization=True)
+        # The adapter names its base by its public id, never by a path on this server (set after
+        # saving: peft looks the base up by that name while saving, which would go to the Hub).
+        adapter_config = os.path.join(adapter_dir, "adapter_config.json")
+        with open(adapter_config) as fh:
+            settings = json.load(fh)
+        settings["base_model_name_or_path"] = base_model_public_name(spec)
+        with open(adapter_config, "w") as fh:
+            json.dump(settings, fh, indent=2, sort_keys=True)
+        model.get_base_model().config.save_pretrained(adapter_dir)  # the base's architecture with this model's labels
         tokenizer.save_pretrained(adapter_dir)
+        _write_card(adapter_dir, cards.finetune_card(spec, report, archive="adapter.zip",
+                                                     files=cards.archive_files(adapter_dir)))  # replaces peft's template
         reporter.artifact(name="adapter.zip", path=zip_folder(adapter_dir, os.path.join(spec.output_dir, "adapter.zip")), kind="adapter")
         model = model.merge_and_unload()
     model.to("cpu").save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
-    report = {"best": best, "history": state["history"], "labels": spec.labels, "task": spec.task,
-              "method": spec.method, "precision": precision, "device": str(device.type),
-              "hyperparameters": {k: v for k, v in spec.to_dict().items()
-                                  if k not in ("base_model_path", "train_file", "validation_file", "output_dir", "checkpoint_dir")}}
     with open(os.path.join(spec.output_dir, "eval_report.json"), "w") as fh:
         json.dump(report, fh, indent=2)
-    card = model_card(spec, report)
-    with open(os.path.join(model_dir, "README.md"), "w") as fh:
-        fh.write(card)
-    with open(os.path.join(spec.output_dir, "README.md"), "w") as fh:
-        fh.write(card)
+    card = cards.finetune_card(spec, report, archive="model.zip", files=cards.archive_files(model_dir))
+    _write_card(model_dir, card)
+    _write_card(spec.output_dir, card)
     reporter.artifact(name="model.zip", path=zip_folder(model_dir, os.path.join(spec.output_dir, "model.zip")), kind="model")
     reporter.artifact(name="eval_report.json", path=os.path.join(spec.output_dir, "eval_report.json"), kind="report")
     reporter.artifact(name="README.md", path=os.path.join(spec.output_dir, "README.md"), kind="model_card")
 
 
-def model_card(spec: FineTuneSpec, report: dict) -> str:
-    metrics = report["best"]["metrics"]
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, (int, float)))
-    hyper = "\n".join(f"| {k} | {v} |" for k, v in report["hyperparameters"].items())
-    return f"""# Fine-tuned {spec.task.replace('_', ' ')} model
+def base_model_public_name(spec: FineTuneSpec) -> str:
+    """The base model's Hugging Face id, else its catalog name, else its folder's name."""
+    base = (spec.card or {}).get("base_model") or {}
+    return base.get("hub_id") or base.get("name") or os.path.basename(os.path.normpath(spec.base_model_path))
 
-Trained by Lathe ({spec.method} fine-tune, {report['precision']} on {report['device']}).
-Labels ({len(spec.labels)}): {', '.join(spec.labels[:30])}{' …' if len(spec.labels) > 30 else ''}
 
-## Evaluation (validation split, best epoch at step {report['best']['step']})
-
-| metric | value |
-| --- | --- |
-{rows}
-
-## Hyperparameters
-
-| name | value |
-| --- | --- |
-{hyper}
-
-## Use
-
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-import torch
-
-tokenizer = AutoTokenizer.from_pretrained("model")
-model = AutoModelForSequenceClassification.from_pretrained("model", use_safetensors=True).eval()
-inputs = tokenizer(["I am still waiting on my card?"], return_tensors="pt", truncation=True, max_length={spec.max_length})
-with torch.no_grad():
-    label = model.config.id2label[int(model(**inputs).logits.argmax(-1))]
-```
-"""
+def _write_card(folder: str, card: str) -> None:
+    with open(os.path.join(folder, "README.md"), "w") as fh:
+        fh.write(card)

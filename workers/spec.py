@@ -43,6 +43,9 @@ class FineTuneSpec:
     teacher_model_path: str | None = None
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5
+    # What the model card says that the worker cannot know (platform/jobs/cards.py):
+    # {"base_model": {"name", "hub_id", "package", "license"}, "user_set": [names], "dataset": {...}}.
+    card: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

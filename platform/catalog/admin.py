@@ -7,5 +7,5 @@ from .models import BaseModel
 class BaseModelAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "architecture", "parameter_count", "source_kind", "source", "license", "is_active")
     list_filter = ("architecture", "source_kind", "is_active")
-    search_fields = ("name", "slug", "source")
+    search_fields = ("name", "slug", "source", "hub_id")
     prepopulated_fields = {"slug": ("name",)}

@@ -9,9 +9,11 @@ MINILM = {
     "supported_tasks": ["text_classification", "text_pair_classification", "token_classification"],
     "default_max_length": 128, "is_active": True,
 }
+# Added after migration 0002 (which seeds MINILM with the fields of its time); set by 0004.
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def ensure_default_models(BaseModel=None) -> None:
     if BaseModel is None:
         from .models import BaseModel
-    BaseModel.objects.get_or_create(slug="all-minilm-l6-v2", defaults=MINILM)
+    BaseModel.objects.get_or_create(slug="all-minilm-l6-v2", defaults={**MINILM, "hub_id": MINILM_HUB_ID})

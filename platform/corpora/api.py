@@ -10,7 +10,10 @@ from core.parsers import JSONParser, StrictMultiPartParser
 
 from . import selectors, services
 from .limits import limits_for, refuse_oversized_body
-from .serializers import DatasetSerializer, DatasetUploadSerializer, DatasetVersionSerializer, PreviewQuerySerializer
+from .serializers import (DatasetCheckSerializer, DatasetSerializer, DatasetUploadSerializer, DatasetVersionSerializer,
+                          PreviewQuerySerializer)
+
+DRY_RUN = " With dry_run=true nothing is kept: 200 with the report and the first rows as they would be stored."
 
 class UploadMixin:
     parser_classes = [StrictMultiPartParser, JSONParser]
@@ -24,6 +27,12 @@ class UploadMixin:
         kwargs["base_model"] = base_model_get(slug=slug) if slug else None
         return services.dataset_upload(organization=self.organization, actor=self.actor, dataset=dataset, **kwargs)
 
+    def checked(self, result, kept):
+        """A dry run's 200, or `kept(version)`'s 201."""
+        if isinstance(result, services.UploadCheck):
+            return Response(DatasetCheckSerializer(result).data, status=status.HTTP_200_OK)
+        return Response(kept(result), status=status.HTTP_201_CREATED)
+
 
 class DatasetListApi(UploadMixin, OrganizationAPIView):
     serializer_class = DatasetSerializer
@@ -34,11 +43,10 @@ class DatasetListApi(UploadMixin, OrganizationAPIView):
         return self.get_paginated_response(DatasetSerializer(page, many=True).data)
 
     @extend_schema(operation_id="datasets_create", request={"multipart/form-data": DatasetUploadSerializer},
-                   responses={201: DatasetSerializer},
-                   description="Upload a file; it is validated and reported on before it is kept (version 1).")
+                   responses={201: DatasetSerializer, 200: DatasetCheckSerializer},
+                   description="Upload a file; it is validated and reported on before it is kept (version 1)." + DRY_RUN)
     def post(self, request):
-        version = self.upload(request)
-        return Response(DatasetSerializer(version.dataset).data, status=status.HTTP_201_CREATED)
+        return self.checked(self.upload(request), lambda version: DatasetSerializer(version.dataset).data)
 
 
 class DatasetDetailApi(OrganizationAPIView):
@@ -66,11 +74,11 @@ class DatasetVersionListApi(UploadMixin, OrganizationAPIView):
         return Response(DatasetVersionSerializer(versions, many=True).data)
 
     @extend_schema(operation_id="dataset_versions_create", request={"multipart/form-data": DatasetUploadSerializer},
-                   responses={201: DatasetVersionSerializer}, description="Upload a new immutable version.")
+                   responses={201: DatasetVersionSerializer, 200: DatasetCheckSerializer},
+                   description="Upload a new immutable version." + DRY_RUN)
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get(organization=self.organization, dataset_id=dataset_id)
-        version = self.upload(request, dataset=dataset)
-        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        return self.checked(self.upload(request, dataset=dataset), lambda version: DatasetVersionSerializer(version).data)
 
 
 class DatasetVersionMixin:

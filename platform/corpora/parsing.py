@@ -42,6 +42,9 @@ class FileInfo:
     encoding: str = "utf-8"
     warnings: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    # How the encoding was chosen: {"encoding", "name", "source": bom|given|detected,
+    # "confidence": certain|high|medium|low, "reason", "needs_confirmation"}.
+    encoding_detection: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -145,27 +148,77 @@ MAX_CHAOS = 0.25
 MAX_CONTROL_SHARE = 0.01
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WESTERN = {"cp1252", "iso8859-1", "iso8859-15", "cp850", "mac-roman", "ascii", "utf-8"}  # codecs names
+CONFIDENCE_LEVELS = ("certain", "high", "medium", "low")
+# Below this the version is worth a look before it is kept (the dashboard holds it for confirmation).
+CONFIRM_BELOW = "high"
+_WIDE_ENCODINGS = ("utf-16", "utf-32")  # where NUL bytes are ordinary
 
 
 def _encoding_label(encoding: str) -> str:
-    return {"cp1252": "Windows-1252 (cp1252)", "latin_1": "Latin-1 (ISO-8859-1)"}.get(encoding, encoding)
+    return {"cp1252": "Windows-1252 (cp1252)", "latin_1": "Latin-1 (ISO-8859-1)", "iso8859-1": "Latin-1 (ISO-8859-1)",
+            "utf-8": "UTF-8", "utf-8-sig": "UTF-8 (with BOM)", "utf-16": "UTF-16"}.get(encoding, encoding)
 
 
-def _detect_encoding(sample: bytes, info: FileInfo) -> str:
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        info.warnings.append("The file was UTF-16; it was converted to UTF-8.")
-        return "utf-16"
+def _detection(info: FileInfo, encoding: str, source: str, confidence: str, reason: str) -> str:
+    info.encoding_detection = {
+        "encoding": encoding, "name": _encoding_label(encoding), "source": source, "confidence": confidence,
+        "reason": reason,
+        "needs_confirmation": CONFIDENCE_LEVELS.index(confidence) > CONFIDENCE_LEVELS.index(CONFIRM_BELOW)}
+    return encoding
+
+
+def check_encoding(name: str) -> str:
+    """The codec's canonical name for an encoding the user named, or a 400 on the `encoding` field."""
+    name = (name or "").strip()
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        raise DatasetFileError(
+            f"Unknown encoding '{name[:40]}' (the encoding field): name a Python codec such as utf-8, utf-8-sig, "
+            "cp1252, latin-1, iso8859-15, cp1251 or utf-16, or leave it blank to detect the encoding.",
+            code="unknown_encoding_name", field="encoding") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise DatasetFileError(
+            f"'{name[:40]}' (the encoding field) is not a text encoding but a {info.name} transform; name a text "
+            "encoding such as utf-8, cp1252 or utf-16.", code="unknown_encoding_name", field="encoding")
+    return info.name
+
+
+def _refuse_binary(sample: bytes) -> None:
     nul = sample.find(b"\x00")
     if nul != -1:
         raise DatasetFileError(
             f"This is not a text file: it contains binary data (a NUL byte at offset {nul}).",
             code="binary_content", status=415,
         )
+
+
+def _given_encoding(sample: bytes, encoding: str, info: FileInfo) -> str:
+    """The encoding the user named: no guessing. A UTF-8 BOM is skipped; any
+    leading U+FEFF is dropped by LineReader."""
+    if not encoding.startswith(_WIDE_ENCODINGS):
+        _refuse_binary(sample)
+    if encoding == "utf-8" and sample.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    return _detection(info, encoding, "given", "certain", "named in the upload (the encoding field)")
+
+
+def _detect_encoding(sample: bytes, info: FileInfo, *, whole_file: bool) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return _detection(info, "utf-8-sig", "bom", "certain", "the file starts with a UTF-8 byte-order mark")
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        info.warnings.append("The file was UTF-16 (certain: it starts with a byte-order mark); it was converted to UTF-8.")
+        return _detection(info, "utf-16", "bom", "certain", "the file starts with a UTF-16 byte-order mark")
+    _refuse_binary(sample)
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
+        if sample.isascii():
+            if whole_file:
+                return _detection(info, "utf-8", "detected", "certain",
+                                  "the file is plain ASCII, which UTF-8 and every Western encoding read the same")
+            return _detection(info, "utf-8", "detected", "high", f"the first {SNIFF_BYTES // 1024} KB are plain ASCII")
+        return _detection(info, "utf-8", "detected", "high",
+                          "its accented characters form valid UTF-8 sequences, which other encodings almost never do")
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
@@ -183,25 +236,36 @@ def _detect_encoding(sample: bytes, info: FileInfo) -> str:
             code="unknown_encoding", status=415,
         )
     mess = mess_ratio(decoded, 1.0)
-    detected = None
+    detected = best = None
     if mess > WESTERN_MESS_OK:
         best = from_bytes(sample).best()
         if best is not None and best.chaos <= MAX_CHAOS and best.chaos + OTHER_ENCODING_MARGIN < mess:
             detected = codecs.lookup(best.encoding).name
+    advice = ("Check accented characters in the preview; if they look wrong, name the file's encoding (the "
+              "encoding field) or save it as UTF-8.")
     if detected and detected not in _WESTERN:
+        confidence = "medium" if best.chaos <= WESTERN_MESS_OK else "low"
         info.warnings.append(
-            f"The file is not UTF-8: its characters read clearly best as {detected}, so it was converted from "
-            f"{detected} to UTF-8. Check accented characters in the preview; if they look wrong, save the file as UTF-8.")
-        return detected
+            f"The file is not UTF-8: its characters read clearly best as {detected}, with {confidence} confidence, so "
+            f"it was converted from {detected} to UTF-8. {advice}")
+        return _detection(info, detected, "detected", confidence,
+                          f"not UTF-8; its text reads cleanest as {detected} (mess ratio {best.chaos:.1%} against "
+                          f"{mess:.1%} for Windows-1252)")
     if mess > MAX_CHAOS:
         raise DatasetFileError(
             "This file is not UTF-8 and its encoding could not be recognised (it may be binary). Save it as UTF-8.",
             code="unknown_encoding", status=415,
         )
+    confidence = "medium" if mess <= WESTERN_MESS_OK else "low"
     info.warnings.append(
-        f"The file is not UTF-8: it was read as {_encoding_label(encoding)} and converted to UTF-8. "
-        "Check accented characters in the preview; if they look wrong, save the file as UTF-8.")
-    return codecs.lookup(encoding).name
+        f"The file is not UTF-8: it was read as {_encoding_label(encoding)}, with {confidence} confidence, and "
+        f"converted to UTF-8. {advice}")
+    name = codecs.lookup(encoding).name
+    return _detection(info, name, "detected", confidence,
+                      "not UTF-8; read as Western European text, the usual encoding of files saved by Windows and "
+                      "Excel. Other single-byte encodings (ISO-8859-15, cp1250, Mac Roman) would read some accented "
+                      "letters differently: only the text can tell them apart" if confidence == "medium" else
+                      f"not UTF-8, and its text reads poorly as Windows-1252 too (mess ratio {mess:.1%})")
 
 
 def _read_up_to(stream, size: int) -> bytes:
@@ -217,7 +281,122 @@ def _read_up_to(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def open_text(raw: BinaryIO, info: FileInfo, *, max_decompressed_bytes: int) -> io.TextIOWrapper:
+# Line ends, as editors count them: \r\n, \n, and a lone \r.
+_LINE_END = re.compile("\r\n|\r|\n")
+_COMPLETE_LINE = re.compile("[^\r\n]*(?:\r\n|\r|\n)")
+DECODE_CHUNK_BYTES = 64 * 1024
+
+
+class LineReader:
+    """Decoded text, one physical line at a time (its line end kept): the one
+    place lines are counted. A line ends at \r\n, \n or a lone \r — what editors
+    count — so `line_num` (the line last handed out, 1-based) is the number an
+    editor shows. Bytes that do not decode raise a DatasetFileError naming the
+    exact line and byte offset (not the position the reader had reached)."""
+
+    def __init__(self, raw, info: FileInfo):
+        self.raw, self.info = raw, info
+        self.line_num = 0
+        self._decoder = codecs.getincrementaldecoder(info.encoding)(errors="strict")
+        self._lines: list[str] = []  # complete lines not handed out yet, last first
+        self._tail = ""  # decoded text after them: a line begun (or a \r that may start a \r\n)
+        self._eof, self._bytes_in, self._at_line_start, self._first = False, 0, True, True
+
+    def __iter__(self):
+        while True:  # readline's fast path, inlined: csv.reader pulls every line through here
+            lines = self._lines
+            if lines:
+                line = lines.pop()
+                if self._at_line_start:
+                    self.line_num += 1
+                self._at_line_start = line[-1] in "\r\n"
+            else:
+                line = self.readline()
+                if not line:
+                    return
+            yield line
+
+    def _fill(self) -> bool:
+        """Decode the next chunk into complete lines; False at the end."""
+        if self._eof:
+            return False
+        data = self.raw.read(DECODE_CHUNK_BYTES)
+        state = self._decoder.getstate()
+        try:
+            decoded = self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise self._decode_error(exc, data, state) from None
+        self._bytes_in += len(data)
+        self._eof = not data
+        if self._first and decoded:
+            self._first = False
+            decoded = decoded[1:] if decoded[0] == "\ufeff" else decoded  # a byte-order mark the codec kept
+        text = self._tail + decoded
+        end = len(text) - 1 if not self._eof and text.endswith("\r") else len(text)  # that \r may begin a \r\n
+        cut = max(text.rfind("\n", 0, end), text.rfind("\r", 0, end)) + 1  # after the last line end known
+        lines = _COMPLETE_LINE.findall(text, 0, cut)
+        self._tail = text[cut:]
+        if self._eof and self._tail:
+            lines.append(self._tail)  # the last line, without a line end
+            self._tail = ""
+        lines.reverse()
+        self._lines = lines
+        return True
+
+    def readline(self, limit: int = -1) -> str:
+        """The next line with its end, at most `limit` characters of it; "" at the end."""
+        parts, size = [], 0
+        while not self._lines:
+            if self._tail and self._tail[-1] != "\r":  # a long line: set its start aside, the buffer stays small
+                parts.append(self._tail)
+                size += len(self._tail)
+                self._tail = ""
+            if 0 <= limit <= size or not self._fill():
+                break
+        if self._lines:
+            parts.append(self._lines.pop())
+        line = "".join(parts)
+        cut = 0 <= limit < len(line)
+        if cut:
+            line, rest = line[:limit], line[limit:]
+            if rest[-1:] in ("\n", "\r"):
+                self._lines.append(rest)
+            else:
+                self._tail = rest + self._tail
+        if line:
+            if self._at_line_start:
+                self.line_num += 1
+            self._at_line_start = not cut and line[-1] in "\r\n"
+        return line
+
+    def _decode_error(self, exc: UnicodeDecodeError, data: bytes, state) -> "DatasetFileError":
+        # exc.object is the decoder's pending bytes followed by `data`: it ends where `data` ends.
+        offset = self._bytes_in + len(data) - len(exc.object) + exc.start
+        prefix = codecs.getincrementaldecoder(self.info.encoding)(errors="replace")
+        try:
+            prefix.setstate((b"", state[1]))
+        except (TypeError, ValueError, AttributeError):
+            pass
+        before = self._tail + prefix.decode(exc.object[: exc.start])
+        handed_out = self.line_num - (0 if self._at_line_start else 1)  # complete lines
+        line = handed_out + len(self._lines) + len(_LINE_END.findall(before)) + 1
+        bad = " ".join(f"0x{b:02X}" for b in exc.object[exc.start: min(exc.end, exc.start + 4)])
+        detection = self.info.encoding_detection
+        if detection.get("source") == "given":
+            advice, field = "Name the encoding the file was saved in, or save it as UTF-8.", "encoding"
+        elif detection.get("source") == "bom":
+            advice, field = "The file starts with a byte-order mark for this encoding, so this part is damaged.", "file"
+        else:
+            advice, field = (f"The encoding was detected from the first {SNIFF_BYTES // 1024} KB; name the file's "
+                             "encoding (the encoding field) or save it as UTF-8."), "file"
+        return DatasetFileError(
+            f"Line {line} (byte offset {offset:,}): {bad} is not valid {self.info.encoding} ({exc.reason}). {advice}",
+            code="invalid_encoding", line=line, field=field)
+
+
+def open_text(raw: BinaryIO, info: FileInfo, *, max_decompressed_bytes: int, encoding: str | None = None) -> LineReader:
+    """The upload as decoded lines. `encoding`, when the user named one (see
+    check_encoding), is used as given; otherwise it is detected."""
     head = raw.read(2)
     stream = _Prefixed(head, raw)
     if head == GZIP_MAGIC:
@@ -233,21 +412,14 @@ def open_text(raw: BinaryIO, info: FileInfo, *, max_decompressed_bytes: int) -> 
     buffered = io.BufferedReader(_Prefixed(sample, stream), buffer_size=SNIFF_BYTES)
     if not sample.strip():
         raise DatasetFileError("The file is empty.", code="empty_file")
-    info.encoding = _detect_encoding(sample, info)
-    return io.TextIOWrapper(buffered, encoding=info.encoding, errors="strict", newline="")
+    if encoding:
+        info.encoding = _given_encoding(sample, encoding, info)
+    else:
+        info.encoding = _detect_encoding(sample, info, whole_file=len(sample) < SNIFF_BYTES)
+    return LineReader(buffered, info)
 
 
-def _decode_guard(iterator, info: FileInfo, line_of):
-    try:
-        yield from iterator
-    except UnicodeDecodeError as exc:
-        raise DatasetFileError(
-            f"Near line {line_of()}: bytes that are not valid {info.encoding} ({exc.reason}). Save the file as UTF-8.",
-            code="invalid_encoding", line=line_of(),
-        ) from None
-
-
-def iter_records(text: io.TextIOWrapper, info: FileInfo) -> Iterator[Record | Rejected]:
+def iter_records(text: LineReader, info: FileInfo) -> Iterator[Record | Rejected]:
     if info.format == "jsonl":
         yield from _iter_jsonl(text, info)
     else:
@@ -300,7 +472,7 @@ def _check_width(count: int, line: int) -> None:
 
 def _iter_delimited(text, info: FileInfo, delimiter: str):
     reader = csv.reader(text, delimiter=delimiter, strict=False)
-    rows = _decode_guard(reader, info, lambda: reader.line_num)
+    rows = reader  # line numbers come from `text` (LineReader), the one place lines are counted
     try:
         header = next(rows)
         while header == []:
@@ -309,7 +481,7 @@ def _iter_delimited(text, info: FileInfo, delimiter: str):
         raise DatasetFileError("The file is empty.", code="empty_file") from None
     except csv.Error as exc:
         raise DatasetFileError(f"Line 1: {exc}.", code="malformed", line=1) from None
-    _check_width(len(header), reader.line_num)
+    _check_width(len(header), text.line_num)
     header = [h.strip() for h in header]
     for name in header:
         if _BAD_CHAR.search(name):
@@ -321,16 +493,16 @@ def _iter_delimited(text, info: FileInfo, delimiter: str):
     if duplicates:
         raise DatasetFileError(f"The header names a column twice: {', '.join(duplicates)}.", code="bad_header", line=1)
     info.columns = header
-    previous_end = reader.line_num
+    previous_end = text.line_num
     while True:
         try:
             row = next(rows)
         except StopIteration:
             return
         except csv.Error as exc:
-            line = reader.line_num
+            line = previous_end + 1  # where the record that failed begins
             raise DatasetFileError(f"Line {line}: {exc}.", code="malformed", line=line) from None
-        start, previous_end = previous_end + 1, reader.line_num
+        start, previous_end = previous_end + 1, text.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         _check_width(len(row), start)
@@ -372,10 +544,9 @@ def parse_json(text: str):
 
 
 def _iter_jsonl(text, info: FileInfo):
-    line_no, seen = 0, {}
-    lines = _decode_guard(iter(lambda: text.readline(MAX_JSONL_LINE_CHARS + 1), ""), info, lambda: line_no + 1)
-    for raw_line in lines:
-        line_no += 1
+    seen = {}
+    for raw_line in iter(lambda: text.readline(MAX_JSONL_LINE_CHARS + 1), ""):
+        line_no = text.line_num
         if len(raw_line) > MAX_JSONL_LINE_CHARS:
             raise DatasetFileError(f"Line {line_no} is longer than {MAX_JSONL_LINE_CHARS:,} characters.", code="line_too_long", line=line_no)
         stripped = raw_line.strip()

@@ -74,6 +74,9 @@ class PreflightOptions:
     max_rejected_fraction: float = MAX_REJECTED_FRACTION
 
 
+HEAD_ROWS = 20  # accepted rows kept, in file order, to show before a version is kept
+
+
 @dataclass
 class PreflightResult:
     report: dict
@@ -81,6 +84,7 @@ class PreflightResult:
     validation_path: str
     train_count: int
     validation_count: int
+    head: list[dict] = field(default_factory=list)  # the first accepted rows as they are stored
 
 
 def _normal(name: str) -> str:
@@ -285,6 +289,7 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     label_counts, label_ids = Counter(), {}
     keys, labels, lines, given = array("Q"), array("i"), array("I"), bytearray()
     total = sum(rejected_by_reason.values())
+    head: list[dict] = []
 
     with open(all_path, "w", encoding="utf-8") as out:
         for item in _chain(first, buffered, records):
@@ -306,6 +311,8 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
             labels.append(label_ids.setdefault("\x1f".join(row_labels), len(label_ids)))
             lines.append(item.line)
             given.append(SPLIT_CODES[row.pop("split", None)])
+            if len(head) < HEAD_ROWS:
+                head.append(row)
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             if total % 50_000 == 0:
                 _check_rejection_budget(total, rejected_by_reason, rejected_examples, options)
@@ -340,6 +347,7 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
     label_report = _label_report(label_counts, task)
     report = {
         "format": info.format, "compressed": info.compressed, "encoding": info.encoding,
+        "encoding_detection": dict(info.encoding_detection),
         "warnings": list(info.warnings) + label_report.pop("warnings"),
         "task": task, "column_mapping": mapping, "columns": info.columns,
         "rows": {"total": total, "accepted": accepted, "rejected": sum(rejected_by_reason.values()),
@@ -376,7 +384,7 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
         )
     report["timings"] = {"parse_validate_seconds": round(parse_seconds, 4),
                          "tokenize_seconds": round(time.perf_counter() - tokenize_started, 4)}
-    return PreflightResult(report, train_path, validation_path, counts["train"], counts["validation"])
+    return PreflightResult(report, train_path, validation_path, counts["train"], counts["validation"], head)
 
 
 def _chain(first, *rest):

@@ -1,25 +1,65 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import BoundedCharField, QuerySerializer
 
 from .models import Dataset, DatasetVersion, Task
+from .parsing import CONFIDENCE_LEVELS
 from .selectors import PREVIEW_MAX_ROWS
+
+CONFIDENCE_HELP = ("How sure the encoding is: certain (a byte-order mark, or named in the upload), high (valid "
+                   "UTF-8), medium or low (guessed from the text: check the preview, or name the encoding).")
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
     base_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    encoding_confidence = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField()
 
     class Meta:
         model = DatasetVersion
-        fields = ("number", "status", "original_filename", "format", "compressed", "encoding", "sha256", "size_bytes",
-                  "stored_bytes", "task", "column_mapping", "base_model", "max_length", "row_count", "rejected_count",
-                  "train_count", "validation_count", "label_count", "warnings", "created_at")
+        fields = ("number", "status", "original_filename", "format", "compressed", "encoding", "encoding_confidence",
+                  "sha256", "size_bytes", "stored_bytes", "task", "column_mapping", "base_model", "max_length",
+                  "row_count", "rejected_count", "train_count", "validation_count", "label_count", "warnings",
+                  "created_at")
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=CONFIDENCE_LEVELS, allow_null=True, help_text=CONFIDENCE_HELP))
+    def get_encoding_confidence(self, version):
+        return version.report.get("encoding_detection", {}).get("confidence")  # None: uploaded before it was recorded
 
     def get_warnings(self, version) -> list[str]:
         return version.report.get("warnings", [])
+
+
+class EncodingDetectionSerializer(serializers.Serializer):
+    encoding = serializers.CharField(help_text="The Python codec the file was read with")
+    name = serializers.CharField()
+    source = serializers.ChoiceField(choices=["bom", "given", "detected"])
+    confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS, help_text=CONFIDENCE_HELP)
+    reason = serializers.CharField()
+    needs_confirmation = serializers.BooleanField()
+
+
+class DatasetCheckSerializer(serializers.Serializer):
+    """A dry run's answer (nothing is kept)."""
+
+    kept = serializers.SerializerMethodField()
+    original_filename = serializers.CharField()
+    encoding = serializers.CharField()
+    encoding_confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS, help_text=CONFIDENCE_HELP)
+    encoding_detection = EncodingDetectionSerializer()
+    task = serializers.CharField(source="report.task")
+    column_mapping = serializers.DictField(source="report.column_mapping", child=serializers.CharField())
+    rows = serializers.DictField(source="report.rows", child=serializers.IntegerField())
+    warnings = serializers.ListField(source="report.warnings", child=serializers.CharField())
+    preview = serializers.ListField(child=serializers.DictField(),
+                                    help_text="The first accepted rows (up to 20), in file order, as they would be stored")
+    report = serializers.DictField(help_text="The full preflight report, as a kept version's /report returns it")
+
+    def get_kept(self, check) -> bool:
+        return False
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -51,6 +91,12 @@ class DatasetUploadSerializer(serializers.Serializer):
     tokens_column = serializers.CharField(required=False)
     tags_column = serializers.CharField(required=False)
     split_column = serializers.CharField(required=False)
+    encoding = serializers.CharField(required=False, allow_blank=True, max_length=64,
+                                     help_text="The file's encoding as a Python codec name (utf-8, cp1252, latin-1, "
+                                               "utf-16, …); blank = detect")
+    dry_run = serializers.BooleanField(required=False, default=False,
+                                       help_text="Check only: answer 200 with the report and the first rows as they "
+                                                 "would be stored; nothing is kept")
 
     MAPPING_FIELDS = ("text", "label", "text_a", "text_b", "tokens", "tags", "split")
 

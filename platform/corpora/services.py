@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -53,6 +54,29 @@ class _HashingReader:
         return self.digest.hexdigest()
 
 
+@dataclass
+class UploadCheck:
+    """A preflight whose version was not kept: a dry run, or an upload held
+    until the user confirms an encoding that was guessed (`held`)."""
+
+    original_filename: str
+    report: dict
+    preview: list[dict]  # the first accepted rows, as they would be stored
+    held: bool = False
+
+    @property
+    def encoding(self) -> str:
+        return self.report["encoding"]
+
+    @property
+    def encoding_detection(self) -> dict:
+        return self.report["encoding_detection"]
+
+    @property
+    def encoding_confidence(self) -> str:
+        return self.encoding_detection["confidence"]
+
+
 def _clean_options(*, task, column_mapping, validation_fraction, seed, max_length) -> PreflightOptions:
     if task and task not in Task.values:
         raise field_error("task", f"Unknown task '{task}'; choose one of {', '.join(Task.values)}.")
@@ -67,13 +91,22 @@ def _clean_options(*, task, column_mapping, validation_fraction, seed, max_lengt
 def dataset_upload(
     *, organization: Organization, actor: Actor, uploaded, name: str | None = None, dataset: Dataset | None = None,
     task: str | None = None, column_mapping: dict | None = None, base_model=None, max_length: int | None = None,
-    validation_fraction: float = 0.1, seed: int = 13,
-) -> DatasetVersion:
+    validation_fraction: float = 0.1, seed: int = 13, encoding: str | None = None, dry_run: bool = False,
+    hold_guessed_encoding: bool = False,
+) -> DatasetVersion | UploadCheck:
     """Validate `uploaded` (a Django UploadedFile) and keep it as a new version of
-    `dataset`, or of a new dataset called `name`."""
+    `dataset`, or of a new dataset called `name`.
+
+    `encoding` names the file's encoding (a Python codec) instead of detecting
+    it. With `dry_run` nothing is kept: the result is an UploadCheck with the
+    report and the first rows as they would be stored. With
+    `hold_guessed_encoding`, an encoding detected with less than high
+    confidence is not kept either (an UploadCheck with held=True): the user
+    looks at the preview and sends the file again naming the encoding."""
     try:
         original_name = parsing.check_filename(uploaded.name or "")
         info = parsing.detect_format(original_name)
+        encoding = parsing.check_encoding(encoding) if (encoding or "").strip() else None
     except parsing.DatasetFileError as exc:
         raise _file_error(exc) from None
     name = (name or "").strip() or original_name.split(".")[0][:DATASET_NAME_MAX_LENGTH]
@@ -100,7 +133,8 @@ def dataset_upload(
     try:
         try:
             hashing = _HashingReader(uploaded)
-            text = parsing.open_text(hashing, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10)
+            text = parsing.open_text(hashing, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10,
+                                     encoding=encoding)
             result = run_preflight(text, info, options, workdir, tokenizer=tokenizer,
                                    tokenizer_name=base_model.slug if base_model else None)
         except parsing.DatasetFileError as exc:
@@ -108,6 +142,10 @@ def dataset_upload(
         sha256 = hashing.hexdigest()
         stored_bytes = uploaded.size + os.path.getsize(result.train_path) + os.path.getsize(result.validation_path)
         _check_size(organization=organization, size=stored_bytes)
+        held = hold_guessed_encoding and result.report["encoding_detection"]["needs_confirmation"]
+        if dry_run or held:
+            return UploadCheck(original_filename=original_name, report=result.report, preview=result.head,
+                               held=bool(held and not dry_run))
 
         folder = f"datasets/{organization.pk}/{uuid.uuid4().hex}"
         extension = "." + original_name.lower().split(".", 1)[1] if "." in original_name else ""

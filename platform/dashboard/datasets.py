@@ -32,6 +32,18 @@ class DatasetUploadMixin(OrganizationPageMixin):
 
     def respond_to_upload(self, request, form, version, status, page_template, page_context):
         is_htmx = request.headers.get("HX-Request") == "true"
+        if isinstance(version, services.UploadCheck):
+            # Checked, nothing kept. A guessed encoding is written into the form, so sending it again keeps
+            # the version read exactly as previewed (or the user types another encoding and checks again).
+            check, status = version, 200
+            if check.encoding_detection["needs_confirmation"]:
+                data = form.data.copy()
+                data["encoding"] = check.encoding
+                form = self.upload_form(data, form.files)
+            version = None
+        else:
+            check = None
+        context = {"form": form, "check": check, "is_htmx": is_htmx}
         if version is not None:
             messages.success(request, f"{version.dataset.name} v{version.number}: {version.row_count} rows validated.")
             url = reverse("dashboard:dataset-detail", args=[self.organization.slug, version.dataset_id])
@@ -40,9 +52,9 @@ class DatasetUploadMixin(OrganizationPageMixin):
                 response["HX-Redirect"] = url
                 return response
             return redirect(url)
-        if is_htmx:  # swap just the form, errors inline
-            return self.render_page(request, self.upload_partial, {"form": form, "upload_url": request.path}, status=status)
-        return self.render_page(request, page_template, {**page_context, "form": form}, status=status)
+        if is_htmx:  # swap just the form, errors inline (the chosen file stays in its preserved input)
+            return self.render_page(request, self.upload_partial, {**context, "upload_url": request.path}, status=status)
+        return self.render_page(request, page_template, {**page_context, **context}, status=status)
 
 
 class DatasetListView(DatasetUploadMixin, View):
@@ -98,6 +110,7 @@ class DatasetDetailView(DatasetUploadMixin, View):
         histogram = _histogram(lengths)
         return {
             "dataset": dataset, "versions": versions, "version": version, "report": report,
+            "warnings": [DatasetUploadForm.in_form_words(w) for w in report.get("warnings", [])],
             "label_bars": _bars(report.get("labels", {}).get("counts", {}), LABEL_BARS_SHOWN),
             # Drawn by static/js/charts.js; the tables under the charts show the same numbers.
             "histogram": histogram, "length_chart": {"bins": histogram, "unit": lengths.get("unit", "")},

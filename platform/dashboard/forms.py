@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from django import forms
@@ -64,15 +65,28 @@ class ApiKeyForm(forms.Form):
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
 
+# Encodings offered in the form's suggestion list (any Python codec is accepted).
+ENCODING_SUGGESTIONS = [("utf-8", "UTF-8"), ("utf-8-sig", "UTF-8 with BOM"), ("cp1252", "Windows-1252 (Western)"),
+                        ("latin-1", "Latin-1 / ISO-8859-1"), ("iso8859-15", "ISO-8859-15 (Western, with €)"),
+                        ("utf-16", "UTF-16"), ("cp1250", "Windows-1250 (Central European)"),
+                        ("cp1251", "Windows-1251 (Cyrillic)"), ("mac-roman", "Mac Roman"), ("shift_jis", "Shift JIS"),
+                        ("gb18030", "GB18030 (Chinese)")]
+
+
 class DatasetUploadForm(forms.Form):
     file = forms.FileField(label="File", help_text="CSV, TSV or JSONL, optionally .gz. Columns like text,label are recognised.",
-                           allow_empty_file=True)
+                           allow_empty_file=True, widget=forms.FileInput(attrs={"hx-preserve": "true"}))
     name = forms.CharField(label="Name", required=False, max_length=10_000, help_text="Defaults to the file name.")
     base_model = forms.ChoiceField(label="Base model (its tokenizer measures lengths)", required=False)
     task = forms.ChoiceField(label="Task", required=False)
+    encoding = forms.CharField(label="Encoding", required=False, max_length=64,
+                               help_text="Blank = detect. Name it (utf-8, cp1252, latin-1, utf-16, …) when the preview "
+                                         "shows wrong accents.",
+                               widget=forms.TextInput(attrs={"list": "encoding-choices", "autocomplete": "off",
+                                                             "spellcheck": "false"}))
     max_length = forms.IntegerField(label="Max length (tokens)", required=False, min_value=8, max_value=8192)
-    validation_fraction = forms.FloatField(label="Validation share when the file has no split column", initial=0.1,
-                                           min_value=0.01, max_value=0.49)
+    validation_fraction = forms.FloatField(label="Validation share", initial=0.1, min_value=0.01, max_value=0.49,
+                                           help_text="Used when the file has no split column.")
     seed = forms.IntegerField(label="Split seed", initial=13)
     text_column = forms.CharField(label="Text column", required=False)
     label_column = forms.CharField(label="Label column", required=False)
@@ -83,6 +97,8 @@ class DatasetUploadForm(forms.Form):
     split_column = forms.CharField(label="Split column", required=False)
 
     MAPPING_FIELDS = ("text", "label", "text_a", "text_b", "tokens", "tags", "split")
+    MAIN_FIELDS = ("file", "name", "base_model", "task", "encoding")
+    encoding_suggestions = ENCODING_SUGGESTIONS
 
     def __init__(self, *args, base_models=(), **kwargs):
         from corpora.models import Task
@@ -92,6 +108,32 @@ class DatasetUploadForm(forms.Form):
         self.fields["task"].choices = [("", "Detect from the columns")] + list(Task.choices)
         if base_models:
             self.fields["base_model"].initial = base_models[0].slug
+
+    @classmethod
+    def in_form_words(cls, message: str) -> str:
+        """A service message with the API's field names (label_column,
+        validation_fraction) replaced by this form's labels (“Label column”)."""
+        return _API_NAMES.sub(lambda m: f"“{cls.base_fields[m.group(0)].label}”", message)
+
+    def add_error(self, field, error):
+        # Every message placed on the form passes here: services speak the API's field names.
+        if isinstance(error, str):
+            error = self.in_form_words(error)
+        super().add_error(field, error)
+
+    @property
+    def main_fields(self):
+        return [self[name] for name in self.MAIN_FIELDS]
+
+    @property
+    def more_fields(self):
+        return [self[name] for name in self.fields if name not in self.MAIN_FIELDS]
+
+    @property
+    def chosen_file_name(self) -> str:
+        """The name of the file sent with this (bound) form: a browser cannot put it back in the file input."""
+        uploaded = self.files.get("file") if self.is_bound else None
+        return getattr(uploaded, "name", "") or ""
 
     def service_kwargs(self) -> dict:
         from catalog.selectors import base_model_get
@@ -104,7 +146,16 @@ class DatasetUploadForm(forms.Form):
         slug = data.pop("base_model")
         data["base_model"] = base_model_get(slug=slug) if slug else None
         data["task"] = data["task"] or None
+        data["encoding"] = data["encoding"] or None
+        # "Check file" keeps nothing; a guessed encoding is shown for confirmation before the version is kept.
+        data["dry_run"] = self.data.get("action") == "check"
+        data["hold_guessed_encoding"] = True
         return data
+
+
+# The API's names of the form's fields, as services write them in messages.
+_API_NAMES = re.compile(r"\b(?:" + "|".join(sorted((n for n in DatasetUploadForm.base_fields if "_" in n), key=len,
+                                                      reverse=True)) + r")\b")
 
 
 class JobLaunchForm(forms.Form):

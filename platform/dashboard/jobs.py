@@ -11,7 +11,9 @@ from core.errors import ApplicationError
 from corpora.selectors import dataset_list
 from jobs import selectors, services
 from jobs.downloads import artifact_response
-from jobs.models import JobState
+from jobs.estimates import Estimator
+from jobs.models import JobKind, JobState
+from jobs.serializers import JobListQuerySerializer
 
 from .forms import JobLaunchForm, apply_application_error
 from .views import OrganizationPageMixin
@@ -29,8 +31,13 @@ def metrics_chart(job) -> dict:
     Training loss is logged every few steps; each epoch ends with one
     evaluation row (integral epoch, no train_loss), which also marks the
     epoch on the chart. A retried attempt may repeat an epoch: the last one
-    counts."""
-    rows = list(job.metrics.order_by("id").values_list("step", "epoch", "values"))
+    counts.
+
+    Only training rows are drawn: a compression job's closing measurement
+    (the row with `accuracy_before`, workers/compression/run.py) is the
+    compression report's, so a job that never trains has no chart data."""
+    rows = [row for row in job.metrics.order_by("id").values_list("step", "epoch", "values")
+            if "accuracy_before" not in row[2]]
     series = []
     for key, label, axis in SERIES:
         points = [[step, values[key]] for step, _epoch, values in rows if isinstance(values.get(key), (int, float))]
@@ -78,6 +85,33 @@ def compression_chart(report: dict | None) -> dict | None:
     return {"bars": bars, "curve": curve}
 
 
+def trains(job) -> bool:
+    """Whether the job has training steps (a loss chart): fine-tunes, distillation,
+    pruning with recovery epochs; not int8 quantization or one-shot pruning."""
+    return job.kind == JobKind.FINETUNE or bool(job.spec.get("training"))
+
+
+def method_label(job) -> str:
+    """The method as the lists show it: full, lora, int8, prune (neurons), distill."""
+    method = selectors.job_method(job)
+    return f"prune ({method})" if job.kind == JobKind.PRUNE else method
+
+
+FILTERS = ("state", "kind", "created_after", "created_before")
+
+
+def list_filters(params) -> tuple[dict, dict]:
+    """The list's filters parsed as the API parses them (JobListQuerySerializer):
+    (valid filters, {parameter: message}); a bad one is left out, not the others."""
+    given = {k: params.get(k) for k in FILTERS if params.get(k)}
+    query = JobListQuerySerializer(data=given)
+    if query.is_valid():
+        return query.validated_data, {}
+    errors = {k: " ".join(str(m) for m in v) for k, v in query.errors.items()}
+    rest = JobListQuerySerializer(data={k: v for k, v in given.items() if k not in errors})
+    return (rest.validated_data if rest.is_valid() else {}), errors
+
+
 def launch_form(organization, data=None) -> JobLaunchForm:
     """The launch form, for the Jobs page and its Quote button."""
     return JobLaunchForm(data, datasets=list(dataset_list(organization=organization)), base_models=list(base_model_list()))
@@ -91,16 +125,27 @@ class JobListView(OrganizationPageMixin, View):
         return launch_form(self.organization, data)
 
     def context(self, request, form=None):
-        filters = {k: request.GET.get(k) or None for k in ("state", "kind", "created_after", "created_before")}
+        valid, errors = list_filters(request.GET)
         try:
-            jobs = list(selectors.job_list(organization=self.organization, **filters)[:100])
+            jobs = list(selectors.job_list(organization=self.organization, **valid)[:100])
         except ApplicationError as error:
-            messages.error(request, error.message)
+            errors.update({k: " ".join(v) for k, v in error.fields.items()} or {"": error.message})
             jobs = list(selectors.job_list(organization=self.organization)[:100])
-        return {"jobs": jobs, "form": form or self.form(), "filters": filters, "states": JobState.choices}
+        estimator = Estimator()  # each history read once for the page
+        for job in jobs:
+            job.method_label = method_label(job)
+            job.eta_now = None if job.is_terminal else selectors.eta(job=job, estimator=estimator)
+        filters = {k: request.GET.get(k) or None for k in FILTERS}
+        return {"jobs": jobs, "form": form or self.form(), "filters": filters, "filter_errors": errors,
+                "states": JobState.choices, "kinds": JobKind.choices}
 
     def get(self, request, slug):
-        return self.render_page(request, self.template, self.context(request))
+        form = self.form()
+        wanted = request.GET.get("dataset", "")  # ?dataset=<id>: "Fine-tune this dataset" on a dataset page
+        if wanted.isdigit() and int(wanted) in {pk for pk, _name in form.fields["dataset_id"].choices}:
+            form.initial["dataset_id"] = int(wanted)
+        context = self.context(request, form)
+        return self.render_page(request, self.template, context, status=400 if context["filter_errors"] else 200)
 
     def post(self, request, slug):
         form = self.form(request.POST)
@@ -124,7 +169,8 @@ class JobDetailView(OrganizationPageMixin, View):
     def get(self, request, slug, job_id):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         position = selectors.queue_position(job=job)
-        context = {"job": job, "chart": metrics_chart(job), "eta": selectors.eta(job=job, position=position),
+        context = {"job": job, "chart": metrics_chart(job), "trains": trains(job), "hints": selectors.training_hints(job),
+                   "method": selectors.job_method(job), "eta": selectors.eta(job=job),
                    "compression": compression_chart(job.result.get("compression")),
                    "base_models": list(base_model_list()) if job.state == "succeeded" else [],
                    "datasets": list(dataset_list(organization=self.organization)) if job.state == "succeeded" else None,
@@ -169,11 +215,11 @@ class CompressMixin(OrganizationPageMixin):
                 messages.error(request, f"{name.replace('_', ' ').capitalize()}: '{raw}' is not "
                                         f"{'a whole number' if cast is int else 'a number'}.")
                 return redirect(back)
-        # Only the fields of the chosen kind travel (the form shows all of them).
+        # Only the fields of the chosen kind count (without JS the form shows every kind's).
         options = {k: values[k] for k in self.PER_KIND.get(kind, ()) if values[k] is not None}
         created, error = self.attempt(request, lambda: services.compression_submit(
             organization=self.organization, actor=self.actor, kind=kind, source_job_id=source_job_id,
-            source_model_id=source_model_id, dataset_id=values["dataset_id"],
+            source_model_id=source_model_id, dataset_id=values["dataset_id"], name=request.POST.get("name") or "",
             max_accuracy_drop=values["max_accuracy_drop"] if values["max_accuracy_drop"] is not None else 1.0,
             prune_method=request.POST.get("prune_method") if kind == "prune" else None, options=options,
             student_base_model=(request.POST.get("student_base_model") or None) if kind == "distill" else None,

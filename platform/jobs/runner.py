@@ -28,7 +28,8 @@ from workers.devices import device_class as detect_device_class
 from workers.finetune import run_finetune
 from workers.spec import FineTuneSpec
 
-from . import services
+from . import estimates, services
+from .cards import card_facts
 from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobKind, JobMetric, JobState
 
 logger = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ def build_spec(job: Job, folder: Path) -> FineTuneSpec:
         validation_file=str(validation_file), labels=list(job.labels),
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
-        checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS,
+        checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
         **{k: v for k, v in job.spec.items() if k in FineTuneSpec.__dataclass_fields__},
     )
 
@@ -310,6 +311,7 @@ def run_finetune_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict,
     outcome = run_finetune(build_spec(job, job_folder(job)), reporter)
     result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
               "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
+              "train_tokens": outcome.train_tokens,
               "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
               "device": outcome.device, "precision": outcome.precision}
     if outcome.status == "succeeded":
@@ -317,19 +319,6 @@ def run_finetune_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict,
     if outcome.stop_reason in STOP_REASONS:
         return JobState.CANCELLED, {**result, "stop_reason": outcome.stop_reason}, stop_message(job, outcome.stop_reason)
     return None, result, ""
-
-
-def model_max_length(job: Job) -> int:
-    """The token limit the model in a chain was trained with (its fine-tune's,
-    unless a later training phase set one)."""
-    while job is not None:
-        length = job.spec.get("max_length") or job.spec.get("training", {}).get("max_length")
-        if length:
-            return int(length)
-        if job.source_model_id:
-            return job.source_model.max_length
-        job = job.source_job
-    return 128
 
 
 def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, dict, str]:
@@ -345,9 +334,9 @@ def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, di
         train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
         checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
         max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
-        max_length=model_max_length(job),
+        max_length=estimates.model_max_length(job),
         training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student else None,
-        threads=settings.LATHE_WORKER_THREADS or None, **options), reporter)
+        threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job), **options), reporter)
     if "stopped" in report:
         reason = report["stopped"]
         return (JobState.CANCELLED, {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
@@ -369,6 +358,7 @@ def run_claimed_job(job: Job, token) -> str:
         # heartbeat's own connection, and the server ends the idle session (idle_in_transaction_session_timeout).
         raise RuntimeError("run_claimed_job must not run inside a transaction (it runs for longer than a lease).")
     device_class, device_count = detect_device_class()
+    attempt_started = time.monotonic()  # the attempt's metered time starts with its reporter
     reporter = JobReporter(job, token, device_class, device_count)
     reporter.start()
     run = run_finetune_job if job.kind == JobKind.FINETUNE else run_compression_job
@@ -390,6 +380,14 @@ def run_claimed_job(job: Job, token) -> str:
         usage = reporter.stop()
     if state is None or reporter.lease_lost.is_set():
         return "lease lost"
+    try:
+        measured = estimates.record(job=job, result=result, seconds=time.monotonic() - attempt_started,
+                                    device_class=device_class)
+    except DatabaseError:  # a measurement is worth less than the outcome: never lose the latter for it
+        logger.warning("Job %s: its throughput was not recorded", job.pk, exc_info=True)
+        measured = None
+    if measured:  # what the next jobs' quotes and ETAs learn from
+        result = {**result, "throughput": measured}
     try:
         finished = db_retry(lambda: services.job_finish(job=job, token=token, state=state, result=result,
                                                         failure_reason=reason, usage=usage), what="finish", job_id=job.pk)

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.db.models import Avg, F, Q, QuerySet, Sum
-from django.utils import timezone
+from django.db.models import F, Q, QuerySet, Sum
 
 from core.errors import NotFound, field_error
 
-from .models import Job, JobArtifact, JobState
+from .models import Job, JobArtifact, JobKind, JobState, Method
 
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
@@ -17,6 +14,8 @@ def job_list(*, organization, state: str | None = None, kind: str | None = None,
             raise field_error("state", f"state must be one of {', '.join(JobState.values)}.")
         qs = qs.filter(state=state)
     if kind:
+        if kind not in JobKind.values:
+            raise field_error("kind", f"kind must be one of {', '.join(JobKind.values)}.")
         qs = qs.filter(kind=kind)
     if created_after:
         qs = qs.filter(created_at__gte=created_after)
@@ -48,6 +47,61 @@ def open_attempt_usage(*, organization) -> dict[int, float]:
     return {row["job_id"]: float(row["seconds"]) for row in rows}
 
 
+# What `method` means per kind (the API's `method`, the pages): a fine-tune's
+# training method, a compression job's compression method.
+JOB_METHODS = {
+    JobKind.FINETUNE: tuple(Method.values),           # full | lora
+    JobKind.QUANTIZE: ("int8",),                      # dynamic int8 (PyTorch and ONNX)
+    JobKind.PRUNE: ("magnitude", "heads", "neurons", "layers"),  # the prune_method
+    JobKind.DISTILL: ("distill",),                    # knowledge distillation into a student
+}
+METHOD_VALUES = list(dict.fromkeys(m for methods in JOB_METHODS.values() for m in methods))
+
+
+def job_method(job: Job) -> str:
+    """The method of this job's kind: full/lora for fine-tunes; int8, the prune
+    method or distill for compression jobs (their stored `method` column is the
+    training default and says nothing about them)."""
+    if job.kind == JobKind.FINETUNE:
+        return job.method
+    if job.kind == JobKind.PRUNE:
+        return job.spec.get("prune_method") or "magnitude"
+    return JOB_METHODS[job.kind][0]
+
+
+# Under-training: the rule, once (the job page and the API's `hints`).
+UNDER_TRAINED_MIN_GAIN_POINTS = 1.0
+
+
+def training_hints(job: Job) -> list[dict]:
+    """Hints about a finished fine-tune. `under_trained`: it ran every epoch
+    and its last evaluation is still clearly improving — the best epoch is the
+    last and it beat every earlier epoch by more than
+    UNDER_TRAINED_MIN_GAIN_POINTS points of the selection metric (accuracy)."""
+    if job.kind != JobKind.FINETUNE or job.state != JobState.SUCCEEDED:
+        return []
+    metric = job.spec.get("metric_for_best") or "accuracy"
+    history = [h for h in (job.result or {}).get("history") or [] if isinstance(h.get(metric), (int, float))]
+    if len(history) < 2:
+        return []
+    *earlier, last = history
+    gain = round(100 * (last[metric] - max(h[metric] for h in earlier)), 3)
+    if gain <= UNDER_TRAINED_MIN_GAIN_POINTS:
+        return []
+    epochs = job.spec.get("epochs") or len(history)
+    auto = job.requested.get("epochs", "auto") == "auto"
+    tries = [f"more epochs (it ran {epochs}{', chosen by auto' if auto else ''}; try {2 * epochs})"]
+    learning_rate = job.spec.get("learning_rate")
+    if job.method == Method.LORA and learning_rate:
+        tries.append(f"a higher learning rate (LoRA often needs more: it was {learning_rate:g}; try {2 * learning_rate:g})")
+    first = history[0][metric]
+    return [{"code": "under_trained",
+             "message": f"This job looks under-trained: {metric} was still rising at its last epoch "
+                        f"({first:.2f} at epoch {history[0].get('epoch', 1)} → {last[metric]:.2f} at epoch "
+                        f"{last.get('epoch', len(history))}, +{gain:.1f} points over the best earlier epoch).",
+             "suggestions": tries}]
+
+
 def job_get(*, organization, job_id) -> Job:
     job = job_list(organization=organization).filter(pk=job_id).first()
     if job is None:
@@ -64,25 +118,13 @@ def queue_position(*, job: Job) -> int | None:
     return ahead + 1
 
 
-def typical_duration(*, queue: str) -> timedelta | None:
-    recent = Job.objects.filter(state=JobState.SUCCEEDED, queue=queue, started_at__isnull=False).order_by("-finished_at")[:20]
-    average = recent.aggregate(d=Avg(F("finished_at") - F("started_at")))["d"] if recent else None
-    return average
+def eta(*, job: Job, now=None, estimator=None):
+    """When the job should finish and what that rests on (estimates.Eta: `at`,
+    None when done or unknown; `basis`, in words). `estimator`: one shared by
+    the jobs of a page, so each history is read once."""
+    from .estimates import eta as estimate_eta
 
-
-def eta(*, job: Job, position: int | None = None):
-    """When the job should finish (running) or start (queued), or None.
-    `position`: the queue position when the caller already has it."""
-    now = timezone.now()
-    if job.state == JobState.RUNNING and job.step and job.total_steps and job.started_at:
-        elapsed = (now - job.started_at).total_seconds()
-        return now + timedelta(seconds=elapsed / job.step * (job.total_steps - job.step))
-    if job.state == JobState.QUEUED:
-        typical = typical_duration(queue=job.queue)
-        position = position if position is not None else queue_position(job=job)
-        if typical and position:
-            return now + typical * (position - 1)
-    return None
+    return estimate_eta(job=job, now=now, estimator=estimator)
 
 
 def artifact_get(*, job: Job, name: str) -> JobArtifact:

@@ -4,6 +4,7 @@ from rest_framework import serializers
 from core.serializers import BoundedCharField, QuerySerializer, RequestSerializer
 
 from . import selectors
+from .estimates import Estimator
 from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method
 
 
@@ -32,14 +33,23 @@ class JobSubmitSerializer(RequestSerializer):
     student_base_model = serializers.CharField(required=False, help_text="distill: a catalog model as the student instead")
     temperature = serializers.FloatField(required=False, help_text="distill: softmax temperature (default 2.0)")
     alpha = serializers.FloatField(required=False, help_text="distill: weight of the teacher's soft targets vs the labels (default 0.5)")
-    method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL)
+    method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL,
+                                     help_text="Fine-tune: full or lora. Compression jobs ignore it (their method is the "
+                                               "kind's: int8, prune_method, distill)")
     hyperparameters = serializers.DictField(required=False, default=dict,
                                             help_text='Fine-tune, distill and recovery. Each value may be "auto": epochs, learning_rate, batch_size, '
                                                       'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
                                                       'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
-    name = BoundedCharField(required=False, allow_blank=True, default="", max_length=Job._meta.get_field("name").max_length)
+    name = BoundedCharField(required=False, allow_blank=True, default="", max_length=Job._meta.get_field("name").max_length,
+                            help_text='Optional. Compression default: what and of which model, e.g. "int8 of <source name>"')
     max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
                                         help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
+
+
+class JobHintSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="under_trained")
+    message = serializers.CharField()
+    suggestions = serializers.ListField(child=serializers.CharField(), help_text="What to try")
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -47,7 +57,19 @@ class JobSerializer(serializers.ModelSerializer):
     base_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     progress = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
-    eta = serializers.SerializerMethodField()
+    eta = serializers.SerializerMethodField(help_text=(
+        "When the job should finish (ISO 8601), not moving with the clock. Running: its remaining steps × its step "
+        "time (the median of its recent steps) from its last progress report; before its first steps, or for "
+        "compression, its start + its estimate. Queued: the work ahead of it in its queue (the running jobs' "
+        "remaining time, then the estimates of the queued jobs ahead), spread over the queue's workers "
+        "(LATHE_QUEUE_CONCURRENCY, else as many as run now), plus its own estimate (the quote's). Null when "
+        "finished, or when a running job is past its estimate with no step time to go by"))
+    eta_basis = serializers.SerializerMethodField(help_text="What `eta` rests on, in words (the dashboard shows it on "
+                                                            "hover); null when finished")
+    method = serializers.SerializerMethodField(help_text="Per kind: finetune full | lora; quantize int8; prune its "
+                                                         "prune_method (magnitude | heads | neurons | layers); distill distill")
+    hints = serializers.SerializerMethodField(help_text="Advice from the finished run, e.g. code under_trained: the last "
+                                                        "epoch still improved the best accuracy by more than 1 point")
     billed_seconds = serializers.SerializerMethodField(help_text="Billable seconds (the running attempt's included); "
                                                                  "work lost to infrastructure and redone is not billed")
     excluded_seconds = serializers.SerializerMethodField(help_text="Seconds not billed: a lost attempt's work after the "
@@ -59,18 +81,28 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue", "max_cost",
-                  "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "latest_metrics", "result",
+                  "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "eta_basis", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
-                  "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
+                  "hints", "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
         read_only_fields = fields
 
     def to_representation(self, job):
         job.queue_position_now = selectors.queue_position(job=job)  # once, for both fields below
+        # Once, for eta and eta_basis; one estimator for a whole list, so each history is read once.
+        job.eta_now = selectors.eta(job=job, estimator=self.context.setdefault("estimator", Estimator()))
         return super().to_representation(job)
 
     def get_dataset(self, job) -> dict:
         version = job.dataset_version
         return {"id": version.dataset_id, "version": version.number, "name": version.dataset.name}
+
+    @extend_schema_field(serializers.ChoiceField(choices=selectors.METHOD_VALUES))
+    def get_method(self, job) -> str:
+        return selectors.job_method(job)
+
+    @extend_schema_field(JobHintSerializer(many=True))
+    def get_hints(self, job) -> list[dict]:
+        return selectors.training_hints(job)
 
     def get_progress(self, job) -> dict:
         return {"step": job.step, "total_steps": job.total_steps, "epoch": round(job.epoch, 3),
@@ -79,9 +111,12 @@ class JobSerializer(serializers.ModelSerializer):
     def get_queue_position(self, job) -> int | None:
         return job.queue_position_now
 
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_eta(self, job) -> str | None:
-        when = selectors.eta(job=job, position=job.queue_position_now)
-        return when.isoformat() if when else None
+        return job.eta_now.at.isoformat() if job.eta_now.at else None
+
+    def get_eta_basis(self, job) -> str | None:
+        return job.eta_now.basis
 
     def _usage(self, job, name: str) -> float:
         if not hasattr(job, name):  # a job not read through selectors.job_list
@@ -123,8 +158,10 @@ class JobArtifactSerializer(serializers.ModelSerializer):
 
 
 class JobListQuerySerializer(QuerySerializer):
-    state = serializers.ChoiceField(choices=JobState.choices, required=False)
-    kind = serializers.CharField(required=False)
+    state = serializers.ChoiceField(choices=JobState.choices, required=False, error_messages={
+        "invalid_choice": f'"{{input}}" is not a state: state must be one of {", ".join(JobState.values)}.'})
+    kind = serializers.ChoiceField(choices=JobKind.choices, required=False, error_messages={
+        "invalid_choice": f'"{{input}}" is not a kind: kind must be one of {", ".join(JobKind.values)}.'})
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 

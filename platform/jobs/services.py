@@ -214,13 +214,23 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
             + (f" with {spec['recovery_epochs']} recovery epoch(s)" if spec.get("recovery_epochs") else "")}[kind]
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
-        name=(name or "").strip(), dataset_version=version, base_model=base_model, method=Method.FULL,
+        name=(name or "").strip() or compression_name(kind=kind, spec=spec, source=source, uploaded=uploaded),
+        dataset_version=version, base_model=base_model, method=Method.FULL,
         dry_run=dry_run, max_cost=_max_cost(max_cost),
         source_job=source, source_model=uploaded, max_accuracy_drop=float(max_accuracy_drop), labels=labels,
         requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
         event=f"Queued on '{queue_for(organization=organization)}': {what} of "
               f"{f'job {source.pk}' if source else f'uploaded model {uploaded.name}'}'s model, "
               f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
+
+
+def compression_name(*, kind: str, spec: dict, source: Job | None, uploaded) -> str:
+    """A compression job's name when none is given: what, of which model —
+    "int8 of sentiment", "neurons prune of job 12", "distillation of my-model"."""
+    of = uploaded.name if uploaded is not None else (source.name or f"job {source.pk}")
+    what = {"quantize": "int8", "prune": f"{spec.get('prune_method') or 'magnitude'} prune", "distill": "distillation"}[kind]
+    name = f"{what} of {of}"
+    return name if len(name) <= 100 else name[:99] + "…"
 
 
 def queue_for(*, organization: Organization) -> str:

@@ -15,6 +15,7 @@ from billing import ledger
 from billing.models import BillingAccount, Plan, PlanRate, SpendAlert
 from billing.services import account_for, check_can_start_job
 from jobs.models import Job, JobKind, JobState, UsageSegment
+from tests.jobs.history import measured_job
 
 pytestmark = pytest.mark.django_db
 
@@ -164,14 +165,13 @@ def test_quote_before_launch(tenant_a, api_for, dataset, tiny_bert):
     assert more["estimated_seconds"] > q["estimated_seconds"]  # twice the epochs, more time
     bad = api.post("/api/v1/jobs/quote", {**body, "hyperparameters": {"epochs": 0}}, format="json")
     assert bad.status_code == 400 and "hyperparameters.epochs" in bad.json()["error"]["fields"]
-    # Once a job has run on this device class, its measured throughput is the basis.
-    type(tiny_bert).objects.filter(pk=tiny_bert.pk).update(parameter_count=100_000)
-    Job.objects.create(organization=tenant_a.organization, kind=JobKind.FINETUNE, state=JobState.SUCCEEDED,
-                       dataset_version=dataset.latest_version, base_model=tiny_bert, device_class="cpu",
-                       finished_at=timezone.now(), labels=["a", "b"], result={"examples_per_second": 50.0})
+    # Once a job of its method has run on this device class, what it measured is the basis (tests/billing/test_quotes.py).
+    tiny_bert.refresh_from_db()
+    measured_job(tenant_a.organization, dataset.latest_version, tiny_bert, tokens_per_second=50.0)
     PlanRate.objects.filter(plan__slug="free", device_class="cpu").update(usd_per_second=Decimal("0.001"))
     measured = api.post("/api/v1/jobs/quote", body, format="json").json()
-    assert "measured on 1 past job" in measured["basis"] and measured["usd_per_second"] == "0.00100000"
+    assert "measured on the last 1 full on cpu" in measured["basis"] and measured["history_jobs"] == 1
+    assert measured["usd_per_second"] == "0.00100000"
 
 
 def test_spend_cap_api_is_for_admins_and_validates(tenant_a, api_for):

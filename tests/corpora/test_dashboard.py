@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -68,3 +70,75 @@ def test_formula_looking_text_is_accepted_with_a_warning_on_the_page(client, ten
     assert response.status_code == 302
     detail = client.get(response["Location"]).content.decode()
     assert "2 cell(s) begin with =, +, -, @" in detail and "prefix them with an apostrophe" in detail
+
+
+# --- refused uploads keep the choices; guessed encodings are shown first; the next step --------
+
+ACCENTED = "text,label\n" + "".join(f"une crème brûlée au café {i},{'sweet' if i % 2 else 'bitter'}\n" for i in range(20))
+
+
+def errors_of(body: str) -> list[str]:
+    return re.findall(r'<p class="error" data-field="[^"]+">(.*?)</p>', body, flags=re.S)
+
+
+def test_a_refused_upload_keeps_the_choices_and_speaks_the_forms_labels(client, tenant_a):
+    client.force_login(tenant_a.owner)
+    chosen = {**form("my-slice.csv"), "name": "Cards", "task": "text_classification", "seed": "7",
+              "label_column": "nope", "encoding": "cp1252", "validation_fraction": "0.2"}
+    page = client.post("/o/acme/datasets", chosen)
+    assert page.status_code == 400
+    body = page.content.decode()
+    assert "You chose <strong>my-slice.csv</strong>; your browser cannot keep it after sending, so choose it again" in body
+    for name, value in [("name", "Cards"), ("seed", "7"), ("label_column", "nope"), ("encoding", "cp1252"),
+                        ("validation_fraction", "0.2")]:
+        assert re.search(rf'<input[^>]*name="{name}"[^>]*value="{re.escape(value)}"', body), name
+    assert '<option value="text_classification" selected>' in body
+    problems = errors_of(body)
+    assert problems and all("_column" not in p and "validation_fraction" not in p for p in problems), problems
+    assert any("(given for label)" in p for p in problems)
+    # A message that names a form field says its label: “Label column”, not label_column.
+    unmapped = client.post("/o/acme/datasets", form("moods.csv", b"text,mood_score\nhello,1\nbye,2\n"),
+                           HTTP_HX_REQUEST="true")
+    body = unmapped.content.decode()
+    assert unmapped.status_code == 400 and "You chose <strong>moods.csv</strong> (still selected)" in body
+    assert 'hx-preserve="true"' in body  # htmx keeps the file input (and its file) across the swap
+    problems = errors_of(body)
+    assert any("Name it with “Label column”." in p for p in problems) and not any("label_column" in p for p in problems)
+    assert DatasetVersion.objects.count() == 0
+
+
+def test_a_guessed_encoding_is_shown_before_the_version_is_kept(client, tenant_a, media_root):
+    client.force_login(tenant_a.owner)
+    held = client.post("/o/acme/datasets", form("desserts.csv", ACCENTED.encode("cp1252")), HTTP_HX_REQUEST="true")
+    assert held.status_code == 200 and DatasetVersion.objects.count() == 0 and stored_files(media_root) == []
+    body = held.content.decode()
+    assert "Check the text before it is kept" in body and "<strong>medium</strong> confidence" in body
+    assert "une crème brûlée au café 0" in body and "Keep this version" in body
+    assert re.search(r'<input[^>]*name="encoding"[^>]*value="cp1252"', body)  # filled in: sending again confirms it
+    kept = client.post("/o/acme/datasets", form("desserts.csv", ACCENTED.encode("cp1252"), encoding="cp1252"))
+    version = DatasetVersion.objects.get()
+    assert kept.status_code == 302 and version.encoding == "cp1252"
+    detail = client.get(kept["Location"]).content.decode()
+    assert "cp1252 (certain confidence, as named)" in detail and "crème brûlée" in detail
+    # "Check first" keeps nothing, whatever the encoding; UTF-8 is not held.
+    checked = client.post("/o/acme/datasets", form("utf8.csv", ACCENTED.encode(), action="check"))
+    assert checked.status_code == 200 and "Checked — nothing was kept" in checked.content.decode()
+    assert "<strong>high</strong> confidence" in checked.content.decode()
+    assert DatasetVersion.objects.count() == 1
+    assert client.post("/o/acme/datasets", form("utf8.csv", ACCENTED.encode())).status_code == 302
+
+
+def test_the_dataset_page_offers_fine_tuning_it_with_the_dataset_preselected(client, tenant_a):
+    client.force_login(tenant_a.owner)
+    client.post("/o/acme/datasets", form("first.csv"))
+    client.post("/o/acme/datasets", form("second.csv"))
+    older = DatasetVersion.objects.get(original_filename="first.csv").dataset  # listed second in the launch form
+    detail = client.get(f"/o/acme/datasets/{older.pk}").content.decode()
+    link = re.search(r'<a class="button" href="([^"]+)" data-testid="fine-tune">Fine-tune this dataset</a>', detail)
+    assert link and link.group(1) == f"/o/acme/jobs?dataset={older.pk}"
+    jobs = client.get(link.group(1)).content.decode()
+    options = re.findall(r'<option value="(\d+)"( selected)?>', jobs.split('name="dataset_id"')[1].split("</select>")[0])
+    assert [pk for pk, selected in options if selected] == [str(older.pk)] and len(options) == 2
+    # The upload form shows "Validating…" while htmx waits (lathe.css) and disables its buttons.
+    page = client.get("/o/acme/datasets").content.decode()
+    assert 'hx-disabled-elt="find fieldset.upload-actions"' in page and 'data-upload-status role="status"' in page

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 
 import pytest
 from safetensors.torch import load_file
 
 from jobs.models import JobState
+from tests.card_runner import check_named_files, code_blocks, run_card
 from tests.celery_worker import celery_worker
 from tests.dashboard.chart_data import chart_data
 
@@ -102,10 +102,10 @@ def test_finetune_distill_prune_quantize(tmp_path, fast_jobs, tenant_a, api_for,
     # The pruned model loads and predicts with its model card's code.
     folder = tmp_path / "pruned"
     card = (folder / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace('folder = "model"', f'folder = "{folder}"')
-    namespace: dict = {}
-    exec(compile(code, "model-card", "exec"), namespace)
-    assert namespace["label"] in pruned.labels
+    check_named_files(card, [p.name for p in folder.iterdir()], {a["name"] for a in client.get(
+        f"/api/v1/jobs/{pruned.pk}/artifacts").json()})
+    assert "## Training hyperparameters (recovery fine-tune)" in card and "| batch_size | 8 | you |" in card
+    assert run_card(code_blocks(card)[0], folder)["label"] in pruned.labels
 
 
 @pytest.mark.parametrize("body, field", [

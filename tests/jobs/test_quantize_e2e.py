@@ -4,14 +4,11 @@ predicts with the code printed in its model card; an unmeetable guard fails the
 job with the reason."""
 from __future__ import annotations
 
-import io
-import re
-import zipfile
-
 import pytest
 
 from jobs import runner
 from jobs.models import Job, JobState
+from tests.card_runner import check_named_files, code_blocks, run_card, unzip
 from tests.celery_worker import celery_worker
 
 from .worker_helpers import job_state, submit, wait_for, worker_env
@@ -44,29 +41,32 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
     assert body["kind"] == "quantize" and body["source_job"] == source_id and body["billed_seconds"] > 0
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
     assert set(report["variants"]) == {"onnx_int8", "torch_int8"}
-    # The recommended variant is the faster of the two, as measured; the headline numbers are its.
-    assert report["primary"] == max(report["variants"], key=lambda n: report["variants"][n]["after"]["throughput_batch32"])
+    # The recommended variant is the faster of the two in every timed pass, or, within the noise, the smaller
+    # download (and the report says so); the headline numbers are its.
+    variants, recommendation = report["variants"], report["recommendation"]
+    assert report["primary"] == recommendation["variant"]
+    fastest = max(variants, key=lambda n: variants[n]["after"]["throughput_batch32"])
+    other = next(n for n in variants if n != fastest)
+    if variants[fastest]["after"]["throughput_batch32_min"] > variants[other]["after"]["throughput_batch32_max"]:
+        assert report["primary"] == fastest and not recommendation["within_noise"]
+    else:
+        assert recommendation["within_noise"] and recommendation["message"].startswith("Within the noise")
+        assert report["primary"] == min(variants, key=lambda n: variants[n]["after"]["size_bytes"])
     assert report["after"] == report["variants"][report["primary"]]["after"]
     torch_int8 = report["variants"]["torch_int8"]["after"]
     assert torch_int8["parameters"] == report["before"]["parameters"]  # the same weights, one byte each
     assert torch_int8["size_bytes"] < report["before"]["size_bytes"]
     assert report["guard"] == {"max_accuracy_drop_points": 100.0, "accuracy_drop_points": report["guard"]["accuracy_drop_points"],
                                "passed": True}
-    folders = {}
-    for artifact, placeholder in (("model.zip", "model"), ("model-onnx-int8.zip", "model-onnx")):
-        archive = b"".join(client.get(f"/api/v1/jobs/{job_id}/artifacts/{artifact}").streaming_content)
-        folders[placeholder] = tmp_path / artifact.removesuffix(".zip")
-        zipfile.ZipFile(io.BytesIO(archive)).extractall(folders[placeholder])
-    card = (folders["model"] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
-    assert len(blocks) == 2  # ONNX (no PyTorch) and PyTorch int8
-    for code in blocks:  # the documented loading code, as a customer runs it
-        placeholder = re.search(r'folder = "([^"]+)"', code).group(1)
-        namespace: dict = {}
-        exec(compile(code.replace(f'folder = "{placeholder}"', f'folder = "{folders[placeholder]}"'), "model-card", "exec"), namespace)
-        assert namespace["label"] in job.labels
-    assert "import torch" not in blocks[0]
-
+    downloads = {a["name"] for a in client.get(f"/api/v1/jobs/{job_id}/artifacts").json()}
+    for artifact in ("model.zip", "model-onnx-int8.zip"):  # each archive's own card, run as a customer runs it
+        folder, members = unzip(b"".join(client.get(f"/api/v1/jobs/{job_id}/artifacts/{artifact}").streaming_content),
+                                tmp_path / artifact.removesuffix(".zip"))
+        card = (folder / "README.md").read_text()
+        check_named_files(card, members, downloads)
+        (code,) = code_blocks(card)
+        assert ("import torch" in code) == (artifact == "model.zip")  # the ONNX one needs no PyTorch
+        assert run_card(code, folder)["label"] in job.labels
 
 def test_unmeetable_guard_fails_the_job_with_the_reason(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):
     """Straight through the runner (no broker needed): the guard's verdict

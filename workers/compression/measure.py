@@ -60,7 +60,9 @@ def measure(model, tokenizer, rows: list[dict], *, task: str, labels: list[str],
             latency_samples: int = 50, threads: int | None = None, repeats: int = 3) -> dict:
     """Every timed pass follows an untimed one over the same inputs: kernels
     built for a new sequence length (oneDNN, onnxruntime) are not counted, and
-    throughput is the median of `repeats` passes, so runs compare fairly."""
+    throughput is the median of `repeats` passes, so runs compare fairly. The
+    passes' min–max is reported with it: two results whose ranges overlap are
+    within the noise of this machine (`faster_beyond_noise`)."""
     if threads:
         torch.set_num_threads(threads)
     model.eval()
@@ -92,6 +94,8 @@ def measure(model, tokenizer, rows: list[dict], *, task: str, labels: list[str],
         "latency_ms_p50": round(statistics.median(latencies), 3),
         "latency_ms_p95": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3),
         "throughput_batch32": round(throughput, 2),
+        "throughput_batch32_min": round(min(passes), 2), "throughput_batch32_max": round(max(passes), 2),
+        "throughput_passes": len(passes),
         **{k: round(v, 5) for k, v in classification_metrics(predictions, [e["labels"] for e in examples], len(labels)).items()},
         "eval_rows": len(examples), "threads": torch.get_num_threads(),
     }
@@ -108,6 +112,20 @@ def compare(before: dict, after: dict) -> dict:
         "nonzero_parameter_ratio": ratio(after["nonzero_parameters"], before["nonzero_parameters"]),
         "latency_speedup_p50": ratio(before["latency_ms_p50"], after["latency_ms_p50"]),
         "throughput_speedup": ratio(after["throughput_batch32"], before["throughput_batch32"]),
+        # The speed-up's spread: the slowest pass after over the fastest before, and the other way round.
+        "throughput_speedup_range": [ratio(after.get("throughput_batch32_min"), before.get("throughput_batch32_max")),
+                                     ratio(after.get("throughput_batch32_max"), before.get("throughput_batch32_min"))],
         "accuracy_change_points": round(100 * (after["accuracy"] - before["accuracy"]), 3),
         "macro_f1_change_points": round(100 * (after["macro_f1"] - before["macro_f1"]), 3),
     }
+
+
+def faster_beyond_noise(a: dict, b: dict) -> bool:
+    """Is `a` faster than `b` in every pass — its slowest pass above `b`'s fastest?"""
+    return a["throughput_batch32_min"] > b["throughput_batch32_max"]
+
+
+def spread(m: dict) -> str:
+    """'412.3 examples/s (398.1–420.7 over 3 passes)'."""
+    return (f"{m['throughput_batch32']} examples/s ({m['throughput_batch32_min']}–{m['throughput_batch32_max']} "
+            f"over {m['throughput_passes']} passes)")

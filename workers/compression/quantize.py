@@ -3,8 +3,10 @@ packed int8 weights with their scale and zero point; never pickle) and loaded
 back exactly with `load_int8`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -13,9 +15,21 @@ QUANT_FILE = "model.int8.safetensors"
 QUANT_CONFIG = "quantization.json"
 
 
+@contextlib.contextmanager
+def deprecation_quiet():
+    """torch 2.13 deprecates torch.ao.quantization and its int8 tensors in favour of
+    torchao, whose CPU int8 is slower than fp32 without torch.compile (docs/compression.md);
+    these two notices only, the same filters the model card's code uses."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
+        yield
+
+
 def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
     model = model.to("cpu").eval()
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with deprecation_quiet():
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _quantized_linears(model):
@@ -55,17 +69,19 @@ def load_int8(folder: str):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_config(config).eval()
-    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     tensors = load_file(os.path.join(folder, QUANT_FILE))
-    modules = dict(model.named_modules())
     with open(os.path.join(folder, QUANT_CONFIG)) as fh:
         layers = json.load(fh)["layers"]
-    for name in layers:
-        q = torch._make_per_tensor_quantized_tensor(tensors.pop(f"{name}.weight.int8"),
-                                                    float(tensors.pop(f"{name}.weight.scale")),
-                                                    int(tensors.pop(f"{name}.weight.zero_point")))
-        modules[name].set_weight_bias(q, tensors.pop(f"{name}.bias", None))
+    with deprecation_quiet():
+        model = quantize_dynamic_int8(AutoModelForSequenceClassification.from_config(config))
+        modules = dict(model.named_modules())
+        for name in layers:
+            # Public API only: the int8 values back to the floats they stand for, quantized again with
+            # the same scale and zero point — exactly the same int8 values.
+            ints = tensors.pop(f"{name}.weight.int8")
+            scale, zero_point = float(tensors.pop(f"{name}.weight.scale")), int(tensors.pop(f"{name}.weight.zero_point"))
+            q = torch.quantize_per_tensor((ints.float() - zero_point) * scale, scale, zero_point, torch.qint8)
+            modules[name].set_weight_bias(q, tensors.pop(f"{name}.bias", None))
     # The rest (embeddings, norms, buffers, the fp32 head if any) are copied in place:
     # quantized modules' load_state_dict expects keys this format does not have.
     for key, value in tensors.items():

@@ -10,64 +10,14 @@ import os
 from dataclasses import dataclass, field
 
 from ..archive import zip_folder
+from ..cards import archive_files
 from ..data import read_jsonl
 from ..reporting import Reporter
 from . import onnx_export, structured
-from .measure import accuracy, compare, measure
+from .cards import compression_card
+from .measure import accuracy, compare, faster_beyond_noise, measure, spread
 from .prune import apply_pruning, search_amount
 from .quantize import quantize_dynamic_int8, save_int8
-
-DENSE_LOADING_CODE = '''import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-folder = "model"  # the unzipped model.zip
-model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
-tokenizer = AutoTokenizer.from_pretrained(folder)
-inputs = tokenizer(["I am still waiting on my card?"], return_tensors="pt")
-with torch.inference_mode():
-    label = model.config.id2label[int(model(**inputs).logits.argmax(-1))]
-'''
-
-ONNX_LOADING_CODE = '''import numpy as np
-import onnxruntime as ort
-from transformers import AutoConfig, AutoTokenizer  # tokenizer only: no PyTorch needed
-
-folder = "model-onnx"  # the unzipped model-onnx-int8.zip
-session = ort.InferenceSession(f"{folder}/model.int8.onnx", providers=["CPUExecutionProvider"])
-tokenizer = AutoTokenizer.from_pretrained(folder)
-id2label = AutoConfig.from_pretrained(folder).id2label
-inputs = tokenizer(["I am still waiting on my card?"], return_tensors="np")
-names = {i.name for i in session.get_inputs()}
-logits = session.run(["logits"], {k: v.astype(np.int64) for k, v in inputs.items() if k in names})[0]
-label = id2label[int(logits.argmax(-1)[0])]
-'''
-
-LOADING_CODE = '''import json
-import torch
-from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-folder = "model"  # the unzipped model.zip
-config = AutoConfig.from_pretrained(folder)
-model = torch.ao.quantization.quantize_dynamic(
-    AutoModelForSequenceClassification.from_config(config).eval(), {torch.nn.Linear}, dtype=torch.qint8)
-tensors = load_file(f"{folder}/model.int8.safetensors")
-modules = dict(model.named_modules())
-for name in json.load(open(f"{folder}/quantization.json"))["layers"]:
-    weight = torch._make_per_tensor_quantized_tensor(
-        tensors.pop(f"{name}.weight.int8"), float(tensors.pop(f"{name}.weight.scale")),
-        int(tensors.pop(f"{name}.weight.zero_point")))
-    modules[name].set_weight_bias(weight, tensors.pop(f"{name}.bias", None))
-with torch.no_grad():
-    for key, value in tensors.items():
-        owner, _, attribute = key.rpartition(".")
-        getattr(model.get_submodule(owner), attribute).copy_(value)
-tokenizer = AutoTokenizer.from_pretrained(folder)
-inputs = tokenizer(["I am still waiting on my card?"], return_tensors="pt")
-with torch.inference_mode():
-    label = model.config.id2label[int(model(**inputs).logits.argmax(-1))]
-'''
-
 
 @dataclass
 class CompressionSpec:
@@ -94,6 +44,7 @@ class CompressionSpec:
     checkpoint_dir: str | None = None
     training: dict = field(default_factory=dict)  # FineTuneSpec fields: epochs, learning_rate, batch_size, …
     onnx: bool = True  # quantize: also an onnxruntime int8 export, when installed
+    card: dict = field(default_factory=dict)  # what the model cards say that the worker cannot know (workers/cards.py)
 
 
 class Stopped(Exception):
@@ -243,13 +194,13 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
         if spec.onnx and onnx_export.available():
             onnx_dir = os.path.join(spec.output_dir, "model-onnx")
             onnx_export.export_int8(fp32, tokenizer, onnx_dir, task=spec.task)  # quantize_dynamic left fp32 as it was
-            onnx_after = measure(onnx_export.OnnxClassifier(onnx_dir, threads=spec.threads), tokenizer, rows,
-                                 saved_folder=onnx_dir, **common)
+            # onnxruntime gets the threads torch has: both variants measured on the same CPU share.
+            onnx_after = measure(onnx_export.OnnxClassifier(onnx_dir, threads=spec.threads or torch.get_num_threads()),
+                                 tokenizer, rows, saved_folder=onnx_dir, **common)
             variants["onnx_int8"] = {"artifact": "model-onnx-int8.zip", "after": onnx_after, "ratios": compare(before, onnx_after)}
             artifacts.append(("model-onnx-int8.zip", onnx_dir, "model"))
-        # The recommended variant is the faster one on this worker, among those within the guard.
-        within = [n for n, v in variants.items() if -v["ratios"]["accuracy_change_points"] <= spec.max_accuracy_drop] or list(variants)
-        extra["primary"] = max(within, key=lambda n: variants[n]["after"]["throughput_batch32"])
+        extra["recommendation"] = recommend(variants, spec.max_accuracy_drop)
+        extra["primary"] = extra["recommendation"]["variant"]
         after = variants[extra["primary"]]["after"]
         extra["variants"] = variants
     elif spec.kind in ("prune", "distill"):
@@ -269,10 +220,17 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
     report = {"kind": spec.kind, **extra, "before": before, "after": after, "ratios": ratios,
               "guard": {"max_accuracy_drop_points": spec.max_accuracy_drop, "accuracy_drop_points": drop,
                         "passed": drop <= spec.max_accuracy_drop}}
-    card = model_card(report)
-    for folder in [spec.output_dir, *(f for _n, f, _k in artifacts)]:
+    trained = spec.kind == "distill" or (spec.kind == "prune" and spec.recovery_epochs)
+    card_context = dict(task=spec.task, max_length=spec.max_length, labels=labels, facts=spec.card,
+                        training=spec.training if trained else None,
+                        train_rows=len(read_jsonl(spec.train_file)) if trained else None)
+    # One card per archive (its own numbers, code and files), and the job's README.md covering every download.
+    for name, folder, _kind in artifacts:
+        files = archive_files(folder)
         with open(os.path.join(folder, "README.md"), "w") as fh:
-            fh.write(card)
+            fh.write(compression_card(report, archive=name, files=files, **card_context))
+    with open(os.path.join(spec.output_dir, "README.md"), "w") as fh:
+        fh.write(compression_card(report, archive=None, files=None, **card_context))
     report_path = os.path.join(spec.output_dir, "compression_report.json")
     with open(report_path, "w") as fh:
         json.dump(report, fh, indent=1)
@@ -286,79 +244,29 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
     return report
 
 
-TITLES = {
-    "quantize": ("int8 quantization", "the Linear layers quantized to int8 (dynamic activations)", "int8"),
-    "prune": ("pruning", "pruned", "pruned"),
-    "distill": ("distillation", "a smaller student trained on the teacher's softened logits and the labels", "student"),
-}
-PRUNE_WHAT = {
-    "magnitude": "the smallest-magnitude encoder Linear weights set to zero (global, unstructured)",
-    "heads": "the least important attention heads zeroed (ranked across layers)",
-    "neurons": "the least important feed-forward neurons removed from every layer",
-    "layers": "whole encoder layers removed (the ones whose loss cost the least accuracy)",
-}
+def recommend(variants: dict, max_drop: float) -> dict:
+    """The int8 download to recommend, and why. Among the variants within the
+    guard (all of them if none is): the faster, when it is faster in every timed
+    pass; when the passes overlap neither is faster on this worker, and the
+    report says so, recommending the smaller download."""
+    within = [n for n, v in variants.items() if -v["ratios"]["accuracy_change_points"] <= max_drop] or list(variants)
+    ranked = sorted(within, key=lambda n: -variants[n]["after"]["throughput_batch32"])
+    best = ranked[0]
 
+    def named(n):
+        return f"{variants[n]['artifact']} {spread(variants[n]['after'])}"
 
-def _details(report: dict) -> str:
-    lines = []
-    pruning = report.get("pruning")
-    if pruning:
-        lines.append(f"Removed {pruning['amount']:.1%} ({pruning['method']}); zero share of the encoder's Linear weights "
-                     f"{pruning['sparsity']:.1%}.")
-        if pruning["method"] == "layers":
-            lines.append(f"Layers kept: {pruning['layers_kept']} of {pruning['layers_before']}.")
-        if pruning["method"] == "neurons":
-            lines.append(f"Feed-forward width {pruning['intermediate_size_before']} → {pruning['intermediate_size_after']}.")
-    if report.get("search"):
-        points = ", ".join(f"{p['amount']:.0%}: {p['accuracy_drop_points']:+.2f} pts" for p in report["search"]["curve"])
-        lines.append(f"Searched for the largest amount within the guard (one-shot accuracy drop per amount: {points}).")
-    if report.get("recovery"):
-        lines.append(f"Recovery fine-tune: {report['recovery']['epochs']} epoch(s), zeros kept; one-shot accuracy was "
-                     f"{report['recovery']['accuracy_one_shot']}.")
-    distillation = report.get("distillation")
-    if distillation:
-        student = (f"{distillation['student_layers']} of the teacher's {distillation['teacher_layers']} layers "
-                   f"({distillation['layers_kept']})" if distillation["student"] == "teacher layers"
-                   else distillation["student_model"])
-        lines.append(f"Student: {student}; temperature {distillation['temperature']}, alpha {distillation['alpha']}.")
-    for name, variant in (report.get("variants") or {}).items():
-        v = variant["after"]
-        lines.append(f"Variant `{variant['artifact']}` ({name.replace('_', ' ')}): {v['throughput_batch32']} examples/s, "
-                     f"accuracy {v['accuracy']}, size {v['size_bytes']} bytes.")
-    return "\n".join(f"- {line}" for line in lines)
-
-
-def model_card(report: dict) -> str:
-    b, a, r = report["before"], report["after"], report["ratios"]
-    title, what, after_label = TITLES[report["kind"]]
-    if report["kind"] == "prune":
-        what = PRUNE_WHAT[report["pruning"]["method"]]
-    rows = "\n".join(f"| {label} | {b[key]} | {a[key]} |" for label, key in [
-        ("size on disk (bytes)", "size_bytes"), ("parameters (non-zero)", "nonzero_parameters"),
-        ("latency p50, batch 1 (ms)", "latency_ms_p50"), ("latency p95, batch 1 (ms)", "latency_ms_p95"),
-        ("throughput, batch 32 (examples/s)", "throughput_batch32"), ("accuracy", "accuracy"), ("macro-F1", "macro_f1")])
-    guard = report["guard"]
-    if report["kind"] == "quantize":
-        use = f"### PyTorch int8 (`model.zip`; needs torch, safetensors and transformers)\n\n```python\n{LOADING_CODE}```\n"
-        if "onnx_int8" in report.get("variants", {}):
-            use = (f"### ONNX int8 (`model-onnx-int8.zip`; needs onnxruntime and a tokenizer, no PyTorch)\n\n"
-                   f"```python\n{ONNX_LOADING_CODE}```\n\n" + use)
-    else:
-        use = f"Needs torch, safetensors and transformers.\n\n```python\n{DENSE_LOADING_CODE}```\n"
-    return f"""# {title[0].upper() + title[1:]}
-
-{what[0].upper() + what[1:]}, measured by one harness on the same CPU
-({b['threads']} threads, {b['eval_rows']} evaluation rows).
-
-{_details(report)}
-
-| | before | after ({after_label}) |
-| --- | --- | --- |
-{rows}
-
-Size ×{r['size_ratio']}, throughput ×{r['throughput_speedup']}, accuracy change {r['accuracy_change_points']:+} points.
-Accuracy guard: at most {guard['max_accuracy_drop_points']} points lost — **{'passed' if guard['passed'] else 'failed'}**.
-
-## Use (CPU)
-
-{use}"""
+    if len(ranked) == 1:
+        return {"variant": best, "within_noise": False,
+                "message": f"{variants[best]['artifact']} is the only variant within the accuracy guard."}
+    tied = [n for n in ranked[1:] if not faster_beyond_noise(variants[best]["after"], variants[n]["after"])]
+    if not tied:
+        return {"variant": best, "within_noise": False,
+                "message": f"Recommended: {variants[best]['artifact']}, faster on this worker in every pass: "
+                           f"{named(best)} against {named(ranked[1])}."}
+    pool = [best, *tied]
+    choice = min(pool, key=lambda n: variants[n]["after"]["size_bytes"] or 0)
+    return {"variant": choice, "within_noise": True,
+            "message": f"Within the noise: {' and '.join(named(n) for n in pool)} overlap, so neither is faster on this "
+                       f"worker; recommended: {variants[choice]['artifact']}, the smaller download "
+                       f"({variants[choice]['after']['size_bytes']} bytes)."}

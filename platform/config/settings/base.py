@@ -240,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "tenancy.models.Role",
         "JobKindEnum": "jobs.models.JobKind",
         "PlanKindEnum": "billing.models.PlanKind",
+        "EncodingConfidenceEnum": "corpora.parsing.CONFIDENCE_LEVELS",
     },
 }
 
@@ -329,6 +330,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 LATHE_DEFAULT_QUEUE = env.str("LATHE_DEFAULT_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
 LATHE_MAX_CONCURRENT_JOBS = env.int("LATHE_MAX_CONCURRENT_JOBS", default=16)  # ceiling; plans set theirs
 LATHE_JOB_MAX_ATTEMPTS = env.int("LATHE_JOB_MAX_ATTEMPTS", default=3)
+# Workers per job queue, for queued jobs' ETAs, e.g. "default=2,gpu=4"; a queue
+# not named counts as many workers as it runs jobs now (at least one).
+LATHE_QUEUE_CONCURRENCY = {queue: int(n) for queue, n in env.dict("LATHE_QUEUE_CONCURRENCY", default={}).items()}
 # A worker heartbeats every HEARTBEAT seconds; a job whose lease (LEASE seconds
 # past its last heartbeat) expired is re-queued by the reaper.
 LATHE_JOB_LEASE_SECONDS = env.int("LATHE_JOB_LEASE_SECONDS", default=60)

@@ -1,0 +1,64 @@
+"""Recorded history for the estimator: finished jobs whose result carries what
+their attempt measured (`throughput`, as jobs.runner records it at job end).
+Estimates are fed these rows; no test measures wall time."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from jobs.models import Job, JobKind, JobState
+from tests.tiny_model import SLICE
+
+
+def measured_job(organization, version, base_model, *, method: str = "full", device_class: str = "cpu",
+                 tokens_per_second: float, parameters: int | None = None, tokens: int = 100_000, startup: float = 10.0,
+                 age_minutes: float = 0, kind: str = JobKind.FINETUNE, queue: str = "default") -> Job:
+    """A succeeded job that processed `tokens` at `tokens_per_second` plus `startup` seconds."""
+    parameters = parameters or base_model.parameter_count or 110_000_000
+    work = tokens / tokens_per_second
+    finished = timezone.now() - timedelta(minutes=age_minutes)
+    return Job.objects.create(
+        organization=organization, kind=kind, state=JobState.SUCCEEDED, dataset_version=version, base_model=base_model,
+        method=method if kind == JobKind.FINETUNE else "full", device_class=device_class, queue=queue, labels=["a", "b"],
+        spec={"prune_method": method} if kind == JobKind.PRUNE else {},
+        started_at=finished - timedelta(seconds=work + startup), finished_at=finished,
+        result={"throughput": {"method": method, "device_class": device_class, "parameters": parameters,
+                               "tokens": tokens, "work_seconds": round(work, 3), "seconds": round(work + startup, 3)}})
+
+
+def tokenized_dataset(tenant, base_model, *, labels: int = 4):
+    """The BANKING77 slice uploaded with `base_model` chosen, so its report's
+    lengths are in that model's tokens."""
+    from corpora.services import dataset_upload
+    from tenancy.actors import Actor
+
+    rows = list(csv.DictReader(SLICE.open(encoding="utf-8")))
+    keep = sorted({r["category"] for r in rows})[:labels]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["text", "category"])
+    for r in rows:
+        if r["category"] in keep:
+            writer.writerow([r["text"], r["category"]])
+    version = dataset_upload(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
+                             uploaded=SimpleUploadedFile("slice.csv", out.getvalue().encode()), base_model=base_model,
+                             validation_fraction=0.2)
+    return version
+
+
+def row_lengths(version, base_model, *, splits=("train", "validation")) -> list[int]:
+    """Each row's real token count (special tokens included, untruncated), as the worker's tokenizer sees it."""
+    import json
+
+    from django.core.files.storage import default_storage
+
+    tokenizer = base_model.load_tokenizer()
+    texts = []
+    for name in (getattr(version, f"{split}_file") for split in splits):
+        with default_storage.open(name, "rb") as fh:
+            texts += [json.loads(line)["text"] for line in fh.read().decode().splitlines() if line.strip()]
+    return [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
