@@ -47,12 +47,12 @@ PRUNE_SEARCH_PROBES = 6  # sparsity "auto": bisection probes of one evaluation p
 ETA_QUEUE_LIMIT = 500  # jobs ahead read for a queued job's ETA
 
 # Token·parameters per second until a device class has history for a method.
-# Full fine-tune on CPU, measured here: MiniLM-L6 (22.7 M parameters) on BANKING77
-# at ~120 rows/s of ~16 tokens on 2 cores (docs/jobs.md) ≈ 4.4e10; ~700 rows/s on
-# an H100 ≈ 2.5e11. LoRA skips the frozen weights' gradients and their optimizer
-# state: about 1.2× full's tokens/s, never slower (docs/billing.md).
-DEFAULT_RATE = {"cpu": 4.4e10, "gpu": 2.5e11}
-DEFAULT_METHOD_FACTOR = {"lora": 1.2}
+# Full fine-tune on CPU, measured here (bench/lora_vs_full.py, 2 cores, bf16, quiet):
+# MiniLM-L6 (22.7 M parameters) at ~1,440 tokens/s ≈ 3.3e10; on a GPU, ~700 BANKING77
+# rows/s of ~16 tokens on an H100 ≈ 2.5e11 (not measured by this benchmark). LoRA skips
+# the frozen weights' gradients and optimizer state: 1.5–1.7× full's tokens/s here.
+DEFAULT_RATE = {"cpu": 3.3e10, "gpu": 2.5e11}
+DEFAULT_METHOD_FACTOR = {"lora": 1.5}
 
 
 def device_family(device_class: str) -> str:
