@@ -9,6 +9,7 @@ import re
 import time
 from datetime import datetime, timezone as dt_timezone
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -102,24 +103,23 @@ def check_event(event) -> None:
 
 def receive(event: dict) -> tuple[StripeEvent, bool]:
     """Store the event (unique id); (row, created). Processing is queued on commit."""
-    from .tasks import process_stripe_event
-
     try:
         with transaction.atomic():
             row = StripeEvent.objects.create(
                 stripe_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")), payload=event,
                 created=datetime.fromtimestamp(event.get("created") or int(time.time()), tz=dt_timezone.utc))
-            transaction.on_commit(lambda: _ring(process_stripe_event, row.pk))
+            transaction.on_commit(lambda: _ring(row.pk))
     except IntegrityError:  # delivered again (or concurrently): the first copy is the one processed
         return StripeEvent.objects.get(stripe_id=event["id"]), False
     return row, True
 
 
-def _ring(task, pk: int) -> None:
+def _ring(pk: int) -> None:
     """Queue the processing; a broker hiccup must not turn Stripe's delivery into
-    a 500 (the event is stored; the sweeper processes it)."""
+    a 500 (the event is stored; the sweeper processes it). Rung by the task's
+    name: the thin task imports this module, never the reverse."""
     try:
-        task.delay(pk)
+        current_app.send_task("billing.tasks.process_stripe_event", args=[pk])
     except Exception:
         logger.exception("Could not queue Stripe event %s; the sweeper will process it", pk)
 

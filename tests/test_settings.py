@@ -12,10 +12,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBE = (
     "import json, manage; manage.bootstrap_paths(); import django; django.setup(); "
-    "from django.conf import settings as s; "
+    "from django.conf import settings as s; from billing import gateway; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
     " 'media': str(s.MEDIA_ROOT), 'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['BACKEND'],"
-    " 'email': s.EMAIL_BACKEND, 'stripe': s.STRIPE_ENABLED, 'var': str(s.VAR_DIR),"
+    " 'email': s.EMAIL_BACKEND, 'stripe': gateway.enabled(), 'var': str(s.VAR_DIR),"
     " 'storage': s.STORAGES['default']['BACKEND'], 'storage_options': s.STORAGES['default'].get('OPTIONS', {}),"
     " 'site_url': s.SITE_URL}))"
 )
@@ -45,6 +45,29 @@ def test_embedded_default_needs_no_services(tmp_path):
     assert values["email"] == "django.core.mail.backends.console.EmailBackend"
     assert values["stripe"] is False
     assert values["storage"] == "django.core.files.storage.FileSystemStorage"
+
+
+def test_importing_settings_creates_no_folder_and_start_up_creates_them(tmp_path):
+    """Settings are read, not acted on: importing them leaves a fresh LATHE_VAR_DIR
+    absent. django.setup() (every process's start-up: web, manage.py, Celery
+    worker and beat) creates var/, the static root and the embedded broker's folders."""
+    var = tmp_path / "fresh-var"
+    code = (
+        "import json, manage; manage.bootstrap_paths(); from pathlib import Path; "
+        f"var = Path({str(var)!r}); "
+        "import config.settings.dev; after_import = var.exists(); "
+        "import django; django.setup(); from django.conf import settings as s; "
+        "options = s.CELERY_BROKER_TRANSPORT_OPTIONS; "
+        "print(json.dumps({'after_import': after_import, 'started': {str(p): Path(p).is_dir() for p in ("
+        "s.VAR_DIR, s.STATIC_ROOT, options['data_folder_in'], options['control_folder'], "
+        "s.CELERY_RESULT_BACKEND.removeprefix('file://'))}}))"
+    )
+    result = run_manage(None, {"LATHE_VAR_DIR": str(var)}, "config.settings.dev", code=code)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values["after_import"] is False, "importing settings created LATHE_VAR_DIR"
+    assert values["started"] and all(values["started"].values()), values["started"]
+    assert all(path.startswith(str(var)) for path in values["started"])
 
 
 def test_links_follow_the_port_make_up_serves_on(tmp_path):
@@ -111,3 +134,23 @@ def test_production_refuses_to_start_without_its_secret():
     result = run_manage(["check"], env, "config.settings.prod")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_one_beat_schedule_declared_once():
+    """The schedule is one literal in one place: no settings module assigns it
+    twice, extends it (`.update`, `|=`, item assignment) or redefines it."""
+    import ast
+
+    places = []
+    for path in sorted((REPO_ROOT / "platform" / "config" / "settings").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            for target in targets:
+                base = target.value if isinstance(target, ast.Subscript) else target
+                if isinstance(base, ast.Name) and base.id == "CELERY_BEAT_SCHEDULE":
+                    places.append(f"{path.name}:{node.lineno}")
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "CELERY_BEAT_SCHEDULE"):
+                places.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert len(places) == 1 and places[0].startswith("base.py:"), places

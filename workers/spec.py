@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .kinds import DistillOptions, FineTuneHyperparameters, default_of
 
-@dataclass
-class FineTuneSpec:
+
+@dataclass(kw_only=True)
+class FineTuneSpec(FineTuneHyperparameters):
+    """The hyperparameters (epochs … seed: their types, bounds and defaults)
+    are declared once, in workers/kinds.py; the rest is the worker's."""
+
     task: str  # text_classification | text_pair_classification
     base_model_path: str
     train_file: str  # normalized JSONL (the dataset version's)
@@ -15,21 +20,8 @@ class FineTuneSpec:
     output_dir: str
     checkpoint_dir: str
     method: str = "full"  # full | lora
-    epochs: int = 3
-    learning_rate: float = 5e-5
-    batch_size: int = 32
     eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    max_length: int = 128
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
-    early_stopping_patience: int | None = 2
     metric_for_best: str = "accuracy"  # accuracy | macro_f1
-    seed: int = 13
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     checkpoint_every_steps: int = 200
@@ -41,8 +33,8 @@ class FineTuneSpec:
     # Distillation: soft targets from this model's logits (computed once, before
     # training), loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE.
     teacher_model_path: str | None = None
-    distill_temperature: float = 2.0
-    distill_alpha: float = 0.5
+    distill_temperature: float = default_of(DistillOptions, "temperature")
+    distill_alpha: float = default_of(DistillOptions, "alpha")
     # What the model card says that the worker cannot know (platform/jobs/cards.py):
     # {"base_model": {"name", "hub_id", "package", "license"}, "user_set": [names], "dataset": {...}}.
     card: dict = field(default_factory=dict)

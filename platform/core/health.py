@@ -28,10 +28,10 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    from config.celery_app import app
+    from celery import current_app  # the project's app (config.celery_app); apps never import config
 
     try:
-        with app.connection_for_write() as conn:
+        with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"

@@ -1,3 +1,4 @@
+import dataclasses
 import re
 from decimal import Decimal
 
@@ -7,6 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from accounts.models import ApiKeyScope
 from core.errors import ApplicationError
 from tenancy.models import Role
+from workers import kinds
 
 
 def apply_application_error(form: forms.Form, error: ApplicationError) -> None:
@@ -158,27 +160,42 @@ _API_NAMES = re.compile(r"\b(?:" + "|".join(sorted((n for n in DatasetUploadForm
                                                       reverse=True)) + r")\b")
 
 
+def declared_field(f, *, blank_means: str = "auto") -> forms.Field:
+    """A form field for one declared option (workers/kinds.py): its type, bounds
+    (with the API's message), label and help; blank means `blank_means`."""
+    meta = f.metadata
+    field_class = forms.IntegerField if meta["type"] is int else forms.FloatField
+    bounds = f"must be between {meta['min']} and {meta['max']}"
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    help_text = meta["help"] + (". LoRA only" if meta["methods"] == ("lora",) else "") + f"; blank = {blank_means}"
+    return field_class(required=False, label=meta["label"] or f.name.replace("_", " ").capitalize(), help_text=help_text,
+                       min_value=meta["min"], max_value=meta["max"],
+                       error_messages={"min_value": bounds, "max_value": bounds},
+                       widget=field_class.widget(attrs={"placeholder": "auto" if meta["auto"] or default is None
+                                                        else f"auto ({default})"}))
+
+
 class JobLaunchForm(forms.Form):
-    """The launch form: every hyperparameter left blank means 'auto'."""
+    """The launch form: every hyperparameter left blank means 'auto'. The
+    hyperparameter fields are generated from their declaration (workers/kinds.py)."""
 
     dataset_id = forms.TypedChoiceField(label="Dataset", coerce=int)
     base_model = forms.ChoiceField(label="Base model")
     method = forms.ChoiceField(label="Method", choices=[("full", "Full fine-tune"), ("lora", "LoRA")])
     name = forms.CharField(label="Name", required=False, max_length=1000)
-    epochs = forms.IntegerField(required=False, help_text="blank = auto")
-    learning_rate = forms.FloatField(required=False, help_text="blank = auto")
-    batch_size = forms.IntegerField(required=False, help_text="blank = auto")
-    max_length = forms.IntegerField(required=False, help_text="blank = auto (from the dataset's p95 length)")
-    early_stopping_patience = forms.IntegerField(required=False, help_text="blank = auto")
-    lora_r = forms.IntegerField(label="LoRA rank", required=False, help_text="LoRA only; blank = auto")
-    seed = forms.IntegerField(required=False, help_text="blank = auto")
     max_cost = forms.DecimalField(label="Budget (USD)", required=False, min_value=Decimal("0.01"), decimal_places=4,
                                   help_text="optional: the job stops there and keeps its best checkpoint")
 
+    # The hyperparameters the form offers (the API takes every declared one).
     HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "max_length", "early_stopping_patience", "lora_r", "seed")
 
     def __init__(self, *args, datasets=(), base_models=(), **kwargs):
         super().__init__(*args, **kwargs)
+        declared = kinds.options_of(kinds.FineTuneHyperparameters)
+        max_cost = self.fields.pop("max_cost")
+        for name in self.HYPERPARAMETERS:
+            self.fields[name] = declared_field(declared[name])
+        self.fields["max_cost"] = max_cost
         self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
         self.fields["base_model"].choices = [(m.slug, m.name) for m in base_models]
 

@@ -14,6 +14,7 @@ from jobs.downloads import artifact_response
 from jobs.estimates import Estimator
 from jobs.models import JobKind, JobState
 from jobs.serializers import JobListQuerySerializer
+from workers import kinds
 
 from .forms import JobLaunchForm, apply_application_error
 from .views import OrganizationPageMixin
@@ -197,16 +198,20 @@ class JobArtifactDownloadView(OrganizationPageMixin, View):
 class CompressMixin(OrganizationPageMixin):
     """The 'Compress this model' form, for a job's model and an uploaded one."""
 
-    NUMBERS = {"max_accuracy_drop": float, "sparsity": float, "recovery_epochs": int, "student_layers": int,
-               "temperature": float, "alpha": float, "epochs": int, "dataset_id": int}
-    PER_KIND = {"prune": ("sparsity", "recovery_epochs"), "distill": ("student_layers", "temperature", "alpha")}
+    # The numbers the form posts: every compression kind's declared options (workers/kinds.py), and distill's epochs.
+    NUMBERS = {"max_accuracy_drop": float,
+               **{name: kinds.compression_option(name).metadata["type"] for name in services.numeric_options()},
+               "epochs": int, "dataset_id": int}
+    AUTO = {name for name in services.numeric_options() if kinds.compression_option(name).metadata["auto"]}  # sparsity
+    PER_KIND = {kind: tuple(n for n in services.numeric_options() if n in kinds.options_of(kinds.KINDS[kind]))
+                for kind in kinds.COMPRESSION_KINDS}
 
     def compress(self, request, *, back, source_job_id=None, source_model_id=None):
         kind = request.POST.get("kind", "quantize")
         values = {}
         for name, cast in self.NUMBERS.items():
             raw = (request.POST.get(name) or "").strip()
-            if not raw or (name == "sparsity" and raw == "auto"):
+            if not raw or (raw == "auto" and name in self.AUTO):
                 values[name] = raw or None
                 continue
             try:
@@ -220,7 +225,7 @@ class CompressMixin(OrganizationPageMixin):
         created, error = self.attempt(request, lambda: services.compression_submit(
             organization=self.organization, actor=self.actor, kind=kind, source_job_id=source_job_id,
             source_model_id=source_model_id, dataset_id=values["dataset_id"], name=request.POST.get("name") or "",
-            max_accuracy_drop=values["max_accuracy_drop"] if values["max_accuracy_drop"] is not None else 1.0,
+            max_accuracy_drop=values["max_accuracy_drop"],  # None: the declared default
             prune_method=request.POST.get("prune_method") if kind == "prune" else None, options=options,
             student_base_model=(request.POST.get("student_base_model") or None) if kind == "distill" else None,
             hyperparameters_in={"epochs": values["epochs"]} if kind == "distill" and values["epochs"] else None))

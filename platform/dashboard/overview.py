@@ -3,12 +3,17 @@ recent jobs, spend this period against the included compute and the cap), and
 for a new organization the next step (upload a dataset → launch a job → compare)."""
 from __future__ import annotations
 
+from django.views import View
+
+from accounts import selectors as account_selectors
 from billing import selectors as billing_selectors
 from corpora.selectors import dataset_list
 from jobs import selectors as job_selectors
 from jobs.models import JobState
+from tenancy import selectors as tenancy_selectors
 
 from .billing import usage_meters
+from .views import OrganizationPageMixin
 
 ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 RECENT_SHOWN = 5
@@ -44,3 +49,14 @@ def overview_context(*, organization) -> dict:
         upcoming["next"] = True
     return {"active_jobs": active, "recent_jobs": recent, "usage": usage, **usage_meters(usage),
             "steps": steps, "getting_started": upcoming is not None}
+
+
+class OverviewView(OrganizationPageMixin, View):
+    section = "overview"
+
+    def get(self, request, slug):
+        return self.render_page(request, "dashboard/overview.html", {
+            **overview_context(organization=self.organization),
+            "member_count": tenancy_selectors.membership_list(organization=self.organization).count(),
+            "active_key_count": account_selectors.api_key_list(organization=self.organization, include_revoked=False).count(),
+        })

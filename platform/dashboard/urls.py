@@ -3,7 +3,7 @@ from django.urls import include, path
 
 import core.converters  # noqa: F401  (registers <id:…>: bounded ids)
 
-from . import billing, datasets, jobs, uploaded_models, views
+from . import billing, datasets, jobs, overview, uploaded_models, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
@@ -23,7 +23,7 @@ dashboard_patterns = [
     path("invitations/<str:token>", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     # Organization pages: every one of these takes the slug and is covered by
     # the tenant-isolation harness.
-    path("o/<slug:slug>/", views.OverviewView.as_view(), name="overview"),
+    path("o/<slug:slug>/", overview.OverviewView.as_view(), name="overview"),
     path("o/<slug:slug>/settings", views.SettingsView.as_view(), name="settings"),
     path("o/<slug:slug>/members", views.MembersView.as_view(), name="members"),
     path("o/<slug:slug>/members/<id:membership_id>/role", views.MemberRoleView.as_view(), name="member-role"),

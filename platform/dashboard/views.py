@@ -153,19 +153,6 @@ class OrganizationPageMixin(LoginRequiredMixin):
         return None
 
 
-class OverviewView(OrganizationPageMixin, View):
-    section = "overview"
-
-    def get(self, request, slug):
-        from .overview import overview_context
-
-        return self.render_page(request, "dashboard/overview.html", {
-            **overview_context(organization=self.organization),
-            "member_count": tenancy_selectors.membership_list(organization=self.organization).count(),
-            "active_key_count": account_selectors.api_key_list(organization=self.organization, include_revoked=False).count(),
-        })
-
-
 class SettingsView(OrganizationPageMixin, View):
     section = "settings"
     template = "dashboard/settings.html"

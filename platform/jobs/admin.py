@@ -90,7 +90,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def queues_view(self, request):
         """Queue depths from the database, and the workers online (Celery inspect)."""
-        from config.celery_app import app
+        from celery import current_app as app  # the project's app; apps never import config
 
         depths = list(Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).values("queue", "state")
                       .annotate(n=Count("id")).order_by("queue", "state"))

@@ -77,9 +77,9 @@ def submit_from_request(view, request, *, dry_run: bool = False):
     return services.compression_submit(
         organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
         source_model_id=data.get("source_model_id"),
-        max_accuracy_drop=data["max_accuracy_drop"], dataset_id=data.get("dataset_id"),
+        max_accuracy_drop=data.get("max_accuracy_drop"), dataset_id=data.get("dataset_id"),
         dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
-        options={k: data[k] for k in services.COMPRESSION_OPTIONS if k in data},
+        options={k: data[k] for k in services.numeric_options() if k in data},
         student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
         max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run)
 

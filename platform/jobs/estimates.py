@@ -30,6 +30,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from workers.kinds import FineTuneHyperparameters, default_of
+
 from .models import Job, JobKind, JobState
 
 WORDS_TO_TOKENS = 1.3  # a report counted in words (no tokenizer chosen at upload)
@@ -59,9 +61,11 @@ def device_family(device_class: str) -> str:
     return "gpu" if device_class.startswith(("nvidia-", "cuda")) else "cpu"
 
 
-def model_max_length(job: Job) -> int:
+def trained_max_length(job: Job | None) -> int | None:
     """The token limit the model in a chain was trained with (its fine-tune's,
-    unless a later training phase set one)."""
+    unless a later training phase set one; an uploaded model's own): the one
+    rule for submission (a compression's training phase) and measurement.
+    None when no job of the chain says."""
     while job is not None:
         length = job.spec.get("max_length") or job.spec.get("training", {}).get("max_length")
         if length:
@@ -69,7 +73,12 @@ def model_max_length(job: Job) -> int:
         if job.source_model_id:
             return job.source_model.max_length
         job = job.source_job
-    return 128
+    return None
+
+
+def model_max_length(job: Job) -> int:
+    """trained_max_length, else the workers' default."""
+    return trained_max_length(job) or default_of(FineTuneHyperparameters, "max_length")
 
 
 def method_of(job: Job) -> str:

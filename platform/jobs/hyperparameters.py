@@ -6,23 +6,13 @@ import math
 
 from core.errors import ApplicationError
 
-# name: (type, minimum, maximum)
-BOUNDS = {
-    "epochs": (int, 1, 50),
-    "learning_rate": (float, 1e-7, 1e-1),
-    "batch_size": (int, 1, 512),
-    "gradient_accumulation_steps": (int, 1, 64),
-    "max_length": (int, 8, 512),
-    "warmup_ratio": (float, 0.0, 0.5),
-    "weight_decay": (float, 0.0, 1.0),
-    "lora_r": (int, 1, 256),
-    "lora_alpha": (int, 1, 1024),
-    "lora_dropout": (float, 0.0, 0.9),
-    "early_stopping_patience": (int, 0, 20),
-    "seed": (int, 0, 2**31 - 1),
-}
-LIST_FIELDS = {"lora_targets"}
-LORA_ONLY = {"lora_r", "lora_alpha", "lora_dropout", "lora_targets"}
+from workers.kinds import FineTuneHyperparameters, defaults, options_of
+
+DECLARATION = FineTuneHyperparameters  # types, bounds, help and defaults: workers/kinds.py
+
+
+def lora_only() -> set[str]:
+    return {name for name, f in options_of(DECLARATION).items() if f.metadata["methods"] == ("lora",)}
 
 
 def _invalid(name: str, message: str) -> ApplicationError:
@@ -58,20 +48,21 @@ def check(raw: dict | None) -> dict:
     if not isinstance(raw, dict):
         raise _invalid("*", "hyperparameters must be an object")
     out = {}
+    declared = options_of(DECLARATION)
     for name, value in raw.items():
-        if name not in BOUNDS and name not in LIST_FIELDS:
-            known = ", ".join(sorted([*BOUNDS, *LIST_FIELDS]))
-            raise _invalid(name, f"unknown hyperparameter; known: {known}")
+        if name not in declared:
+            raise _invalid(name, f"unknown hyperparameter; known: {', '.join(sorted(declared))}")
         if value == "auto" or value is None:
             out[name] = "auto"
             continue
-        if name in LIST_FIELDS:
+        meta = declared[name].metadata
+        if meta["type"] is list:
             if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.isidentifier() for v in value):
                 raise _invalid(name, "a non-empty list of module names, e.g. [\"query\", \"value\"]")
             out[name] = value
             continue
-        kind, low, high = BOUNDS[name]
-        problem = number_problem(value, kind=kind, low=low, high=high, hint=' or "auto"')
+        kind = meta["type"]
+        problem = number_problem(value, kind=kind, low=meta["min"], high=meta["max"], hint=' or "auto"')
         if problem:
             raise _invalid(name, problem)
         out[name] = kind(value)
@@ -85,27 +76,22 @@ def resolve(requested: dict, *, method: str, version, base_model) -> dict:
     params = base_model.parameter_count or 110_000_000
     lengths = version.report.get("lengths", {})
     p95 = lengths.get("p95") if lengths.get("unit") == "tokens" else None
-    auto = {
+    # The declared defaults, then what is computed from the data for the fields declared `auto`.
+    auto = defaults(DECLARATION)
+    auto.update({
         # Few examples per label need more passes (BANKING77, 117 per label: 8 epochs
         # reached 93.7% where 3 reached 82.5%); early stopping ends flat runs sooner.
         "epochs": 8 if rows < 2_000 or rows / labels < 500 else 3 if rows < 50_000 else 2,
         # Small encoders take larger steps (MiniLM-L6 on BANKING77: see docs/jobs.md).
         "learning_rate": (5e-4 if params < 50_000_000 else 3e-4) if method == "lora"
         else 2e-4 if params < 50_000_000 else 5e-5 if params < 200_000_000 else 2e-5,
-        "batch_size": 32,
-        "gradient_accumulation_steps": 1,
         # Enough for 95% of rows without truncation, on a multiple of 8.
         "max_length": min(base_model.default_max_length, max(16, ((int(p95 * 1.25) + 7) // 8) * 8)) if p95 else base_model.default_max_length,
-        "warmup_ratio": 0.06,
-        "weight_decay": 0.01,
-        "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "lora_targets": ["query", "value"],
-        "early_stopping_patience": 2,
-        "seed": 13,
-    }
+    })
     # The catalog's per-model defaults come before the heuristics above.
     auto.update({k: v for k, v in (base_model.default_hyperparameters or {}).items() if k in auto})
     resolved = {name: (auto[name] if requested.get(name, "auto") == "auto" else requested[name]) for name in auto}
     if method != "lora":
-        for name in LORA_ONLY:
+        for name in lora_only():
             resolved.pop(name)
     return resolved

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from workers.devices import device_class as detect_device_class
 from workers.finetune import run_finetune
+from workers.kinds import strict
 from workers.spec import FineTuneSpec
 
 from . import estimates, services
@@ -273,13 +274,14 @@ def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
 
 def build_spec(job: Job, folder: Path) -> FineTuneSpec:
     train_file, validation_file = fetch_dataset(job, folder)
-    return FineTuneSpec(
+    # Strict: the stored spec (resolved hyperparameters) is rebuilt as it is; an unknown key is an error.
+    return strict(
+        FineTuneSpec, job.spec,
         task=job.dataset_version.task, base_model_path=job.base_model.local_path(), train_file=str(train_file),
         validation_file=str(validation_file), labels=list(job.labels),
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
         checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
-        **{k: v for k, v in job.spec.items() if k in FineTuneSpec.__dataclass_fields__},
     )
 
 
@@ -326,17 +328,19 @@ def run_compression_job(job: Job, reporter: JobReporter) -> tuple[str | None, di
 
     folder = job_folder(job)
     train_file, validation_file = fetch_dataset(job, folder)
-    options = {k: job.spec[k] for k in ("prune_method", "sparsity", "recovery_epochs", "student_layers", "temperature", "alpha")
-               if k in job.spec}
-    student = job.spec.get("student_base_model")
-    report = run_compression(CompressionSpec(
+    # Strict: the stored spec (the kind's declared options, its training phase) is rebuilt as it is.
+    stored = dict(job.spec)
+    if stored.pop("student_base_model", None):  # resolved by the platform into the catalog model's files
+        stored["student_model_path"] = job.base_model.local_path()
+    if job.max_accuracy_drop is not None:  # the job's column is the guard (the spec holds the same at submission)
+        stored["max_accuracy_drop"] = job.max_accuracy_drop
+    report = run_compression(strict(
+        CompressionSpec, stored,
         kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(validation_file),
         train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
         checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
-        max_accuracy_drop=job.max_accuracy_drop if job.max_accuracy_drop is not None else 1.0,
         max_length=estimates.model_max_length(job),
-        training=job.spec.get("training", {}), student_model_path=job.base_model.local_path() if student else None,
-        threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job), **options), reporter)
+        threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job)), reporter)
     if "stopped" in report:
         reason = report["stopped"]
         return (JobState.CANCELLED, {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db.models import F, Q, QuerySet, Sum
 
 from core.errors import NotFound, field_error
+from workers.kinds import PRUNE_METHODS
 
 from .models import Job, JobArtifact, JobKind, JobState, Method
 
@@ -52,7 +53,7 @@ def open_attempt_usage(*, organization) -> dict[int, float]:
 JOB_METHODS = {
     JobKind.FINETUNE: tuple(Method.values),           # full | lora
     JobKind.QUANTIZE: ("int8",),                      # dynamic int8 (PyTorch and ONNX)
-    JobKind.PRUNE: ("magnitude", "heads", "neurons", "layers"),  # the prune_method
+    JobKind.PRUNE: PRUNE_METHODS,                     # the prune_method (workers/kinds.py)
     JobKind.DISTILL: ("distill",),                    # knowledge distillation into a student
 }
 METHOD_VALUES = list(dict.fromkeys(m for methods in JOB_METHODS.values() for m in methods))

@@ -1,6 +1,13 @@
+import dataclasses
+from collections.abc import Mapping
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from workers import kinds
+
+from core.errors import ApplicationError
 from core.serializers import BoundedCharField, QuerySerializer, RequestSerializer
 
 from . import selectors
@@ -8,9 +15,50 @@ from .estimates import Estimator
 from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method
 
 
-@extend_schema_field({"oneOf": [{"type": "number", "minimum": 0.05, "maximum": 0.95}, {"type": "string", "enum": ["auto"]}]})
+def _help(declaration, name: str) -> str:
+    return kinds.options_of(declaration)[name].metadata["help"]
+
+
+def number_schema(f) -> dict:
+    """One declared field (workers/kinds.py) as JSON Schema: type, bounds, help, default, "auto" where accepted."""
+    meta = f.metadata
+    if meta["type"] is list:
+        value = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+    else:
+        value = {"type": "integer" if meta["type"] is int else "number"}
+        value.update({k: meta[b] for k, b in (("minimum", "min"), ("maximum", "max")) if meta[b] is not None})
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    description = meta["help"] + (" (LoRA only)" if meta["methods"] == ("lora",) else "")
+    if not meta["auto"] and default is not None:
+        description += f'. auto: {default}'
+    return {"oneOf": [value, {"type": "string", "enum": ["auto"]}], "description": description}
+
+
 class SparsityField(serializers.JSONField):
-    """A share (jobs.services.COMPRESSION_OPTIONS) or "auto"; never null."""
+    """A share (the declared bounds of PruneOptions.sparsity) or "auto"; never null."""
+
+
+class HyperparametersField(serializers.DictField):
+    """The fine-tune hyperparameters (workers/kinds.FineTuneHyperparameters); checked by jobs.hyperparameters.check."""
+
+
+class SparsityFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = SparsityField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = number_schema(kinds.options_of(kinds.PruneOptions)["sparsity"])
+        schema.pop("description")
+        return schema
+
+
+class HyperparametersFieldExtension(OpenApiSerializerFieldExtension):
+    """The schema of `hyperparameters`, generated from the declaration when the schema is built."""
+    target_class = HyperparametersField
+
+    def map_serializer_field(self, auto_schema, direction):
+        declared = kinds.options_of(kinds.FineTuneHyperparameters)
+        return {"type": "object", "additionalProperties": False,
+                "properties": {name: number_schema(f) for name, f in declared.items()}}
 
 
 class JobSubmitSerializer(RequestSerializer):
@@ -21,29 +69,37 @@ class JobSubmitSerializer(RequestSerializer):
     base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     source_model_id = serializers.IntegerField(required=False, help_text="Compression: an uploaded model instead (needs dataset_id)")
-    max_accuracy_drop = serializers.FloatField(required=False, default=1.0,
-                                               help_text="Compression: the largest acceptable accuracy drop, in points")
-    prune_method = serializers.ChoiceField(choices=["magnitude", "heads", "neurons", "layers"], required=False,
-                                           help_text="prune: magnitude (unstructured, default), heads, neurons (feed-forward) or layers")
-    sparsity = SparsityField(required=False, help_text='prune: the share to remove (0.05–0.95), or "auto" for the '
-                                                               'highest within the accuracy guard (bisection; the curve is returned)')
-    recovery_epochs = serializers.IntegerField(required=False, help_text="prune: epochs of recovery fine-tuning after pruning (0–20, default 0)")
-    student_layers = serializers.IntegerField(required=False, help_text="distill: layers of the student cut from the teacher "
-                                                                         "(default: half, every other layer)")
-    student_base_model = serializers.CharField(required=False, help_text="distill: a catalog model as the student instead")
-    temperature = serializers.FloatField(required=False, help_text="distill: softmax temperature (default 2.0)")
-    alpha = serializers.FloatField(required=False, help_text="distill: weight of the teacher's soft targets vs the labels (default 0.5)")
+    # The compression options: help, defaults and choices from their declaration (workers/kinds.py).
+    max_accuracy_drop = serializers.FloatField(required=False,
+                                               default=kinds.default_of(kinds.CompressionOptions, "max_accuracy_drop"),
+                                               help_text=_help(kinds.CompressionOptions, "max_accuracy_drop"))
+    prune_method = serializers.ChoiceField(choices=kinds.PRUNE_METHODS, required=False,
+                                           help_text=_help(kinds.PruneOptions, "prune_method"))
+    sparsity = SparsityField(required=False, help_text=_help(kinds.PruneOptions, "sparsity"))
+    recovery_epochs = serializers.IntegerField(required=False, help_text=_help(kinds.PruneOptions, "recovery_epochs"))
+    student_layers = serializers.IntegerField(required=False, help_text=_help(kinds.DistillOptions, "student_layers"))
+    student_base_model = serializers.CharField(required=False, help_text=_help(kinds.DistillOptions, "student_base_model"))
+    temperature = serializers.FloatField(required=False, help_text=_help(kinds.DistillOptions, "temperature"))
+    alpha = serializers.FloatField(required=False, help_text=_help(kinds.DistillOptions, "alpha"))
     method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL,
                                      help_text="Fine-tune: full or lora. Compression jobs ignore it (their method is the "
                                                "kind's: int8, prune_method, distill)")
-    hyperparameters = serializers.DictField(required=False, default=dict,
-                                            help_text='Fine-tune, distill and recovery. Each value may be "auto": epochs, learning_rate, batch_size, '
-                                                      'gradient_accumulation_steps, max_length, warmup_ratio, weight_decay, '
-                                                      'lora_r, lora_alpha, lora_dropout, lora_targets, early_stopping_patience, seed')
+    hyperparameters = HyperparametersField(required=False, default=dict, help_text=(
+        'Fine-tune, distill and recovery. Each value may be "auto": ' + ", ".join(kinds.options_of(kinds.FineTuneHyperparameters))))
     name = BoundedCharField(required=False, allow_blank=True, default="", max_length=Job._meta.get_field("name").max_length,
                             help_text='Optional. Compression default: what and of which model, e.g. "int8 of <source name>"')
     max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
                                         help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
+
+    def to_internal_value(self, data):
+        # Strict: a misspelled option is a 400 naming it and the accepted ones, never dropped.
+        # (The same words and code as a PATCH's unknown field: core.api.patch_changes.)
+        if isinstance(data, Mapping) and not hasattr(data, "getlist"):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                message = f"This endpoint does not take {', '.join(unknown)}; it takes {', '.join(self.fields)}."
+                raise ApplicationError(message, code="unknown_field", fields={name: [message] for name in unknown})
+        return super().to_internal_value(data)
 
 
 class JobHintSerializer(serializers.Serializer):

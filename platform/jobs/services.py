@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -21,7 +22,9 @@ from corpora.models import DatasetVersion
 from tenancy.actors import Actor
 from tenancy.models import Organization
 
-from . import hyperparameters
+from workers import kinds
+
+from . import estimates, hyperparameters
 from .models import TERMINAL_STATES, Job, JobEvent, JobKind, JobState, Method, UsageSegment
 
 logger = logging.getLogger(__name__)
@@ -76,36 +79,38 @@ def _create_queued(*, idempotency_key, fingerprint, organization, event: str, dr
     return job, True
 
 
-PRUNE_METHODS = ("magnitude", "heads", "neurons", "layers")
-COMPRESSION_OPTIONS = {
-    # name: (type, minimum, maximum, default, kinds)
-    "sparsity": (float, 0.05, 0.95, None, ("prune",)),
-    "recovery_epochs": (int, 0, 20, 0, ("prune",)),
-    "student_layers": (int, 1, 47, None, ("distill",)),
-    "temperature": (float, 0.5, 20.0, 2.0, ("distill",)),
-    "alpha": (float, 0.0, 1.0, 0.5, ("distill",)),
-}
+def numeric_options() -> list[str]:
+    """The compression options given in `options` (prune_method and student_base_model have their own arguments)."""
+    return [n for n in kinds.compression_option_names() if n not in ("prune_method", "student_base_model")]
 
 
 def _compression_options(kind: str, options: dict) -> dict:
-    """Type- and range-check the options of one kind; 400s name the field."""
+    """Type- and range-check the options of one kind against its declaration
+    (workers/kinds.py); 400s name the field. An option no kind declares is refused."""
+    known = numeric_options()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise field_error(unknown[0], f"{unknown[0]} is not an option; the options are {', '.join(known)} "
+                                      "(and max_accuracy_drop, dataset_id, hyperparameters).")
+    declared = kinds.options_of(kinds.KINDS[kind])
     out = {}
-    for name, (kind_of, low, high, default, kinds) in COMPRESSION_OPTIONS.items():
+    for name in known:
         value = options.get(name)
         if value in (None, ""):
-            if kind in kinds:
-                out[name] = default
+            if name in declared:
+                out[name] = kinds.default_of(kinds.KINDS[kind], name)
             continue
-        if kind not in kinds:
-            raise field_error(name, f"{name} applies to {' and '.join(kinds)} jobs, not {kind}.")
-        if name == "sparsity" and value == "auto":
+        if name not in declared:
+            raise field_error(name, f"{name} applies to {' and '.join(kinds.kinds_taking(name))} jobs, not {kind}.")
+        meta = declared[name].metadata
+        if meta["auto"] and value == "auto":
             out[name] = None  # searched within the guard
             continue
-        hint = ' or "auto" (the highest within the accuracy guard)' if name == "sparsity" else ""
-        problem = hyperparameters.number_problem(value, kind=kind_of, low=low, high=high, hint=hint)
+        hint = ' or "auto" (the highest within the accuracy guard)' if meta["auto"] else ""
+        problem = hyperparameters.number_problem(value, kind=meta["type"], low=meta["min"], high=meta["max"], hint=hint)
         if problem:
             raise field_error(name, f"{name} {problem}.")
-        out[name] = kind_of(value)
+        out[name] = meta["type"](value)
     return out
 
 
@@ -133,7 +138,7 @@ def _compression_source(*, organization, source_job_id, source_model_id):
 
 
 def compression_submit(*, organization: Organization, actor: Actor, kind: str, source_job_id=None, source_model_id=None,
-                       max_accuracy_drop: float = 1.0, dataset_id=None, dataset_version: int | None = None, name: str = "",
+                       max_accuracy_drop: float | None = None, dataset_id=None, dataset_version: int | None = None, name: str = "",
                        prune_method: str | None = None, options: dict | None = None, student_base_model: str | None = None,
                        hyperparameters_in: dict | None = None, max_cost=None, idempotency_key: str | None = None,
                        dry_run: bool = False) -> tuple[Job, bool]:
@@ -144,6 +149,8 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     from .models import COMPRESSION_KINDS
 
     options = dict(options or {})
+    if max_accuracy_drop is None:
+        max_accuracy_drop = kinds.default_of(kinds.CompressionOptions, "max_accuracy_drop")
     payload = {"kind": kind, "source_job_id": source_job_id, "source_model_id": source_model_id,
                "max_accuracy_drop": max_accuracy_drop, "dataset_id": dataset_id, "dataset_version": dataset_version,
                "name": name, "prune_method": prune_method, "options": options, "student_base_model": student_base_model,
@@ -156,15 +163,18 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
     source, uploaded = _compression_source(organization=organization, source_job_id=source_job_id,
                                            source_model_id=source_model_id)
-    if hyperparameters.number_problem(max_accuracy_drop, kind=float, low=0, high=100):
-        raise field_error("max_accuracy_drop", "Give the largest acceptable accuracy drop in points, 0–100.")
+    guard = kinds.options_of(kinds.CompressionOptions)["max_accuracy_drop"].metadata
+    if hyperparameters.number_problem(max_accuracy_drop, kind=float, low=guard["min"], high=guard["max"]):
+        raise field_error("max_accuracy_drop", f"Give the largest acceptable accuracy drop in points, "
+                                               f"{guard['min']}–{guard['max']}.")
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
     spec = {"max_accuracy_drop": float(max_accuracy_drop), **_compression_options(kind, options)}
     if kind == "prune":
-        spec["prune_method"] = prune_method or "magnitude"
-        if spec["prune_method"] not in PRUNE_METHODS:
-            raise field_error("prune_method", f"prune_method must be one of {', '.join(PRUNE_METHODS)}.")
+        declared = kinds.options_of(kinds.PruneOptions)["prune_method"]
+        spec["prune_method"] = prune_method or declared.default
+        if spec["prune_method"] not in declared.metadata["choices"]:
+            raise field_error("prune_method", f"prune_method must be one of {', '.join(declared.metadata['choices'])}.")
         if "sparsity" not in options:
             raise field_error("sparsity", 'Give the share to remove (0.05–0.95), or "auto" for the highest within the guard.')
     elif prune_method:
@@ -196,11 +206,12 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         if not version.train_count:
             raise field_error("dataset_id", "Recovery and distillation train on the dataset's train split, which is empty.")
         requested = hyperparameters.check(hyperparameters_in)
-        if any(k in hyperparameters.LORA_ONLY for k in requested):
+        if any(k in hyperparameters.lora_only() for k in requested):
             raise field_error("hyperparameters", "Compression trains the whole model; LoRA settings do not apply.")
         spec["training"] = hyperparameters.resolve(requested, method=Method.FULL, version=version,
                                                    base_model=base_model or uploaded)
-        trained_length = source.spec.get("max_length") if source else uploaded.max_length
+        # The length the model was trained with: the one rule (estimates.trained_max_length) measurement uses too.
+        trained_length = estimates.trained_max_length(source) if source else uploaded.max_length
         if requested.get("max_length", "auto") == "auto" and trained_length:
             spec["training"]["max_length"] = trained_length
         if kind == "prune":
@@ -274,7 +285,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     if method not in Method.values:
         raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
     requested = hyperparameters.check(hyperparameters_in)
-    if method != Method.LORA and any(k in hyperparameters.LORA_ONLY and v != "auto" for k, v in requested.items()):
+    if method != Method.LORA and any(k in hyperparameters.lora_only() and v != "auto" for k, v in requested.items()):
         raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
     spec = hyperparameters.resolve(requested, method=method, version=version, base_model=model)
     labels = sorted(version.report.get("labels", {}).get("counts", {}))
@@ -293,14 +304,14 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
 
 
 def dispatch(*, job_id: int) -> None:
-    """Ring the doorbell. Losing it is harmless: the sweeper rings again."""
-    from .tasks import run_job
-
+    """Ring the doorbell. Losing it is harmless: the sweeper rings again. The
+    task is rung by its registered name, so services never import tasks (the
+    thin tasks import services)."""
     job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).first()
     if job is None:
         return
     try:
-        run_job.apply_async(args=[job.pk], queue=job.queue, priority=job.priority)
+        current_app.send_task("jobs.tasks.run_job", args=[job.pk], queue=job.queue, priority=job.priority)
     except Exception:
         logger.exception("Doorbell for job %s failed; the sweeper will retry", job_id)
         return

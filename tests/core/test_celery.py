@@ -33,6 +33,27 @@ def test_beat_schedule_names_registered_tasks():
         assert entry["task"] in app.tasks, f"{entry['task']} is scheduled but not registered"
 
 
+def test_tasks_rung_by_name_are_registered():
+    """Services ring tasks by name (send_task), so they never import tasks: a
+    misspelled name would queue a message no worker runs. Every literal name
+    passed to send_task in the source is a registered task."""
+    import ast
+    from pathlib import Path
+
+    from tests.test_import_graph import discover
+
+    app.loader.import_default_modules()
+    rung = {}
+    for module, path in discover().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "send_task"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                rung[node.args[0].value] = f"{Path(path).name}:{node.lineno}"
+    assert {"jobs.tasks.run_job", "billing.tasks.process_stripe_event"} <= set(rung)
+    unknown = {name: where for name, where in rung.items() if name not in app.tasks}
+    assert not unknown, f"rung by name but not registered: {unknown}"
+
+
 def test_celery_runs_with_safe_long_job_settings():
     assert app.conf.task_acks_late is True
     assert app.conf.worker_prefetch_multiplier == 1

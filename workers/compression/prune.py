@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
+from ..kinds import PRUNE_METHODS
+
 
 def prunable_linears(model: torch.nn.Module, *, include_head: bool = False):
     for name, module in model.named_modules():
@@ -29,9 +31,6 @@ def sparsity_of(model: torch.nn.Module) -> dict:
         total += module.weight.numel()
         zeros += int((module.weight == 0).sum())
     return {"prunable_weights": total, "zero_weights": zeros, "sparsity": round(zeros / total, 6) if total else 0.0}
-
-
-PRUNE_METHODS = ("magnitude", "heads", "neurons", "layers")
 
 
 def apply_pruning(model: torch.nn.Module, method: str, amount: float, *, drop_order: list[int] | None = None) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..archive import zip_folder
 from ..cards import archive_files
 from ..data import read_jsonl
+from ..kinds import CompressionOptions, DistillOptions, PruneOptions, default_of, strict
 from ..reporting import Reporter
 from . import onnx_export, structured
 from .cards import compression_card
@@ -26,19 +27,20 @@ class CompressionSpec:
     eval_file: str
     output_dir: str
     task: str
-    max_accuracy_drop: float  # points
+    # The options' defaults (and bounds, help) are declared once, in workers/kinds.py.
+    max_accuracy_drop: float = default_of(CompressionOptions, "max_accuracy_drop")  # points
     max_length: int = 128
     latency_samples: int = 50
     threads: int | None = None
     # prune
-    prune_method: str = "magnitude"  # magnitude | heads | neurons | layers
+    prune_method: str = default_of(PruneOptions, "prune_method")  # one of kinds.PRUNE_METHODS
     sparsity: float | None = 0.5  # the share to remove; None: the largest within the guard (searched)
-    recovery_epochs: int = 0
+    recovery_epochs: int = default_of(PruneOptions, "recovery_epochs")
     # distill
     student_layers: int | None = None  # cut from the teacher (every other layer)…
     student_model_path: str | None = None  # …or another (catalog) model
-    temperature: float = 2.0
-    alpha: float = 0.5
+    temperature: float = default_of(DistillOptions, "temperature")
+    alpha: float = default_of(DistillOptions, "alpha")
     # training phases (recovery, distillation)
     train_file: str | None = None
     checkpoint_dir: str | None = None
@@ -76,14 +78,14 @@ def _train(spec: CompressionSpec, reporter: Reporter, *, name: str, base_dir: st
 
     if not spec.train_file:
         raise ValueError("This compression needs training data (the dataset's train split).")
-    fixed = {"task", "base_model_path", "train_file", "validation_file", "labels", "output_dir", "checkpoint_dir", "method",
-             "epochs", "keep_zero_weights", "teacher_model_path"}
-    tuning = {k: v for k, v in spec.training.items() if k in FineTuneSpec.__dataclass_fields__ and k not in fixed}
-    finetune_spec = FineTuneSpec(
+    # The phase sets its epochs; every other training key must be a FineTuneSpec field (strict: never dropped).
+    tuning = {k: v for k, v in spec.training.items() if k != "epochs"}
+    finetune_spec = strict(
+        FineTuneSpec, tuning,
         task=spec.task, base_model_path=base_dir, train_file=spec.train_file, validation_file=spec.eval_file, labels=labels,
         output_dir=os.path.join(spec.output_dir, name), checkpoint_dir=os.path.join(spec.checkpoint_dir or spec.output_dir, name),
         method="full", epochs=epochs, keep_zero_weights=keep_zero_weights, teacher_model_path=teacher_dir,
-        distill_temperature=spec.temperature, distill_alpha=spec.alpha, torch_threads=spec.threads, **tuning)
+        distill_temperature=spec.temperature, distill_alpha=spec.alpha, torch_threads=spec.threads)
     outcome = run_finetune(finetune_spec, _TrainingPhase(reporter))
     if outcome.status != "succeeded":
         raise Stopped(outcome.stop_reason or "stopped")

@@ -3,6 +3,10 @@
 With no variables at all the platform runs embedded: SQLite under var/, media under
 var/media/, Celery on the filesystem transport, console e-mail, Stripe off.
 DATABASE_URL / REDIS_URL switch to PostgreSQL (psycopg 3) and Redis.
+
+Importing settings has no side effects: the folders named here are created at
+start-up by core.runtime_folders (CoreConfig.ready), in every process that runs
+Django (web, manage.py, Celery worker and beat, tests).
 """
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +21,6 @@ env = environ.Env()
 environ.Env.read_env(REPO_ROOT / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("LATHE_VAR_DIR", default=str(REPO_ROOT / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -129,8 +132,6 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 else:
     CELERY_CONTROL_DIR = VAR_DIR / "celery" / "control"
-    for folder in (CELERY_BROKER_DIR, CELERY_RESULTS_DIR, CELERY_CONTROL_DIR):
-        folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"  # the host is ignored; naming one silences kombu
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR),
@@ -151,15 +152,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The one schedule (Procfile `scheduler`); every entry runs on the maintenance queue (CELERY_TASK_ROUTES).
 CELERY_BEAT_SCHEDULE = {
-    "purge-expired-invitations": {
-        "task": "tenancy.tasks.purge_stale_invitations",
-        "schedule": timedelta(hours=6),
-    },
-    "purge-stale-login-attempts": {
-        "task": "accounts.tasks.purge_stale_login_attempts",
-        "schedule": timedelta(hours=1),
-    },
+    "purge-expired-invitations": {"task": "tenancy.tasks.purge_stale_invitations", "schedule": timedelta(hours=6)},
+    "purge-stale-login-attempts": {"task": "accounts.tasks.purge_stale_login_attempts", "schedule": timedelta(hours=1)},
+    "billing-rollup-and-export": {"task": "billing.tasks.rollup_and_export", "schedule": timedelta(seconds=30)},
+    "billing-sweep-stripe-events": {"task": "billing.tasks.sweep_stripe_events", "schedule": timedelta(seconds=60)},
+    "billing-reconcile": {"task": "billing.tasks.reconcile_closed_periods", "schedule": timedelta(hours=1)},
+    "reap-expired-leases": {"task": "jobs.tasks.reap_expired_leases", "schedule": timedelta(seconds=15)},
+    "sweep-lost-doorbells": {"task": "jobs.tasks.sweep_lost_doorbells", "schedule": timedelta(seconds=30)},
 }
 
 # --- Auth -------------------------------------------------------------------
@@ -247,7 +248,6 @@ SPECTACULAR_SETTINGS = {
 # --- Files ------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [REPO_ROOT / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("LATHE_MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -285,7 +285,7 @@ ADMINS = [(a.split("<")[0].strip() or a, a.split("<")[-1].rstrip(">").strip())
 # --- Stripe (off unless keys are given; the ledger works without it) ---------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-STRIPE_ENABLED = bool(STRIPE_SECRET_KEY)
+# Stripe is on exactly when STRIPE_SECRET_KEY is set: billing.gateway.enabled() is the one test of that.
 # Another API host (a Stripe stand-in in tests, stripe-mock); empty: Stripe's own.
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20)
@@ -353,11 +353,4 @@ CELERY_TASK_ROUTES = {
 # Where workers keep checkpoints: a folder every worker host can reach.
 LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DIR / "checkpoints")))
 LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)
-CELERY_BEAT_SCHEDULE.update({
-    "billing-rollup-and-export": {"task": "billing.tasks.rollup_and_export", "schedule": timedelta(seconds=30)},
-    "billing-sweep-stripe-events": {"task": "billing.tasks.sweep_stripe_events", "schedule": timedelta(seconds=60)},
-    "billing-reconcile": {"task": "billing.tasks.reconcile_closed_periods", "schedule": timedelta(hours=1)},
-    "reap-expired-leases": {"task": "jobs.tasks.reap_expired_leases", "schedule": timedelta(seconds=15)},
-    "sweep-lost-doorbells": {"task": "jobs.tasks.sweep_lost_doorbells", "schedule": timedelta(seconds=30)},
-})
 LATHE_CHECKPOINT_EVERY_STEPS = env.int("LATHE_CHECKPOINT_EVERY_STEPS", default=200)

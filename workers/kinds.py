@@ -1,0 +1,142 @@
+"""One declaration per job kind (in the manner of transformers' TrainingArguments):
+each option's type, default, bounds, help, choices and the methods it applies
+to, once. Django-free, so both sides read it:
+
+- the platform: the API's checks and messages (jobs/hyperparameters.py,
+  jobs/services.py), the OpenAPI schema (jobs/serializers.py), the dashboard's
+  launch and compress forms, 'auto' resolution (the defaults below; fields
+  marked `auto` are computed from the data instead);
+- the worker: the specs (workers/spec.py FineTuneSpec inherits the fine-tune
+  hyperparameters; CompressionSpec takes its defaults from here) rebuilt
+  strictly with `strict()`, so an unknown key is an error, never dropped.
+
+Metadata of every field: help, type (int | float | str | list), min, max,
+choices, methods (None: every method), auto (the 'auto' value is computed from
+the data, not the default), required (at submission), label (the form's)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PRUNE_METHODS = ("magnitude", "heads", "neurons", "layers")
+LORA = ("lora",)
+
+
+def option(default, *, help: str, type: type, min=None, max=None, choices=None, methods=None, auto: bool = False,
+           required: bool = False, label: str | None = None):
+    metadata = {"help": help, "type": type, "min": min, "max": max, "choices": choices, "methods": methods,
+                "auto": auto, "required": required, "label": label}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class FineTuneHyperparameters:
+    """Submitted under `hyperparameters`; each value may be "auto" (or absent):
+    the default below, or for fields marked auto a value computed from the data
+    and the model (jobs/hyperparameters.resolve)."""
+
+    epochs: int = option(3, type=int, min=1, max=50, auto=True, help=(
+        "Passes over the train split. auto: 8 for few examples per label, else 3 (2 from 50,000 rows)"))
+    learning_rate: float = option(5e-5, type=float, min=1e-7, max=1e-1, auto=True, help=(
+        "Peak learning rate. auto: by model size and method"))
+    batch_size: int = option(32, type=int, min=1, max=512, help="Examples per optimizer step (before accumulation)")
+    gradient_accumulation_steps: int = option(1, type=int, min=1, max=64, help="Batches summed per optimizer step")
+    max_length: int = option(128, type=int, min=8, max=512, auto=True, label="Max length (tokens)", help=(
+        "Tokens per example. auto: the dataset's p95 length, within the model's limit"))
+    warmup_ratio: float = option(0.06, type=float, min=0.0, max=0.5, help="Share of the steps spent warming up")
+    weight_decay: float = option(0.01, type=float, min=0.0, max=1.0, help="AdamW weight decay")
+    lora_r: int = option(8, type=int, min=1, max=256, methods=LORA, label="LoRA rank", help="LoRA rank")
+    lora_alpha: int = option(16, type=int, min=1, max=1024, methods=LORA, help="LoRA scaling (alpha)")
+    lora_dropout: float = option(0.1, type=float, min=0.0, max=0.9, methods=LORA, help="Dropout on the LoRA layers")
+    lora_targets: list[str] = option(["query", "value"], type=list, methods=LORA, help=(
+        'Modules LoRA adapts: a non-empty list of module names, e.g. ["query", "value"]'))
+    early_stopping_patience: int | None = option(2, type=int, min=0, max=20, help=(
+        "Evaluations without improvement before stopping"))
+    seed: int = option(13, type=int, min=0, max=2**31 - 1, help="Random seed (shuffling, initialization)")
+
+
+@dataclass
+class CompressionOptions:
+    """What every compression kind takes (top level of the request)."""
+
+    max_accuracy_drop: float = option(1.0, type=float, min=0, max=100, help=(
+        "Compression: the largest acceptable accuracy drop, in points"))
+
+
+@dataclass
+class QuantizeOptions(CompressionOptions):
+    pass
+
+
+@dataclass
+class PruneOptions(CompressionOptions):
+    prune_method: str = option("magnitude", type=str, choices=PRUNE_METHODS, help=(
+        "prune: magnitude (unstructured, default), heads, neurons (feed-forward) or layers"))
+    sparsity: float | None = option(None, type=float, min=0.05, max=0.95, auto=True, required=True, help=(
+        'prune: the share to remove (0.05–0.95), or "auto" for the highest within the accuracy guard '
+        "(bisection; the curve is returned)"))
+    recovery_epochs: int = option(0, type=int, min=0, max=20, help=(
+        "prune: epochs of recovery fine-tuning after pruning (0–20, default 0)"))
+
+
+@dataclass
+class DistillOptions(CompressionOptions):
+    student_layers: int | None = option(None, type=int, min=1, max=47, help=(
+        "distill: layers of the student cut from the teacher (default: half, every other layer)"))
+    student_base_model: str | None = option(None, type=str, help="distill: a catalog model as the student instead")
+    temperature: float = option(2.0, type=float, min=0.5, max=20.0, help="distill: softmax temperature (default 2.0)")
+    alpha: float = option(0.5, type=float, min=0.0, max=1.0, help=(
+        "distill: weight of the teacher's soft targets vs the labels (default 0.5)"))
+
+
+# kind → its declaration (fine-tune: the hyperparameters; compression: the top-level options).
+KINDS: dict[str, type] = {"finetune": FineTuneHyperparameters, "quantize": QuantizeOptions, "prune": PruneOptions,
+                          "distill": DistillOptions}
+COMPRESSION_KINDS = ("quantize", "prune", "distill")
+
+
+def options_of(declaration: type) -> dict[str, dataclasses.Field]:
+    """name → Field, in declaration order (read live: a changed bound is seen at once)."""
+    return {f.name: f for f in dataclasses.fields(declaration)}
+
+
+def default_of(declaration: type, name: str):
+    f = options_of(declaration)[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def defaults(declaration: type) -> dict:
+    return {name: default_of(declaration, name) for name in options_of(declaration)}
+
+
+def compression_option_names() -> list[str]:
+    """Every compression kind's options but the common ones, in order, once each."""
+    names: dict[str, None] = {}
+    for kind in COMPRESSION_KINDS:
+        names.update((n, None) for n in options_of(KINDS[kind]) if n not in options_of(CompressionOptions))
+    return list(names)
+
+
+def compression_option(name: str) -> dataclasses.Field:
+    """A compression option's declaration (the same in every kind that takes it)."""
+    return options_of(KINDS[kinds_taking(name)[0]])[name]
+
+
+def kinds_taking(name: str) -> tuple[str, ...]:
+    return tuple(k for k in COMPRESSION_KINDS if name in options_of(KINDS[k]))
+
+
+def strict(cls: type, values: dict, **fixed):
+    """`cls(**fixed, **values)`, refusing (ValueError naming them) keys `cls`
+    does not declare and keys that would override `fixed`: a stored spec is
+    rebuilt exactly, never filtered."""
+    accepted = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - accepted)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}")
+    clash = sorted(set(values) & set(fixed))
+    if clash:
+        raise ValueError(f"{cls.__name__}: {', '.join(clash)} is set by the worker, not the stored spec")
+    return cls(**fixed, **values)
