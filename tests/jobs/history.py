@@ -3,15 +3,13 @@ their attempt measured (`throughput`, as jobs.runner records it at job end).
 Estimates are fed these rows; no test measures wall time."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobState
-from tests.tiny_model import SLICE
+from tests.jobs.conftest import slice_csv
 
 
 def measured_job(organization, version, base_model, *, method: str = "full", device_class: str = "cpu",
@@ -36,16 +34,8 @@ def tokenized_dataset(tenant, base_model, *, labels: int = 4):
     from corpora.services import dataset_upload
     from tenancy.actors import Actor
 
-    rows = list(csv.DictReader(SLICE.open(encoding="utf-8")))
-    keep = sorted({r["category"] for r in rows})[:labels]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["text", "category"])
-    for r in rows:
-        if r["category"] in keep:
-            writer.writerow([r["text"], r["category"]])
     version = dataset_upload(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
-                             uploaded=SimpleUploadedFile("slice.csv", out.getvalue().encode()), base_model=base_model,
+                             uploaded=SimpleUploadedFile("slice.csv", slice_csv(labels)), base_model=base_model,
                              validation_fraction=0.2)
     return version
 
