@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import uuid
 from datetime import timedelta
@@ -17,7 +16,7 @@ from django.utils import timezone
 
 from config.celery_app import app
 from jobs.models import Job, JobState
-from tests.celery_worker import REPO_ROOT, database_url_for_current_connection
+from tests.celery_worker import REPO_ROOT, database_url_for_current_connection, stop_process_group
 
 from .worker_helpers import submit
 
@@ -88,11 +87,6 @@ def test_the_procfiles_maintenance_worker_reaps_with_no_job_worker_running(tmp_p
         except Exception:
             pytest.fail(f"the maintenance worker did not run the reaper; its log:\n{log.read_text()[-4000:]}")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process_group(process)
     assert outcome["requeued"] == [job_id]
     assert Job.objects.get(pk=job_id).state == JobState.QUEUED
