@@ -100,7 +100,7 @@ def _job_for(tenant, dataset):
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    from jobs.services import job_submit
+    from jobs.submission import job_submit
 
     job, _ = job_submit(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
                         dataset_id=dataset.pk, base_model="all-minilm-l6-v2")

@@ -3,7 +3,7 @@ each option's type, default, bounds, help, choices and the methods it applies
 to, once. Django-free, so both sides read it:
 
 - the platform: the API's checks and messages (jobs/hyperparameters.py,
-  jobs/services.py), the OpenAPI schema (jobs/serializers.py), the dashboard's
+  jobs/submission.py), the OpenAPI schema (jobs/serializers.py), the dashboard's
   launch and compress forms, 'auto' resolution (the defaults below; fields
   marked `auto` are computed from the data instead);
 - the worker: the specs (workers/spec.py FineTuneSpec inherits the fine-tune

@@ -92,7 +92,7 @@ class JobQuoteView(OrganizationPageMixin, View):
 
     def post(self, request, slug):
         from billing.quotes import quote
-        from jobs import services as job_services
+        from jobs import submission
 
         from .jobs import launch_form
 
@@ -102,7 +102,7 @@ class JobQuoteView(OrganizationPageMixin, View):
             context["error"] = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
         else:
             try:
-                job, _ = job_services.job_submit(organization=self.organization, actor=self.actor, dry_run=True,
+                job, _ = submission.job_submit(organization=self.organization, actor=self.actor, dry_run=True,
                                                  **form.service_kwargs())
                 context["quote"] = quote(job)
             except ApplicationError as error:

@@ -9,7 +9,7 @@ from django.views import View
 from catalog.selectors import base_model_list
 from core.errors import ApplicationError
 from corpora.selectors import dataset_list
-from jobs import selectors, services
+from jobs import lifecycle, selectors, submission
 from jobs.downloads import artifact_response
 from jobs.estimates import Estimator
 from jobs.models import JobKind, JobState
@@ -152,7 +152,7 @@ class JobListView(OrganizationPageMixin, View):
         form = self.form(request.POST)
         if form.is_valid():
             try:
-                job, _created = services.job_submit(organization=self.organization, actor=self.actor, **form.service_kwargs())
+                job, _created = submission.job_submit(organization=self.organization, actor=self.actor, **form.service_kwargs())
             except ApplicationError as error:
                 for field, problems in list(error.fields.items()):
                     if field.startswith("hyperparameters."):
@@ -185,7 +185,7 @@ class JobDetailView(OrganizationPageMixin, View):
 
 class JobCancelView(OrganizationPageMixin, View):
     def post(self, request, slug, job_id):
-        self.attempt(request, lambda: services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id))
+        self.attempt(request, lambda: lifecycle.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id))
         return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
 
 
@@ -200,10 +200,10 @@ class CompressMixin(OrganizationPageMixin):
 
     # The numbers the form posts: every compression kind's declared options (workers/kinds.py), and distill's epochs.
     NUMBERS = {"max_accuracy_drop": float,
-               **{name: kinds.compression_option(name).metadata["type"] for name in services.numeric_options()},
+               **{name: kinds.compression_option(name).metadata["type"] for name in submission.numeric_options()},
                "epochs": int, "dataset_id": int}
-    AUTO = {name for name in services.numeric_options() if kinds.compression_option(name).metadata["auto"]}  # sparsity
-    PER_KIND = {kind: tuple(n for n in services.numeric_options() if n in kinds.options_of(kinds.KINDS[kind]))
+    AUTO = {name for name in submission.numeric_options() if kinds.compression_option(name).metadata["auto"]}  # sparsity
+    PER_KIND = {kind: tuple(n for n in submission.numeric_options() if n in kinds.options_of(kinds.KINDS[kind]))
                 for kind in kinds.COMPRESSION_KINDS}
 
     def compress(self, request, *, back, source_job_id=None, source_model_id=None):
@@ -222,7 +222,7 @@ class CompressMixin(OrganizationPageMixin):
                 return redirect(back)
         # Only the fields of the chosen kind count (without JS the form shows every kind's).
         options = {k: values[k] for k in self.PER_KIND.get(kind, ()) if values[k] is not None}
-        created, error = self.attempt(request, lambda: services.compression_submit(
+        created, error = self.attempt(request, lambda: submission.compression_submit(
             organization=self.organization, actor=self.actor, kind=kind, source_job_id=source_job_id,
             source_model_id=source_model_id, dataset_id=values["dataset_id"], name=request.POST.get("name") or "",
             max_accuracy_drop=values["max_accuracy_drop"],  # None: the declared default

@@ -7,7 +7,7 @@ from django.urls import path
 
 from core.admin import ReadOnlyAdmin
 
-from . import services
+from . import lifecycle
 from .models import Job, JobArtifact, JobEvent, JobState, UsageSegment
 
 
@@ -60,18 +60,18 @@ class JobAdmin(admin.ModelAdmin):
     def cancel(self, request, queryset):
         count = 0
         for job in queryset.exclude(state__in=[JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]):
-            services.job_cancel(organization=job.organization, actor=None, job_id=job.pk)
+            lifecycle.job_cancel(organization=job.organization, actor=None, job_id=job.pk)
             count += 1
         self.message_user(request, f"Cancelled (or asked to cancel) {count} job(s).", messages.SUCCESS)
 
     @admin.action(description="Retry selected failed jobs")
     def retry(self, request, queryset):
-        count = sum(services.job_requeue(job=job, reason=f"retry by {request.user}") for job in queryset.filter(state=JobState.FAILED))
+        count = sum(lifecycle.job_requeue(job=job, reason=f"retry by {request.user}") for job in queryset.filter(state=JobState.FAILED))
         self.message_user(request, f"Re-queued {count} failed job(s).", messages.SUCCESS)
 
     @admin.action(description="Requeue selected ended jobs (failed or cancelled)")
     def requeue(self, request, queryset):
-        count = sum(services.job_requeue(job=job, reason=f"requeue by {request.user}")
+        count = sum(lifecycle.job_requeue(job=job, reason=f"requeue by {request.user}")
                     for job in queryset.filter(state__in=[JobState.FAILED, JobState.CANCELLED]))
         self.message_user(request, f"Re-queued {count} job(s).", messages.SUCCESS)
 

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from core.api import OrganizationAPIView
 from core.errors import field_error
 
-from . import selectors, services
+from . import lifecycle, selectors, submission
 from .downloads import artifact_response
 from billing.serializers import QuoteSerializer
 
@@ -69,17 +69,17 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         for required in ("dataset_id", "base_model"):
             if data.get(required) in (None, ""):
                 raise field_error(required, "This field is required for a fine-tune.", code="required")
-        return services.job_submit(
+        return submission.job_submit(
             organization=organization, actor=actor, dataset_id=data["dataset_id"],
             dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
             hyperparameters_in=data["hyperparameters"], name=data["name"], max_cost=data.get("max_cost"),
             idempotency_key=key, dry_run=dry_run)
-    return services.compression_submit(
+    return submission.compression_submit(
         organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
         source_model_id=data.get("source_model_id"),
         max_accuracy_drop=data.get("max_accuracy_drop"), dataset_id=data.get("dataset_id"),
         dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
-        options={k: data[k] for k in services.numeric_options() if k in data},
+        options={k: data[k] for k in submission.numeric_options() if k in data},
         student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
         max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run)
 
@@ -98,7 +98,7 @@ class JobCancelApi(OrganizationAPIView):
     @extend_schema(operation_id="jobs_cancel", request=None, responses=JobSerializer,
                    description="A queued job never starts; a running one stops within an optimizer step and keeps its best checkpoint.")
     def post(self, request, job_id: int):
-        services.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id)
+        lifecycle.job_cancel(organization=self.organization, actor=self.actor, job_id=job_id)
         return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
 
 

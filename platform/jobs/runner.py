@@ -29,7 +29,7 @@ from workers.finetune import run_finetune
 from workers.kinds import strict
 from workers.spec import FineTuneSpec
 
-from . import estimates, services
+from . import estimates, lifecycle
 from .cards import card_facts
 from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobKind, JobMetric, JobState
 
@@ -108,7 +108,7 @@ class JobReporter:
                 return False
             ended = timezone.now()
             try:  # one try a beat: while the database is away, the next beat's segment covers this interval too
-                extended = self._retry(lambda: services.record_usage(
+                extended = self._retry(lambda: lifecycle.record_usage(
                     job=self.job, token=self.token, started_at=self._segment_start, ended_at=ended,
                     device_class=self.device_class, device_count=self.device_count), "heartbeat", within=0)
             except TRANSIENT_DB_ERRORS:
@@ -141,7 +141,7 @@ class JobReporter:
     def _fenced_write(self, create, what: str) -> bool:
         def write() -> bool:
             with transaction.atomic():
-                if not services.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
+                if not lifecycle.fenced(self.job.pk, self.token).update(updated_at=timezone.now()):
                     self.lease_lost.set()
                     return False
                 create()
@@ -159,7 +159,7 @@ class JobReporter:
             self._step_times.clear()  # a new phase counts its own steps (compression): measure afresh
         self._last_progress, self._last_step = now, step
         step_seconds = statistics.median(self._step_times) if self._step_times else None
-        updated = self._retry(lambda: services.fenced(self.job.pk, self.token).update(
+        updated = self._retry(lambda: lifecycle.fenced(self.job.pk, self.token).update(
             step=step, total_steps=total_steps, epoch=epoch, progress_at=timezone.now(), step_seconds=step_seconds),
             "progress")
         if not updated:
@@ -202,7 +202,7 @@ class JobReporter:
     def confirm_lease(self) -> bool:
         if self.lease_lost.is_set():
             return False
-        if not self._retry(lambda: services.fenced(self.job.pk, self.token).exists(), "lease check"):
+        if not self._retry(lambda: lifecycle.fenced(self.job.pk, self.token).exists(), "lease check"):
             self.lease_lost.set()
             return False
         return True
@@ -393,7 +393,7 @@ def run_claimed_job(job: Job, token) -> str:
     if measured:  # what the next jobs' quotes and ETAs learn from
         result = {**result, "throughput": measured}
     try:
-        finished = db_retry(lambda: services.job_finish(job=job, token=token, state=state, result=result,
+        finished = db_retry(lambda: lifecycle.job_finish(job=job, token=token, state=state, result=result,
                                                         failure_reason=reason, usage=usage), what="finish", job_id=job.pk)
     except TRANSIENT_DB_ERRORS:
         logger.exception("Job %s: could not record its outcome; leaving the attempt to the reaper", job.pk)

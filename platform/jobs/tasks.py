@@ -2,14 +2,14 @@
 broker, decides who runs a job (a doubled doorbell runs it once)."""
 from celery import shared_task
 
-from . import runner, services
+from . import lifecycle, runner
 
 
 @shared_task(name="jobs.tasks.run_job", bind=True, acks_late=True)
 def run_job(self, job_id: int) -> str:
     from workers.devices import device_class
 
-    claim = services.job_claim(job_id=job_id, worker=self.request.hostname or "worker", device_class=device_class()[0])
+    claim = lifecycle.job_claim(job_id=job_id, worker=self.request.hostname or "worker", device_class=device_class()[0])
     if claim is None:
         return "not claimed"
     return runner.run_claimed_job(*claim)
@@ -17,9 +17,9 @@ def run_job(self, job_id: int) -> str:
 
 @shared_task(name="jobs.tasks.reap_expired_leases")
 def reap_expired_leases() -> dict:
-    return services.reap_expired_leases()
+    return lifecycle.reap_expired_leases()
 
 
 @shared_task(name="jobs.tasks.sweep_lost_doorbells")
 def sweep_lost_doorbells() -> list:
-    return services.sweep_lost_doorbells()
+    return lifecycle.sweep_lost_doorbells()

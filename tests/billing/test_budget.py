@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from billing.models import PlanRate
-from jobs import runner, services
+from jobs import lifecycle, runner
 from jobs.models import Job, JobState
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,11 +21,11 @@ def test_a_job_stops_at_its_budget(tenant_a, api_for, long_dataset, tiny_bert, f
                                          "hyperparameters": {"epochs": 50, "batch_size": 4, "learning_rate": 3e-3}}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["max_cost"] == "0.0200"
-    claimed, token = services.job_claim(job_id=response.json()["id"], worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=response.json()["id"], worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.CANCELLED
     job = Job.objects.get(pk=claimed.pk)
     assert job.failure_reason.startswith("Stopped at its budget of $0.02") and job.result["stop_reason"] == "budget"
-    billed = services.usage_seconds(job=job)
+    billed = lifecycle.usage_seconds(job=job)
     # $0.02 at $0.01/s is 2 s; the check runs after each heartbeat (0.5 s here).
     assert Decimal("2") <= billed <= Decimal("4")
     assert job.step < job.total_steps  # it did stop early

@@ -140,7 +140,7 @@ def test_reconciliation_matches_and_flags_a_mismatch(metered, tenant_a, dataset,
 
 def test_lost_worker_usage_after_the_last_checkpoint_is_not_billed(metered, tenant_a, dataset, tiny_bert):
     from jobs.models import JobCheckpoint
-    from jobs.services import reap_expired_leases
+    from jobs.lifecycle import reap_expired_leases
 
     token = uuid.uuid4()
     job = _job(tenant_a, dataset, tiny_bert, state=JobState.RUNNING)
@@ -222,7 +222,7 @@ def test_lost_work_after_a_best_save_is_not_billed_when_the_resume_checkpoint_is
     was saved at that step: the next attempt resumes from the earlier step
     checkpoint, so everything after *that* is redone and must not be billed."""
     from jobs.models import JobCheckpoint
-    from jobs.services import reap_expired_leases
+    from jobs.lifecycle import reap_expired_leases
 
     token = uuid.uuid4()
     job = _job(tenant_a, dataset, tiny_bert, state=JobState.RUNNING)
@@ -252,7 +252,7 @@ def test_property_a_lost_attempt_bills_exactly_the_work_up_to_its_resume_checkpo
     segments that ended by the step checkpoint the next attempt resumes from
     (best saves are not resume points); the rest is excluded, never dropped."""
     from jobs.models import JobCheckpoint
-    from jobs.services import reap_expired_leases
+    from jobs.lifecycle import reap_expired_leases
 
     token = uuid.uuid4()
     job = _job(tenant_a, dataset, tiny_bert, state=JobState.RUNNING)

@@ -126,7 +126,7 @@ def test_spend_cap_alerts_once_at_50_80_100_then_refuses(client, tenant_a, api_f
 
 
 def test_plan_limits_apply_kinds_and_concurrency(tenant_a, api_for, dataset, tiny_bert):
-    from jobs import services
+    from jobs import lifecycle
 
     plan = Plan.objects.get(slug="free")
     Plan.objects.filter(pk=plan.pk).update(allowed_job_kinds=["quantize"], max_concurrent_jobs=1)
@@ -138,8 +138,8 @@ def test_plan_limits_apply_kinds_and_concurrency(tenant_a, api_for, dataset, tin
     first = api.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert"}, format="json").json()["id"]
     second = api.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert"}, format="json").json()["id"]
     assert Job.objects.get(pk=first).priority == plan.queue_priority
-    assert services.job_claim(job_id=first, worker="w1", device_class="cpu") is not None
-    assert services.job_claim(job_id=second, worker="w2", device_class="cpu") is None  # the plan allows one at a time
+    assert lifecycle.job_claim(job_id=first, worker="w1", device_class="cpu") is not None
+    assert lifecycle.job_claim(job_id=second, worker="w2", device_class="cpu") is None  # the plan allows one at a time
 
 
 def test_dataset_limit_comes_from_the_plan(tenant_a, api_for, media):

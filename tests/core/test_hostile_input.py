@@ -363,7 +363,7 @@ def test_number_checks_hold_without_the_parser():
     5,000-digit integers are refused there with the field named, not an OverflowError."""
     from core.errors import ApplicationError
     from jobs import hyperparameters
-    from jobs.services import _compression_options
+    from jobs.submission import _compression_options
 
     for value in (float("inf"), float("-inf"), float("nan"), 10**5000, -(10**5000), 1e300, "3", True, [3]):
         with pytest.raises(ApplicationError) as caught:

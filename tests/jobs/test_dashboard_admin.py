@@ -5,7 +5,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from jobs import services
+from jobs import lifecycle
 from jobs.models import Job, JobArtifact, JobMetric, JobState
 from tests.dashboard.chart_data import chart_data
 
@@ -32,7 +32,7 @@ def test_job_page_is_live_and_cancellable(client, tenant_a, dataset, tiny_bert):
     client.force_login(tenant_a.owner)
     launch(client, dataset)
     job = Job.objects.get()
-    services.job_claim(job_id=job.pk, worker="w", device_class="cpu")
+    lifecycle.job_claim(job_id=job.pk, worker="w", device_class="cpu")
     Job.objects.filter(pk=job.pk).update(step=5, total_steps=10)
     JobMetric.objects.create(job=job, step=5, epoch=0.5, values={"train_loss": 1.2})
     JobMetric.objects.create(job=job, step=5, epoch=1.0, values={"accuracy": 0.5})
@@ -67,7 +67,7 @@ def test_list_filters(client, tenant_a, dataset, tiny_bert):
     launch(client, dataset)
     launch(client, dataset)
     first = Job.objects.order_by("id").first()
-    services.job_cancel(organization=tenant_a.organization, actor=None, job_id=first.pk)
+    lifecycle.job_cancel(organization=tenant_a.organization, actor=None, job_id=first.pk)
     page = client.get("/o/acme/jobs?state=cancelled").content.decode()
     assert page.count('class="badge state-cancelled"') == 1 and 'class="badge state-queued"' not in page
 

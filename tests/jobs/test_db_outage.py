@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from jobs import services
+from jobs import lifecycle
 from jobs.models import JobState, UsageSegment
 from tests.celery_worker import celery_worker, database_url_for_current_connection
 
@@ -147,7 +147,7 @@ def test_a_worker_rides_out_a_database_outage_mid_job(tmp_path, proxy, fast_jobs
         proxy.restore()
 
         def finished():
-            services.reap_expired_leases()  # had the attempt died, its lease runs out and it is re-queued
+            lifecycle.reap_expired_leases()  # had the attempt died, its lease runs out and it is re-queued
             job = job_state(job_id)
             return job if job.is_terminal else None
         try:

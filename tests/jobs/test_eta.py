@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import runner, selectors, services
+from jobs import lifecycle, runner, selectors
 from jobs.estimates import estimate
 from jobs.models import Job, JobState
 
@@ -132,7 +132,7 @@ def test_a_finished_attempt_records_what_it_measured_for_the_next_estimates(api,
     and its seconds; the next job's estimate learns from it."""
     version = tokenized_dataset(tenant_a, tiny_bert)
     job = submit(api, version.dataset, epochs=2, max_length=8, batch_size=8, early_stopping_patience=0)
-    claimed, token = services.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
     job.refresh_from_db()
     measured = job.result["throughput"]

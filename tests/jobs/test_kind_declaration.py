@@ -12,7 +12,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from core.errors import ApplicationError
 from dashboard.forms import JobLaunchForm
-from jobs import hyperparameters, runner, services
+from jobs import hyperparameters, runner, submission
 from jobs.models import Job, JobArtifact, JobKind, JobState
 from tenancy.actors import Actor
 from workers import kinds
@@ -72,7 +72,7 @@ def test_a_misspelled_option_is_a_400_naming_it_and_the_accepted_ones(client, da
 def test_the_service_refuses_an_unknown_compression_option_too(tenant_a, source):
     """The dashboard calls the service directly: the same strictness there."""
     with pytest.raises(ApplicationError) as raised:
-        services.compression_submit(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership), kind="distill",
+        submission.compression_submit(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership), kind="distill",
                                     source_job_id=source.pk, options={"temprature": 3.0}, dry_run=True)
     assert "temprature" in raised.value.fields and "temperature" in raised.value.message
     assert not Job.objects.filter(kind=JobKind.DISTILL).exists()

@@ -18,7 +18,7 @@ from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
-from jobs import runner, services
+from jobs import lifecycle, runner
 from jobs.models import Job, JobEvent, JobState, UsageSegment
 
 from .worker_helpers import job_state, submit, wait_for
@@ -98,7 +98,7 @@ def test_an_attempt_killed_by_a_database_outage_takes_its_heartbeat_with_it(clie
     step frozen), and the reaper can take the job over."""
     fast_jobs.LATHE_JOB_LEASE_SECONDS = 2
     job_id = submit(client, long_dataset, epochs=50, batch_size=4, early_stopping_patience=0)
-    claimed, token = services.job_claim(job_id=job_id, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job_id, worker="test", device_class="cpu")
     with outage_hook() as outage:
         thread, outcome = run_in_thread(claimed, token)
         wait_for(lambda: job_state(job_id).step >= 5, timeout=120, message="the job to train a little")
@@ -111,21 +111,29 @@ def test_an_attempt_killed_by_a_database_outage_takes_its_heartbeat_with_it(clie
     job = job_state(job_id)
     assert job.state == JobState.RUNNING and job.lease_token == token  # nothing committed: the reaper's turn
     Job.objects.filter(pk=job_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))  # the lease runs out
-    assert services.reap_expired_leases()["requeued"] == [job_id]
+    assert lifecycle.reap_expired_leases()["requeued"] == [job_id]
     assert contiguous(job_id)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_short_database_outage_is_retried_inside_the_attempt(client, dataset, tiny_bert, fast_jobs):
+def test_a_short_database_outage_is_retried_inside_the_attempt(client, dataset, tiny_bert, fast_jobs, monkeypatch):
     fast_jobs.LATHE_JOB_LEASE_SECONDS = 60  # the retry window: far longer than this outage
     job_id = submit(client, dataset, epochs=8, batch_size=4, early_stopping_patience=0)
-    claimed, token = services.job_claim(job_id=job_id, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job_id, worker="test", device_class="cpu")
     with outage_hook() as outage:
+        # The outage starts from the training thread itself, once step 5 is written: however slow
+        # this machine, the job cannot finish before it (a poll from here could miss the window).
+        report_progress = runner.JobReporter.progress
+
+        def progress_then_outage(reporter, **kwargs):
+            report_progress(reporter, **kwargs)
+            if reporter._last_step is not None and reporter._last_step >= 5 and not outage.failures:
+                outage.on.set()
+
+        monkeypatch.setattr(runner.JobReporter, "progress", progress_then_outage)
         thread, outcome = run_in_thread(claimed, token)
-        wait_for(lambda: job_state(job_id).step >= 5, timeout=120, message="the job to train a little")
-        outage.on.set()
         # The training thread's write-backs fail a few times (with backoff), then the database is back.
-        wait_for(lambda: outage.failures.get("runner", 0) >= 3, timeout=60, message="the training thread to hit the outage")
+        wait_for(lambda: outage.failures.get("runner", 0) >= 3, timeout=300, message="the training thread to hit the outage")
         outage.on.clear()
         thread.join(timeout=300)
         assert not thread.is_alive()
@@ -143,11 +151,11 @@ def test_record_usage_never_bills_an_interval_twice(client, dataset, tiny_bert):
     """A heartbeat retried after a commit whose answer was lost sends the same
     interval again: only the part not yet covered is metered."""
     job = Job.objects.get(pk=submit(client, dataset))
-    claimed, token = services.job_claim(job_id=job.pk, worker="w", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="w", device_class="cpu")
     start = timezone.now() - timedelta(seconds=30)
-    assert services.record_usage(job=claimed, token=token, started_at=start, ended_at=start + timedelta(seconds=10),
+    assert lifecycle.record_usage(job=claimed, token=token, started_at=start, ended_at=start + timedelta(seconds=10),
                                  device_class="cpu")
-    assert services.record_usage(job=claimed, token=token, started_at=start, ended_at=start + timedelta(seconds=15),
+    assert lifecycle.record_usage(job=claimed, token=token, started_at=start, ended_at=start + timedelta(seconds=15),
                                  device_class="cpu")
     assert [s.seconds for s in UsageSegment.objects.filter(job=job).order_by("id")] == [Decimal("10.000"), Decimal("5.000")]
     assert contiguous(job.pk)
@@ -159,7 +167,7 @@ def test_a_run_inside_an_open_transaction_is_refused(client, dataset, tiny_bert)
     the heartbeat's own connection cannot see the job and the server ends the
     idle session: it is refused up front, before any heartbeat starts."""
     job_id = submit(client, dataset)
-    claimed, token = services.job_claim(job_id=job_id, worker="w", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job_id, worker="w", device_class="cpu")
     assert connection.in_atomic_block
     with pytest.raises(RuntimeError, match="inside a transaction"):
         runner.run_claimed_job(claimed, token)
@@ -189,7 +197,7 @@ def test_watchdog_takes_over_an_attempt_whose_step_stopped(client, dataset, tiny
     last_try = running(client, dataset, step_seconds=1, idle=timedelta(hours=2), attempts_left=False)
     not_measured = running(client, dataset, step_seconds=None, idle=timedelta(hours=2))  # setup: only the lease watches
     with django_capture_on_commit_callbacks(execute=False):
-        outcome = services.reap_expired_leases()
+        outcome = lifecycle.reap_expired_leases()
     assert sorted(outcome["requeued"]) == sorted([fast_stuck.pk, slow_stuck.pk]) and outcome["failed"] == [last_try.pk]
     for job in (fast_fine, slow_fine, not_measured):
         assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
@@ -201,7 +209,7 @@ def test_watchdog_takes_over_an_attempt_whose_step_stopped(client, dataset, tiny
     assert failed.state == JobState.FAILED and "no progress" in failed.failure_reason
     # The stalled attempt's heartbeat is fenced off from then on.
     now = timezone.now()
-    assert not services.record_usage(job=slow_stuck, token=slow_stuck.lease_token, started_at=now, ended_at=now,
+    assert not lifecycle.record_usage(job=slow_stuck, token=slow_stuck.lease_token, started_at=now, ended_at=now,
                                      device_class="cpu")
 
 
@@ -214,14 +222,14 @@ def test_a_pending_cancel_ends_cancelled_when_the_worker_is_lost(client, dataset
     reaper must not re-queue it (claim and sweeper skip a pending cancel, so it
     would sit queued for ever)."""
     frozen = Job.objects.get(pk=submit(client, dataset))
-    services.job_claim(job_id=frozen.pk, worker="w", device_class="cpu")
+    lifecycle.job_claim(job_id=frozen.pk, worker="w", device_class="cpu")
     assert client.post(f"/api/v1/jobs/{frozen.pk}/cancel").json()["state"] == "running"
     Job.objects.filter(pk=frozen.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     # Left behind by a cancel that raced a re-queue: queued, cancel pending, no lease.
     raced = Job.objects.get(pk=submit(client, dataset))
     Job.objects.filter(pk=raced.pk).update(cancel_requested_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=False) as rung:
-        outcome = services.reap_expired_leases()
+        outcome = lifecycle.reap_expired_leases()
     for job in (frozen, raced):
         job.refresh_from_db()
         assert job.state == JobState.CANCELLED and job.finished_at and job.lease_token is None
@@ -242,7 +250,7 @@ def test_sweeper_rings_the_longest_waiting_first(client, dataset, tiny_bert, mon
     now = timezone.now()
     for job, waited in ((first, 3), (second, 1), (third, 2)):
         Job.objects.filter(pk=job.pk).update(queued_at=now - timedelta(hours=waited), last_dispatched_at=now - timedelta(hours=1))
-    assert services.sweep_lost_doorbells() == [first.pk, third.pk, second.pk] and rung == [first.pk, third.pk, second.pk]
+    assert lifecycle.sweep_lost_doorbells() == [first.pk, third.pk, second.pk] and rung == [first.pk, third.pk, second.pk]
 
 
 # --- billed, not billed, running -----------------------------------------------------------------------------
@@ -262,7 +270,7 @@ def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client,
                                            seconds=Decimal(seconds))
     segment(1, lost_token, 30)
     UsageExclusion.objects.create(segment=segment(1, lost_token, 12), reason="worker lost")
-    claimed, token = services.job_claim(job_id=job.pk, worker="w", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="w", device_class="cpu")
     segment(2, token, 7)
     body = client.get(f"/api/v1/jobs/{job.pk}").json()
     assert (body["billed_seconds"], body["excluded_seconds"], body["running_seconds"]) == (37.0, 12.0, 7.0)
@@ -282,7 +290,7 @@ def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client,
     billing_html = page.get(f"/o/{tenant_a.organization.slug}/billing").content.decode()
     assert "37.0" in billing_html and 'data-testid="running-usage"' in billing_html
     # Once the attempt ends, nothing is running any more.
-    services.job_finish(job=claimed, token=token, state=JobState.SUCCEEDED)
+    lifecycle.job_finish(job=claimed, token=token, state=JobState.SUCCEEDED)
     assert client.get(f"/api/v1/jobs/{job.pk}").json()["running_seconds"] == 0
     assert selectors.open_attempt_usage(organization=tenant_a.organization) == {}
     assert 'data-testid="running-usage"' not in page.get(f"/o/{tenant_a.organization.slug}/billing").content.decode()

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from jobs import runner, services
+from jobs import lifecycle, runner
 from jobs.models import Job, JobKind, JobState
 from tests.card_runner import check_named_files, code_blocks, run_card, unzip
 
@@ -33,7 +33,7 @@ def test_lora_adapter_of_a_catalog_model_names_and_loads_on_its_public_base(tmp_
                                                                 "lora_r": 4}}, format="json")
     assert response.status_code == 201, response.content
     job_id = response.json()["id"]
-    claimed, token = services.job_claim(job_id=job_id, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job_id, worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED, Job.objects.get(pk=job_id).failure_reason
     downloads = {a["name"] for a in client.get(f"/api/v1/jobs/{job_id}/artifacts").json()}
     assert downloads == {"adapter.zip", "model.zip", "eval_report.json", "README.md"}

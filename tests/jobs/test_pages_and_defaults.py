@@ -9,7 +9,7 @@ import re
 import pytest
 from django.db import connections
 
-from jobs import selectors, services
+from jobs import selectors, submission
 from jobs.models import Job, JobArtifact, JobKind, JobMetric, JobState
 from tenancy.actors import Actor
 from tests.dashboard.chart_data import chart_data
@@ -25,7 +25,7 @@ def actor(tenant) -> Actor:
 def succeeded_finetune(tenant, dataset, *, name: str = "", method: str = "full", history=(), **hyperparameters) -> Job:
     """A fine-tune submitted through the service, then finished the way the
     runner finishes one: state, result (per-epoch history) and its model.zip."""
-    job, _ = services.job_submit(organization=tenant.organization, actor=actor(tenant), dataset_id=dataset.pk,
+    job, _ = submission.job_submit(organization=tenant.organization, actor=actor(tenant), dataset_id=dataset.pk,
                                  base_model="tiny-bert", method=method, name=name, hyperparameters_in=hyperparameters)
     result = {"history": [{"epoch": i + 1, "step": 10 * (i + 1), "accuracy": a, "macro_f1": a} for i, a in enumerate(history)]}
     Job.objects.filter(pk=job.pk).update(state=JobState.SUCCEEDED, result=result)
@@ -36,7 +36,7 @@ def succeeded_finetune(tenant, dataset, *, name: str = "", method: str = "full",
 
 
 def compress(tenant, source: Job, kind: str, **options) -> Job:
-    job, _ = services.compression_submit(organization=tenant.organization, actor=actor(tenant), kind=kind,
+    job, _ = submission.compression_submit(organization=tenant.organization, actor=actor(tenant), kind=kind,
                                          source_job_id=source.pk, **options)
     return job
 

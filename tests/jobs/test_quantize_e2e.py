@@ -71,17 +71,17 @@ def test_finetune_then_quantize(tmp_path, fast_jobs, tenant_a, api_for, dataset,
 def test_unmeetable_guard_fails_the_job_with_the_reason(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):
     """Straight through the runner (no broker needed): the guard's verdict
     becomes the job's state and reason."""
-    from jobs import services
+    from jobs import lifecycle, submission
 
     client = api_for(tenant_a.key(scopes=["write"]))
     with celery_worker(tmp_path / "worker.log", extra_env=worker_env(fast_jobs, tmp_path)) as (queue, _process):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
         source_id = submit(client, dataset, epochs=1)
         wait_for(lambda: job_state(source_id).state == JobState.SUCCEEDED, timeout=180, message="the fine-tune")
-    job, _ = services.compression_submit(organization=tenant_a.organization, actor=_actor(tenant_a),
+    job, _ = submission.compression_submit(organization=tenant_a.organization, actor=_actor(tenant_a),
                                          kind="quantize", source_job_id=source_id, max_accuracy_drop=0)
     Job.objects.filter(pk=job.pk).update(max_accuracy_drop=-50)  # demands 50 points of improvement
-    claimed, token = services.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.FAILED
     job.refresh_from_db()
     assert job.state == JobState.FAILED and job.failure_reason.startswith("Accuracy guard failed: accuracy dropped")

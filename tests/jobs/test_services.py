@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
-from jobs import services
+from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobState, UsageSegment
 
 pytestmark = pytest.mark.django_db
@@ -71,12 +71,12 @@ def make_job(client, dataset):
 
 def test_claim_is_exclusive_and_fenced(client, dataset, tiny_bert):
     job = make_job(client, dataset)
-    job_claimed, token = services.job_claim(job_id=job.pk, worker="w1", device_class="cpu")
+    job_claimed, token = lifecycle.job_claim(job_id=job.pk, worker="w1", device_class="cpu")
     assert job_claimed.state == JobState.RUNNING and job_claimed.attempts == 1
-    assert services.job_claim(job_id=job.pk, worker="w2", device_class="cpu") is None  # a doubled doorbell
+    assert lifecycle.job_claim(job_id=job.pk, worker="w2", device_class="cpu") is None  # a doubled doorbell
     now = timezone.now()
-    assert services.record_usage(job=job_claimed, token=token, started_at=now - timedelta(seconds=3), ended_at=now, device_class="cpu")
-    assert not services.record_usage(job=job_claimed, token="00000000-0000-0000-0000-000000000000",
+    assert lifecycle.record_usage(job=job_claimed, token=token, started_at=now - timedelta(seconds=3), ended_at=now, device_class="cpu")
+    assert not lifecycle.record_usage(job=job_claimed, token="00000000-0000-0000-0000-000000000000",
                                      started_at=now, ended_at=now + timedelta(seconds=5), device_class="cpu")
     assert list(UsageSegment.objects.values_list("seconds", flat=True)) == [Decimal("3.000")]
 
@@ -84,8 +84,8 @@ def test_claim_is_exclusive_and_fenced(client, dataset, tiny_bert):
 def test_concurrency_limit_per_organization(client, dataset, tiny_bert, settings):
     settings.LATHE_MAX_CONCURRENT_JOBS = 1
     first, second = make_job(client, dataset), make_job(client, dataset)
-    assert services.job_claim(job_id=first.pk, worker="w", device_class="cpu") is not None
-    assert services.job_claim(job_id=second.pk, worker="w", device_class="cpu") is None
+    assert lifecycle.job_claim(job_id=first.pk, worker="w", device_class="cpu") is not None
+    assert lifecycle.job_claim(job_id=second.pk, worker="w", device_class="cpu") is None
     assert Job.objects.get(pk=second.pk).state == JobState.QUEUED
 
 
@@ -93,16 +93,16 @@ def test_reaper_requeues_then_fails_when_attempts_run_out(client, dataset, tiny_
     job = make_job(client, dataset)
     Job.objects.filter(pk=job.pk).update(max_attempts=2)
     for attempt in (1, 2):
-        claimed, token = services.job_claim(job_id=job.pk, worker=f"w{attempt}", device_class="cpu")
+        claimed, token = lifecycle.job_claim(job_id=job.pk, worker=f"w{attempt}", device_class="cpu")
         Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
         with django_capture_on_commit_callbacks(execute=False):
-            outcome = services.reap_expired_leases()
+            outcome = lifecycle.reap_expired_leases()
         if attempt == 1:
             assert outcome == {"requeued": [job.pk], "failed": [], "cancelled": []}
             assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
             # The zombie's late heartbeat is fenced off: nothing billed.
             now = timezone.now()
-            assert not services.record_usage(job=claimed, token=token, started_at=now, ended_at=now, device_class="cpu")
+            assert not lifecycle.record_usage(job=claimed, token=token, started_at=now, ended_at=now, device_class="cpu")
         else:
             assert outcome == {"requeued": [], "failed": [job.pk], "cancelled": []}
     job.refresh_from_db()
@@ -117,17 +117,17 @@ def test_sweeper_rings_again_for_lost_doorbells(client, dataset, tiny_bert, sett
                         lambda name, args, **kw: rung.append(args[0] if name == "jobs.tasks.run_job" else name))
     job = make_job(client, dataset)
     Job.objects.filter(pk=job.pk).update(last_dispatched_at=timezone.now() - timedelta(hours=1))
-    assert services.sweep_lost_doorbells() == [job.pk] and rung == [job.pk]
-    assert services.sweep_lost_doorbells() == []  # just rung: not stale any more
+    assert lifecycle.sweep_lost_doorbells() == [job.pk] and rung == [job.pk]
+    assert lifecycle.sweep_lost_doorbells() == []  # just rung: not stale any more
 
 
 def test_cancel_queued_running_and_finished(client, dataset, tiny_bert):
     queued = make_job(client, dataset)
     body = client.post(f"/api/v1/jobs/{queued.pk}/cancel").json()
     assert body["state"] == "cancelled" and body["billed_seconds"] == 0
-    assert services.job_claim(job_id=queued.pk, worker="w", device_class="cpu") is None  # never starts
+    assert lifecycle.job_claim(job_id=queued.pk, worker="w", device_class="cpu") is None  # never starts
     running = make_job(client, dataset)
-    services.job_claim(job_id=running.pk, worker="w", device_class="cpu")
+    lifecycle.job_claim(job_id=running.pk, worker="w", device_class="cpu")
     body = client.post(f"/api/v1/jobs/{running.pk}/cancel").json()
     assert body["state"] == "running" and body["cancel_requested_at"]
     again = client.post(f"/api/v1/jobs/{queued.pk}/cancel")

@@ -66,7 +66,7 @@ def test_finetune_end_to_end_through_a_real_worker(tmp_path, fast_jobs, tenant_a
 
 
 def test_doubled_doorbell_runs_once_and_cancel_bills_exactly(tmp_path, fast_jobs, tenant_a, api_for, long_dataset, tiny_bert):
-    from jobs.services import dispatch
+    from jobs.lifecycle import dispatch
 
     client = api_for(tenant_a.key(scopes=["write"]))
     with celery_worker(tmp_path / "worker.log", extra_env=worker_env(fast_jobs, tmp_path)) as (queue, _process):

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from jobs import services
+from jobs import lifecycle
 from jobs.models import Job, JobCheckpoint, JobEvent, JobState, UsageSegment
 from tests.celery_worker import celery_worker
 
@@ -27,7 +27,7 @@ def reap_when_expired(job_id: int) -> None:
     job = wait_for(lambda: (j := job_state(job_id)).lease_expires_at and j.lease_expires_at < timezone.now() and j,
                    timeout=30, message="the lease to expire")
     assert job.state == JobState.RUNNING
-    assert services.reap_expired_leases()["requeued"] == [job_id]
+    assert lifecycle.reap_expired_leases()["requeued"] == [job_id]
 
 
 def test_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(tmp_path, fast_jobs, tenant_a, api_for,
@@ -109,7 +109,7 @@ def test_lost_doorbells_are_rung_again(tmp_path, fast_jobs, tenant_a, api_for, d
     with celery_worker(tmp_path / "w.log", queue=queue, extra_env=worker_env(fast_jobs, tmp_path)):
         time.sleep(2)
         assert all(job_state(j).state == JobState.QUEUED for j in job_ids), "the messages should be gone"
-        assert sorted(services.sweep_lost_doorbells()) == sorted(job_ids)
+        assert sorted(lifecycle.sweep_lost_doorbells()) == sorted(job_ids)
         for job_id in job_ids:
             job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=180, message=f"job {job_id}")
             assert job.state == JobState.SUCCEEDED and job.attempts == 1

@@ -137,14 +137,14 @@ def test_an_uploaded_model_needs_evaluation_data_with_its_labels(client, model_f
 def test_an_uploaded_model_is_compressed_by_the_runner(client, model_folder, tenant_a, dataset, fast_jobs):
     """Claimed and run in-process (the worker path without the broker): the
     uploaded archive is the source, the dataset's validation split the data."""
-    from jobs import runner, services
+    from jobs import lifecycle, runner
     from jobs.models import JobState
 
     model_id = _upload(client, zip_bytes(model_folder)).json()["id"]
     job_id = client.post("/api/v1/jobs", {"kind": "prune", "source_model_id": model_id, "dataset_id": dataset.pk,
                                           "prune_method": "neurons", "sparsity": 0.5, "max_accuracy_drop": 100},
                          format="json").json()["id"]
-    claimed, token = services.job_claim(job_id=job_id, worker="test", device_class="cpu")
+    claimed, token = lifecycle.job_claim(job_id=job_id, worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
     claimed.refresh_from_db()
     report = claimed.result["compression"]

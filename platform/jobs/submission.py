@@ -1,23 +1,19 @@
-"""Job state changes. Every write a worker makes goes through a *fenced*
-update — `filter(pk=..., lease_token=token, state=running)` — so a worker whose
-lease was taken over changes nothing and bills nothing."""
+"""Submission: validate a job request against its kind's declaration
+(workers/kinds.py), resolve 'auto', quote, admit (plan, spend cap) and write the
+job `queued` — all in one transaction — ringing the doorbell on commit. What
+happens to a job afterwards is jobs/lifecycle.py's."""
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import uuid
-from datetime import timedelta
 from decimal import Decimal
 
-from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from catalog.selectors import base_model_get
-from core.errors import Conflict, NotFound, field_error
+from core.errors import Conflict, field_error
 from corpora.models import DatasetVersion
 from tenancy.actors import Actor
 from tenancy.models import Organization
@@ -25,9 +21,9 @@ from tenancy.models import Organization
 from workers import kinds
 
 from . import estimates, hyperparameters
-from .models import TERMINAL_STATES, Job, JobEvent, JobKind, JobState, Method, UsageSegment
+from .lifecycle import dispatch
+from .models import Job, JobEvent, JobKind, JobState, Method
 
-logger = logging.getLogger(__name__)
 SUPPORTED_TASKS = ("text_classification", "text_pair_classification")
 
 
@@ -301,227 +297,4 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
         event=f"Queued on '{queue_for(organization=organization)}': {method} fine-tune of {model.name} on "
               f"{version.dataset.name} v{version.number}.")
-
-
-def dispatch(*, job_id: int) -> None:
-    """Ring the doorbell. Losing it is harmless: the sweeper rings again. The
-    task is rung by its registered name, so services never import tasks (the
-    thin tasks import services)."""
-    job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).first()
-    if job is None:
-        return
-    try:
-        current_app.send_task("jobs.tasks.run_job", args=[job.pk], queue=job.queue, priority=job.priority)
-    except Exception:
-        logger.exception("Doorbell for job %s failed; the sweeper will retry", job_id)
-        return
-    Job.objects.filter(pk=job_id).update(last_dispatched_at=timezone.now())
-
-
-def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid.UUID] | None:
-    """queued → running under a new lease, if nobody else has it and the
-    organization is under its concurrency limit. None means: not yours."""
-    token, now = uuid.uuid4(), timezone.now()
-    with transaction.atomic():
-        job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).select_related("organization").first()
-        if job is None:
-            return None
-        Organization.objects.select_for_update().get(pk=job.organization_id)  # serializes the limit check
-        from billing.services import plan_for
-
-        limit = min(plan_for(organization=job.organization).max_concurrent_jobs, settings.LATHE_MAX_CONCURRENT_JOBS)
-        running = Job.objects.filter(organization_id=job.organization_id, state=JobState.RUNNING).count()
-        if running >= limit:
-            JobEvent.objects.create(job=job, message=f"Waiting: the organization already runs {running} job(s).")
-            return None
-        claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED, cancel_requested_at__isnull=True).update(
-            state=JobState.RUNNING, lease_token=token, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS),
-            heartbeat_at=now, attempts=F("attempts") + 1, worker=worker, device_class=device_class,
-            started_at=now, updated_at=now, progress_at=None, step_seconds=None,
-        )
-        if not claimed:
-            return None
-        job.refresh_from_db()
-        JobEvent.objects.create(job=job, attempt=job.attempts, message=f"Attempt {job.attempts} started on {worker} ({device_class}).")
-    return job, token
-
-
-def fenced(job_id: int, token):
-    """The job, only while `token` holds its lease: every worker write goes through this."""
-    return Job.objects.filter(pk=job_id, lease_token=token, state=JobState.RUNNING)
-
-
-def record_usage(*, job: Job, token, started_at, ended_at, device_class: str, device_count: int = 1) -> bool:
-    """Extend the lease and append a usage segment, atomically and only under
-    the current lease. False: the lease is gone; stop and bill nothing more."""
-    now = timezone.now()
-    with transaction.atomic():
-        extended = fenced(job.pk, token).update(
-            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS), updated_at=now)
-        if not extended:
-            return False
-        # A retry after a commit whose answer was lost (the database went away) must not bill that
-        # interval twice: a segment starts where this lease's last one ended, never before.
-        covered = (UsageSegment.objects.filter(job_id=job.pk, lease_token=token).order_by("-ended_at")
-                   .values_list("ended_at", flat=True).first())
-        if covered is not None and covered > started_at:
-            started_at = min(covered, ended_at)
-        seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
-        UsageSegment.objects.create(organization_id=job.organization_id, job=job, attempt=job.attempts, lease_token=token,
-                                    device_class=device_class, device_count=device_count, started_at=started_at,
-                                    ended_at=ended_at, seconds=seconds)
-    return True
-
-
-def job_finish(*, job: Job, token, state: str, result: dict | None = None, failure_reason: str = "",
-               usage: dict | None = None) -> bool:
-    """The last usage segment, the result and the final state commit together."""
-    now = timezone.now()
-    with transaction.atomic():
-        if usage and not record_usage(job=job, token=token, **usage):
-            return False
-        done = fenced(job.pk, token).update(state=state, finished_at=now, lease_token=None, lease_expires_at=None,
-                                             result=result or {}, failure_reason=failure_reason[:5000], updated_at=now)
-        if done:
-            level = "error" if state == JobState.FAILED else "info"
-            JobEvent.objects.create(job=job, attempt=job.attempts, level=level,
-                                    message=f"Job {state}." + (f" {failure_reason}" if failure_reason else ""))
-    return bool(done)
-
-
-def job_cancel(*, organization: Organization, actor: Actor | None, job_id) -> Job:
-    job = Job.objects.filter(organization=organization, pk=job_id).first()
-    if job is None:
-        raise NotFound("Job not found.")
-    if job.is_terminal:
-        raise Conflict(f"The job already ended ({job.state}).", code="job_finished")
-    now = timezone.now()
-    with transaction.atomic():
-        # A queued job never starts: cancel it outright.
-        if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(state=JobState.CANCELLED, cancel_requested_at=now,
-                                                                      finished_at=now, updated_at=now):
-            JobEvent.objects.create(job=job, attempt=job.attempts, message="Cancelled before it started.")
-        else:  # running: a flag the worker reads between optimizer steps
-            Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now, updated_at=now)
-            JobEvent.objects.create(job=job, attempt=job.attempts, level="warning", message="Cancellation requested.")
-    job.refresh_from_db()
-    return job
-
-
-def stall_limit(*, step_seconds: float | None) -> timedelta | None:
-    """How long an attempt may go without its step advancing: a bounded multiple
-    of its own step time, never under the floor. None until a step time is measured
-    (setup, compression phases without steps: the lease alone watches those)."""
-    if not step_seconds:
-        return None
-    return timedelta(seconds=max(settings.LATHE_JOB_STALL_STEP_MULTIPLE * step_seconds, settings.LATHE_JOB_STALL_MIN_SECONDS))
-
-
-def _stalled(now) -> list[tuple[Job, str]]:
-    """Running jobs whose lease is live (the heartbeat thread works) but whose
-    step has not advanced for longer than their stall limit (the training hangs)."""
-    floor = now - timedelta(seconds=settings.LATHE_JOB_STALL_MIN_SECONDS)
-    candidates = Job.objects.filter(state=JobState.RUNNING, lease_expires_at__gte=now, step_seconds__isnull=False,
-                                    progress_at__lt=floor)
-    stalled = []
-    for job in candidates:
-        limit = stall_limit(step_seconds=job.step_seconds)
-        if now - job.progress_at > limit:
-            stalled.append((job, f"no progress for {int((now - job.progress_at).total_seconds() // 60)} min at step "
-                                 f"{job.step} (limit {int(limit.total_seconds() // 60)} min: "
-                                 f"{settings.LATHE_JOB_STALL_STEP_MULTIPLE} × its {job.step_seconds:.2f} s step time, "
-                                 f"at least {settings.LATHE_JOB_STALL_MIN_SECONDS // 60} min)"))
-    return stalled
-
-
-def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
-    """Take the job from its attempt (`still`: the conditions it was chosen on,
-    re-checked in the update). A pending cancel ends it cancelled; else re-queued
-    while attempts are left, else failed. The lost attempt's usage after the
-    checkpoint the next attempt resumes from is excluded in the same transaction."""
-    from billing.ledger import exclude_lost_work
-
-    with transaction.atomic():
-        taken_from = fenced(job.pk, job.lease_token).filter(**still)
-        released = dict(lease_token=None, lease_expires_at=None, worker="", updated_at=now)
-        if job.cancel_requested_at is not None:
-            kind = "cancelled"
-            taken = taken_from.update(state=JobState.CANCELLED, finished_at=now, **released,
-                                      failure_reason=f"Cancelled; the worker was lost before it could stop ({why}). "
-                                                     "The best checkpoint is kept.")
-        elif job.attempts < job.max_attempts:
-            kind = "requeued"
-            # A cancel landing meanwhile is not re-queued: the sweep below ends it.
-            taken = taken_from.update(state=JobState.QUEUED, queued_at=now, **released)
-        else:
-            kind = "failed"
-            taken = taken_from.update(state=JobState.FAILED, finished_at=now, **released,
-                                      failure_reason=f"Worker lost {job.attempts} times (last: {why}).")
-        if not taken:
-            return  # it heartbeated or progressed meanwhile, or finished
-        excluded = exclude_lost_work(job=job, attempt=job.attempts,
-                                     reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
-        unbilled = f" {excluded} usage segment(s) after the last checkpoint are not billed." if excluded else ""
-        message, level = {
-            "cancelled": ("Cancelled: the cancellation was pending when the worker was lost", "warning"),
-            "requeued": ("Re-queued to resume from the last checkpoint", "warning"),
-            "failed": ("Failed: attempts exhausted after lost workers", "error"),
-        }[kind]
-        JobEvent.objects.create(job=job, attempt=job.attempts, level=level, message=f"Worker lost ({why}). {message}.{unbilled}")
-        outcome[kind].append(job.pk)
-        if kind == "requeued":
-            transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
-
-
-def reap_expired_leases() -> dict:
-    """The reaper (maintenance queue). Takes jobs from lost attempts — lease
-    expired (no heartbeat), or live lease but no progress (the watchdog) — and
-    ends queued jobs whose cancel is pending (a cancel that raced a re-queue),
-    which neither the claim nor the sweeper would ever pick up."""
-    now = timezone.now()
-    outcome: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
-    for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at", "id"):
-        last = f"no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "no heartbeat"
-        _take_over(job, now=now, why=last, still={"lease_expires_at__lt": now}, outcome=outcome)
-    for job, why in _stalled(now):
-        _take_over(job, now=now, why=why, still={"progress_at": job.progress_at}, outcome=outcome)
-    for job in Job.objects.filter(state=JobState.QUEUED, cancel_requested_at__isnull=False):
-        with transaction.atomic():
-            if Job.objects.filter(pk=job.pk, state=JobState.QUEUED, cancel_requested_at__isnull=False).update(
-                    state=JobState.CANCELLED, finished_at=now, updated_at=now):
-                JobEvent.objects.create(job=job, attempt=job.attempts, level="warning",
-                                        message="Cancelled: the cancellation was pending when the job was re-queued.")
-                outcome["cancelled"].append(job.pk)
-    return outcome
-
-
-def sweep_lost_doorbells() -> list[int]:
-    """Queued jobs nobody picked up (a lost message, a Redis restart): ring
-    again, oldest first (those waited longest)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.LATHE_REDISPATCH_AFTER_SECONDS)
-    stale = list(Job.objects.filter(state=JobState.QUEUED, cancel_requested_at__isnull=True)
-                 .exclude(last_dispatched_at__gt=cutoff).order_by("queued_at", "id").values_list("pk", flat=True))
-    for pk in stale:
-        dispatch(job_id=pk)
-    return stale
-
-
-def job_requeue(*, job: Job, reason: str) -> bool:
-    """Operators: put a failed or cancelled job back in the queue (new attempts)."""
-    if job.state not in TERMINAL_STATES:
-        return False
-    updated = Job.objects.filter(pk=job.pk, state=job.state).update(
-        state=JobState.QUEUED, attempts=0, cancel_requested_at=None, finished_at=None, failure_reason="",
-        queued_at=timezone.now(), updated_at=timezone.now())
-    if updated:
-        JobEvent.objects.create(job=job, message=f"Re-queued by an operator: {reason}.")
-        transaction.on_commit(lambda: dispatch(job_id=job.pk))
-    return bool(updated)
-
-
-def usage_seconds(*, job: Job) -> Decimal:
-    """All metered seconds, billable or not (see selectors.job_usage for the split)."""
-    from django.db.models import Sum
-
-    return job.usage_segments.aggregate(total=Sum("seconds"))["total"] or Decimal("0")
 
