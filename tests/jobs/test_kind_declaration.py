@@ -12,7 +12,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from core.errors import ApplicationError
 from dashboard.forms import JobLaunchForm
-from jobs import hyperparameters, runner, submission
+from jobs import hyperparameters, kind_runners, submission
 from jobs.models import Job, JobArtifact, JobKind, JobState
 from tenancy.actors import Actor
 from workers import kinds
@@ -86,9 +86,9 @@ def test_the_worker_rebuild_of_a_finetune_spec_raises_on_an_unknown_key(tenant_a
                              labels=sorted(dataset.latest_version.report["labels"]["counts"]),
                              spec={"epochs": 1, "learing_rate": 1e-3})
     with pytest.raises(ValueError, match="learing_rate.*accepted: .*learning_rate"):
-        runner.build_spec(job, tmp_path)
+        kind_runners.build_finetune_spec(job, tmp_path)
     job.spec = {"epochs": 1, "learning_rate": 1e-3}  # the same, spelled right, builds
-    assert runner.build_spec(job, tmp_path).learning_rate == 1e-3
+    assert kind_runners.build_finetune_spec(job, tmp_path).learning_rate == 1e-3
 
 
 def test_a_training_phase_of_a_compression_refuses_an_unknown_key(tmp_path):

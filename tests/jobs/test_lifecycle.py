@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from config.celery_app import app as celery_app
 from jobs import lifecycle, runner
+from jobs import reporter as reporter_module
 from jobs.models import Job, JobEvent, JobState, UsageSegment
 
 from .worker_helpers import job_state, submit, wait_for
@@ -123,14 +124,14 @@ def test_a_short_database_outage_is_retried_inside_the_attempt(client, dataset, 
     with outage_hook() as outage:
         # The outage starts from the training thread itself, once step 5 is written: however slow
         # this machine, the job cannot finish before it (a poll from here could miss the window).
-        report_progress = runner.JobReporter.progress
+        report_progress = reporter_module.JobReporter.progress
 
         def progress_then_outage(reporter, **kwargs):
             report_progress(reporter, **kwargs)
             if reporter._last_step is not None and reporter._last_step >= 5 and not outage.failures:
                 outage.on.set()
 
-        monkeypatch.setattr(runner.JobReporter, "progress", progress_then_outage)
+        monkeypatch.setattr(reporter_module.JobReporter, "progress", progress_then_outage)
         thread, outcome = run_in_thread(claimed, token)
         # The training thread's write-backs fail a few times (with backoff), then the database is back.
         wait_for(lambda: outage.failures.get("runner", 0) >= 3, timeout=300, message="the training thread to hit the outage")

@@ -1,0 +1,123 @@
+"""The kind table: for each job kind, how its worker spec is built from the
+stored job (strictly: an unknown key is an error, never dropped), which
+`workers/` entry point runs it, and how its outcome becomes (state, result,
+failure reason). Adding a kind = its declaration in workers/kinds.py, its
+entry point in workers/, and one row here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from django.conf import settings
+
+from workers.finetune import run_finetune
+from workers.kinds import strict
+from workers.reporting import Reporter
+from workers.spec import FineTuneSpec
+
+from . import estimates
+from .cards import card_facts
+from .models import Job, JobKind, JobState
+from .staging import extract_model, fetch_dataset, job_folder
+
+STOP_REASONS = {
+    "cancelled": "Cancelled while running; the best checkpoint is kept.",
+    "budget": "Stopped at its budget of ${max_cost} (max_cost); the best checkpoint is kept.",
+    "spend cap": "Stopped: the organization's monthly spend cap (or free allowance) is reached; the best checkpoint is kept.",
+}
+
+
+def stop_message(job: Job, reason: str) -> str:
+    return STOP_REASONS[reason].replace("{max_cost}", f"{job.max_cost:.2f}" if job.max_cost is not None else "?")
+
+
+# --- fine-tune ------------------------------------------------------------------
+
+def build_finetune_spec(job: Job, folder: Path) -> FineTuneSpec:
+    train_file, validation_file = fetch_dataset(job, folder)
+    # Strict: the stored spec (resolved hyperparameters) is rebuilt as it is; an unknown key is an error.
+    return strict(
+        FineTuneSpec, job.spec,
+        task=job.dataset_version.task, base_model_path=job.base_model.local_path(), train_file=str(train_file),
+        validation_file=str(validation_file), labels=list(job.labels),
+        output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
+        method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
+        checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
+    )
+
+
+def finetune_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
+    result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
+              "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
+              "train_tokens": outcome.train_tokens,
+              "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
+              "device": outcome.device, "precision": outcome.precision}
+    if outcome.status == "succeeded":
+        return JobState.SUCCEEDED, result, ""
+    if outcome.stop_reason in STOP_REASONS:
+        return JobState.CANCELLED, {**result, "stop_reason": outcome.stop_reason}, stop_message(job, outcome.stop_reason)
+    return None, result, ""
+
+
+# --- compression (quantize, prune, distill) ----------------------------------------
+
+def build_compression_spec(job: Job, folder: Path):
+    from workers.compression.run import CompressionSpec
+
+    train_file, validation_file = fetch_dataset(job, folder)
+    # Strict: the stored spec (the kind's declared options, its training phase) is rebuilt as it is.
+    stored = dict(job.spec)
+    if stored.pop("student_base_model", None):  # resolved by the platform into the catalog model's files
+        stored["student_model_path"] = job.base_model.local_path()
+    if job.max_accuracy_drop is not None:  # the job's column is the guard (the spec holds the same at submission)
+        stored["max_accuracy_drop"] = job.max_accuracy_drop
+    return strict(
+        CompressionSpec, stored,
+        kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(validation_file),
+        train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+        checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
+        max_length=estimates.model_max_length(job),
+        threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job))
+
+
+def run_compression(spec, reporter: Reporter) -> dict:
+    from workers.compression.run import run_compression as run  # onnx, pruning: loaded where a compression runs
+
+    return run(spec, reporter)
+
+
+def compression_outcome(job: Job, report: dict) -> tuple[str | None, dict, str]:
+    if "stopped" in report:
+        reason = report["stopped"]
+        return (JobState.CANCELLED, {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
+    guard = report["guard"]
+    if not guard["passed"]:
+        return JobState.FAILED, {"compression": report}, (
+            f"Accuracy guard failed: accuracy dropped {guard['accuracy_drop_points']} points, more than the "
+            f"{guard['max_accuracy_drop_points']} allowed. The compressed model is kept for inspection.")
+    return JobState.SUCCEEDED, {"compression": report}, ""
+
+
+# --- the table ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KindRunner:
+    """build_spec(job, folder) stages the inputs and returns the strict worker
+    spec; run(spec, reporter) is the Django-free entry point; outcome(job,
+    returned) gives (state, result, failure reason), state None meaning the
+    lease was lost: someone else owns the job now, so nothing is written."""
+
+    build_spec: Callable[[Job, Path], Any]
+    run: Callable[[Any, Reporter], Any]
+    outcome: Callable[[Job, Any], tuple[str | None, dict, str]]
+
+    def __call__(self, job: Job, reporter: Reporter) -> tuple[str | None, dict, str]:
+        return self.outcome(job, self.run(self.build_spec(job, job_folder(job)), reporter))
+
+
+_COMPRESSION = KindRunner(build_compression_spec, run_compression, compression_outcome)
+KIND_RUNNERS: dict[str, KindRunner] = {
+    JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, finetune_outcome),
+    JobKind.QUANTIZE: _COMPRESSION, JobKind.PRUNE: _COMPRESSION, JobKind.DISTILL: _COMPRESSION,
+}

@@ -1,0 +1,51 @@
+"""Staging: a job's inputs onto the worker — the dataset version's normalized
+files and the source model of a compression — into the job's folder, once."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from .models import Job
+
+
+def job_folder(job: Job) -> Path:
+    return Path(settings.LATHE_CHECKPOINT_ROOT) / str(job.organization_id) / str(job.pk)
+
+
+def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
+    """The dataset version's normalized train/validation files, copied next to the job once."""
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    version = job.dataset_version
+    paths = (data / "train.jsonl", data / "validation.jsonl")
+    for source, target in zip((version.train_file, version.validation_file), paths):
+        if not target.exists():
+            with default_storage.open(source, "rb") as src, open(f"{target}.tmp", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(f"{target}.tmp", target)
+    return paths
+
+
+def extract_model(job: Job, folder: Path) -> Path:
+    """The source model (an earlier job's model.zip or an uploaded model's
+    validated archive), unpacked with the same safety checks as uploads."""
+    from registry.validation import safe_extract
+
+    target = folder / "source-model"
+    if (target / "config.json").exists():
+        return target
+    storage_name = (job.source_model.storage_name if job.source_model_id
+                    else job.source_job.artifacts.get(name="model.zip").storage_name)
+    tmp = folder / "source-model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with default_storage.open(storage_name, "rb") as fh:
+        unpacked = safe_extract(fh, tmp, max_unpacked_bytes=10 * settings.LATHE_MODEL_MAX_FILE_BYTES)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(unpacked, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
