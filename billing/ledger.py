@@ -1,8 +1,8 @@
 """From usage segments to money.
 
-1. `exclude_lost_work`: when the reaper takes a job from a lost worker, the
-   attempt's usage after its last checkpoint is redone by the next attempt, so
-   it is excluded (billed once, not twice).
+1. (metering.py) usage segments, one per heartbeat; when the reaper takes a job
+   from a lost worker, the attempt's usage after the checkpoint the next attempt
+   resumes from is excluded (`metering.exclude_lost_work`: billed once, not twice).
 2. `rollup_usage`: segments of closed attempts become immutable ledger entries
    (one per job attempt, device and period), each segment in exactly one.
 3. `export_pending`: billable entries of metered subscriptions go to Stripe as
@@ -27,30 +27,12 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from . import gateway, services
-from .models import BillingAccount, ExportStatus, LedgerEntry, Reconciliation, SpendAlert, SubscriptionStatus, UsageExclusion
+from .models import BillingAccount, ExportStatus, LedgerEntry, Reconciliation, SpendAlert, SubscriptionStatus, UsageSegment
 
 logger = logging.getLogger(__name__)
 METERED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE,
                     SubscriptionStatus.UNPAID)
 ALERT_THRESHOLDS = (50, 80, 100)
-
-
-def exclude_lost_work(*, job, attempt: int, reason: str) -> int:
-    """Call inside the transaction that takes the job from its lost worker.
-    Keyed to the checkpoint the next attempt really resumes from: the attempt's
-    last *step* checkpoint (workers.checkpoints.latest_checkpoint). A best-model
-    save is not a resume point (the epoch-end step checkpoint may have been
-    skipped at that very step), so work after it is redone and is not billed."""
-    from jobs.models import JobCheckpoint, UsageSegment
-
-    last = (JobCheckpoint.objects.filter(job=job, attempt=attempt, is_best=False).order_by("-created_at")
-            .values_list("created_at", flat=True).first())
-    segments = UsageSegment.objects.filter(job=job, attempt=attempt, ledger_entry__isnull=True, exclusion__isnull=True)
-    if last is not None:
-        segments = segments.filter(ended_at__gt=last)
-    excluded = [UsageExclusion(segment=s, reason=reason) for s in segments]
-    UsageExclusion.objects.bulk_create(excluded)
-    return len(excluded)
 
 
 def _export_status(account: BillingAccount) -> str:
@@ -63,8 +45,6 @@ def _export_status(account: BillingAccount) -> str:
 
 def rollup_usage() -> list[LedgerEntry]:
     """Ledger entries for every closed attempt's unrolled segments."""
-    from jobs.models import UsageSegment
-
     created = []
     with transaction.atomic():
         closed = Q(job__lease_token__isnull=True) | ~Q(job__lease_token=F("lease_token"))

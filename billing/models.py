@@ -1,6 +1,7 @@
-"""Plans (operators), each organization's billing account, the usage ledger
-(its rows are also the meter-event outbox), Stripe events, invoices,
-reconciliations and spend alerts.
+"""Plans (operators), each organization's billing account, metering (usage
+segments and their exclusions: billing/metering.py writes and reads them), the
+usage ledger (its rows are also the meter-event outbox), Stripe events,
+invoices, reconciliations and spend alerts.
 
 Money: cents for prices and caps; the ledger in micro-dollars (1e-6 USD), so a
 per-second GPU rate like $0.000972 is exact. Stripe meters receive micro-dollars."""
@@ -10,6 +11,8 @@ from decimal import Decimal
 from functools import cached_property
 
 from django.db import models
+
+from tenancy.entitlements import device_rate
 
 MICROS_PER_CENT = 10_000
 
@@ -63,12 +66,7 @@ class Plan(models.Model):
 
     def rate_for(self, device_class: str) -> Decimal:
         """USD per device-second: the exact class, else its family default ('nvidia-*'), else 'cpu'."""
-        rates = self.rate_table
-        if device_class in rates:
-            return rates[device_class]
-        if device_class.startswith("nvidia-") and "nvidia-*" in rates:
-            return rates["nvidia-*"]
-        return rates.get("cpu", Decimal("0"))
+        return device_rate(self.rate_table, device_class)
 
 
 class PlanRate(models.Model):
@@ -242,11 +240,37 @@ class SpendAlert(models.Model):
         constraints = [models.UniqueConstraint(fields=["organization", "period_start", "threshold"], name="billing_alert_once")]
 
 
+# --- metering (billing/metering.py) -----------------------------------------------------
+
+class UsageSegment(models.Model):
+    """Immutable: one per heartbeat (and one at the end), written only under the
+    job's current lease (jobs.lifecycle.record_usage → metering.record_segment),
+    so a fenced-off worker bills nothing. Moved here from the jobs app; its table
+    kept its name (migrations billing 0003 / jobs 0008 changed the state only)."""
+
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.PROTECT, related_name="usage_segments")
+    job = models.ForeignKey("jobs.Job", on_delete=models.PROTECT, related_name="usage_segments")
+    attempt = models.PositiveSmallIntegerField()
+    lease_token = models.UUIDField()
+    device_class = models.CharField(max_length=40)
+    device_count = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    seconds = models.DecimalField(max_digits=12, decimal_places=3)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="segments", help_text="Set once, when the attempt's usage is rolled up.")
+
+    class Meta:
+        db_table = "jobs_usagesegment"
+        ordering = ("id",)
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+
 class UsageExclusion(models.Model):
     """Marks a usage segment as not billable (work lost to infrastructure and
     redone), so it never reaches the ledger as billable."""
 
-    segment = models.OneToOneField("jobs.UsageSegment", on_delete=models.CASCADE, related_name="exclusion")
+    segment = models.OneToOneField(UsageSegment, on_delete=models.CASCADE, related_name="exclusion")
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
-

@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 
-from . import services
-from .models import BillingAccount, Invoice, LedgerEntry, Plan, SpendAlert
+from . import metering, services
+from .models import BillingAccount, Invoice, LedgerEntry, Plan, SpendAlert, UsageSegment
 
 
 def plan_list():
@@ -22,9 +22,6 @@ def invoice_list(*, organization):
 def usage_summary(*, organization, previous: bool = False) -> dict:
     """This (or the previous) period: totals against the allowance and cap, and
     per day and per job (ledger plus usage still running)."""
-    from jobs.models import UsageSegment
-    from jobs.selectors import open_attempt_usage
-
     account = services.account_for(organization=organization)
     when = None
     if previous:
@@ -48,7 +45,7 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
         job["micros"] += services.price(row, plan)
     # Usage of attempts still running is already metered (every heartbeat), so the
     # Billing page and the job page agree; such rows are marked running.
-    running = open_attempt_usage(organization=organization)
+    running = metering.open_attempt_usage(organization=organization)
     excluded = (UsageSegment.objects.filter(organization=organization, ended_at__gte=period.start, ended_at__lt=period.end,
                                             exclusion__isnull=False).aggregate(s=Sum("seconds"))["s"] or 0)
     return {

@@ -1,6 +1,8 @@
-"""Billing state changes and the checks other apps ask for (plan limits, may
-this organization start a job). Subscription state itself changes only in
-`webhooks` (from verified Stripe events)."""
+"""Billing state changes and the checks other apps ask for: an organization's
+entitlements (the provider behind tenancy.entitlements, registered in
+apps.py), period usage and spend caps, may this organization start a job.
+Subscription state itself changes only in `webhooks` (from verified Stripe
+events)."""
 from __future__ import annotations
 
 import calendar
@@ -17,10 +19,11 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from core.errors import ApplicationError, PermissionDenied, field_error
 from tenancy.actors import Actor
+from tenancy.entitlements import Entitlements
 from tenancy.models import Organization, Role
 
 from . import gateway
-from .models import MICROS_PER_CENT, BillingAccount, LedgerEntry, Plan, PlanKind
+from .models import MICROS_PER_CENT, BillingAccount, LedgerEntry, Plan, PlanKind, UsageSegment
 
 logger = logging.getLogger(__name__)
 DEFAULT_PLAN_SLUG = "free"
@@ -53,7 +56,30 @@ def account_for(*, organization: Organization) -> BillingAccount:
 
 
 def plan_for(*, organization: Organization) -> Plan:
+    """Billing's own pages and API; other apps read `tenancy.entitlements` instead."""
     return account_for(organization=organization).plan
+
+
+def entitlements_of(*, organization: Organization) -> Entitlements:
+    """The provider of tenancy.entitlements.entitlements_for: the plan's limits,
+    rates and the account's spend-cap facts, read now (two queries: the account
+    with its plan, the plan's rates)."""
+    account = account_for(organization=organization)
+    return _entitlements(account, rates=tuple(sorted(account.plan.rate_table.items())))
+
+
+def _entitlements(account: BillingAccount, *, rates: tuple) -> Entitlements:
+    plan = account.plan
+    return Entitlements(
+        plan_slug=plan.slug, plan_name=plan.name, plan_is_free=plan.kind == PlanKind.FREE,
+        allowed_job_kinds=tuple(plan.allowed_job_kinds or ()), queue=plan.queue, priority=plan.queue_priority,
+        max_concurrent_jobs=plan.max_concurrent_jobs, api_rate=plan.api_rate, max_dataset_bytes=plan.max_dataset_bytes,
+        storage_quota_bytes=plan.storage_quota_bytes, rates=rates,
+        included_compute_micros=plan.included_compute_cents * MICROS_PER_CENT,
+        spend_cap_micros=account.spend_cap_cents * MICROS_PER_CENT if account.spend_cap_cents is not None else None,
+        subscription_period=((account.current_period_start, account.current_period_end)
+                             if account.current_period_start and account.current_period_end else None),
+        blocked_status=account.get_status_display().lower() if account.is_blocked else None)
 
 
 # --- periods and money ----------------------------------------------------------------
@@ -64,11 +90,15 @@ class Period:
     end: datetime
 
 
-def period_for(account: BillingAccount, when: datetime | None = None) -> Period:
+def period_for(account: BillingAccount | Entitlements, when: datetime | None = None) -> Period:
     """The subscription's current period when `when` falls in it, else the calendar month (UTC)."""
     when = when or timezone.now()
-    if account.current_period_start and account.current_period_end and account.current_period_start <= when < account.current_period_end:
-        return Period(account.current_period_start, account.current_period_end)
+    if isinstance(account, Entitlements):
+        start, end = account.subscription_period or (None, None)
+    else:
+        start, end = account.current_period_start, account.current_period_end
+    if start and end and start <= when < end:
+        return Period(start, end)
     utc = when.astimezone(dt_timezone.utc)
     start = utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     days = calendar.monthrange(start.year, start.month)[1]
@@ -79,8 +109,9 @@ def amount_micros(*, seconds: Decimal, device_count: int, usd_per_second: Decima
     return int((Decimal(seconds) * device_count * usd_per_second * 1_000_000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def price(row: dict, plan: Plan) -> int:
-    """Micro-dollars of an aggregated usage row (device_class, device_count, seconds)."""
+def price(row: dict, plan: Plan | Entitlements) -> int:
+    """Micro-dollars of an aggregated usage row (device_class, device_count, seconds)
+    at the rates of `plan` (a Plan, or Entitlements: both have rate_for)."""
     return amount_micros(seconds=row["seconds"] or 0, device_count=row["device_count"],
                          usd_per_second=plan.rate_for(row["device_class"]))
 
@@ -122,52 +153,66 @@ class PeriodUsage:
         return self.overage_micros / self.cap_micros if self.cap_micros else (1.0 if self.overage_micros else 0.0)
 
 
-def unrolled_micros(*, organization: Organization, plan: Plan, since: datetime) -> int:
+def unrolled_micros(*, organization: Organization, plan: Plan | Entitlements, since: datetime) -> int:
     """Usage already metered but not in the ledger yet (attempts still running)."""
-    from jobs.models import UsageSegment
-
     rows = (UsageSegment.objects.filter(organization=organization, ledger_entry__isnull=True, ended_at__gte=since,
                                         exclusion__isnull=True)
             .values("device_class", "device_count").annotate(seconds=Sum("seconds")))
     return sum(price(row, plan) for row in rows)
 
 
-def period_usage(*, organization: Organization, when: datetime | None = None) -> PeriodUsage:
-    account = account_for(organization=organization)
-    period = period_for(account, when)
+def period_usage(*, organization: Organization, when: datetime | None = None,
+                 entitlements: Entitlements | None = None) -> PeriodUsage:
+    """The period's usage against the allowance and the cap; `entitlements`
+    already read for this request or claim saves reading the plan again."""
+    entitlements = entitlements or entitlements_of(organization=organization)
+    period = period_for(entitlements, when)
     ledger = LedgerEntry.objects.filter(organization=organization, period_start=period.start, billable=True).aggregate(
         total=Sum("amount_micros"))["total"] or 0
-    used = ledger + unrolled_micros(organization=organization, plan=account.plan, since=period.start)
-    cap = account.spend_cap_cents * MICROS_PER_CENT if account.spend_cap_cents is not None else None
-    if account.plan.kind == PlanKind.FREE:
+    used = ledger + unrolled_micros(organization=organization, plan=entitlements, since=period.start)
+    cap = entitlements.spend_cap_micros
+    if entitlements.plan_is_free:
         cap = 0  # no payment method: the allowance is all there is
-    return PeriodUsage(period=period, used_micros=used, included_micros=account.plan.included_compute_cents * MICROS_PER_CENT,
+    return PeriodUsage(period=period, used_micros=used, included_micros=entitlements.included_compute_micros,
                        cap_micros=cap)
 
 
 # --- the checks jobs ask for -------------------------------------------------------------
 
-def check_can_start_job(*, organization: Organization, kind: str) -> Plan:
+def spend_capped(*, organization: Organization, entitlements: Entitlements) -> bool:
+    """A running attempt's check after each heartbeat: is the period's spend cap
+    (on the free plan, its allowance) reached? The account's cap, status and plan
+    are read now, as for a new job (a cap lowered or raised, a plan changed by a
+    webhook, apply at the next heartbeat); the usage is priced at the rates in
+    `entitlements`, read once when the attempt started, so the plan's rate table
+    is not read again every beat."""
+    current = _entitlements(account_for(organization=organization), rates=entitlements.rates)
+    return period_usage(organization=organization, entitlements=current).is_capped
+
+
+def check_can_start_job(*, organization: Organization, kind: str,
+                        entitlements: Entitlements | None = None) -> Entitlements:
     """402 when the subscription is past due or the spend cap / free allowance
-    is used up; 403 when the plan does not include this kind of job."""
-    account = account_for(organization=organization)
-    plan = account.plan
-    if account.is_blocked:
-        raise PaymentRequired(f"The subscription is {account.get_status_display().lower()}: update the payment method on "
+    is used up; 403 when the plan does not include this kind of job. Reads the
+    plan only when the caller has no `entitlements` for this request yet."""
+    entitlements = entitlements or entitlements_of(organization=organization)
+    if entitlements.blocked_status:
+        raise PaymentRequired(f"The subscription is {entitlements.blocked_status}: update the payment method on "
                               "the Billing page to start new jobs. Running jobs finish.", code="payment_past_due")
-    if plan.allowed_job_kinds and kind not in plan.allowed_job_kinds:
-        raise ApplicationError(f"The {plan.name} plan does not include {kind} jobs (it includes "
-                               f"{', '.join(plan.allowed_job_kinds)}); upgrade on the Billing page.",
-                               code="plan_limit", status=403, fields={"kind": [f"not in the {plan.name} plan"]})
-    usage = period_usage(organization=organization)
+    kinds, plan_name = entitlements.allowed_job_kinds, entitlements.plan_name
+    if kinds and kind not in kinds:
+        raise ApplicationError(f"The {plan_name} plan does not include {kind} jobs (it includes "
+                               f"{', '.join(kinds)}); upgrade on the Billing page.",
+                               code="plan_limit", status=403, fields={"kind": [f"not in the {plan_name} plan"]})
+    usage = period_usage(organization=organization, entitlements=entitlements)
     if usage.is_capped:
-        if plan.kind == PlanKind.FREE:
+        if entitlements.plan_is_free:
             raise PaymentRequired(f"The free plan's ${dollars(usage.included_micros)} of compute this period is used up "
                                   f"(resets {usage.period.end:%Y-%m-%d}); upgrade on the Billing page.", code="allowance_used")
         raise PaymentRequired(f"The monthly spend cap of ${dollars(usage.cap_micros)} is reached (spent "
                               f"${dollars(usage.overage_micros)} beyond the included compute); raise it on the Billing page.",
                               code="spend_cap_reached")
-    return plan
+    return entitlements
 
 
 # --- changes customers make -----------------------------------------------------------------

@@ -40,8 +40,7 @@ def rollup_and_export() -> dict:
     from tenancy.models import Organization
 
     from .ledger import check_spend_alerts, export_pending, rollup_usage
-
-    from jobs.models import UsageSegment
+    from .models import UsageSegment
 
     entries = rollup_usage()
     # Alerts follow usage as it happens: organizations with new ledger rows or

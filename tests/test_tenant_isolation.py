@@ -211,6 +211,21 @@ def check_models(world, client):
     assert created.json()["id"] in _ids(client.get("/api/v1/models"))
 
 
+def check_base_models(world, client):
+    """The catalog is the installation's, the same for every organization: B reads it, retired and unknown ids are
+    the same 404, and A's uploaded model is no catalog id."""
+    from catalog.models import BaseModel
+
+    listed = client.get("/api/v1/base-models")
+    assert listed.status_code == 200 and "all-minilm-l6-v2" in {m["id"] for m in listed.json()}
+    assert client.get("/api/v1/base-models/all-minilm-l6-v2").json()["id"] == "all-minilm-l6-v2"
+    BaseModel.objects.create(slug="retired", name="Retired", architecture="bert", source_kind="path", source="/x",
+                             is_active=False)
+    for slug in ("retired", "no-such-model", str(world.a_model.pk), "secret-model-a"):
+        response = client.get(f"/api/v1/base-models/{slug}")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", slug
+
+
 def check_plans(world, client):
     assert {p["slug"] for p in client.get("/api/v1/plans").json()} >= {"free", "pro"}
 
@@ -290,6 +305,73 @@ def _a_version(w):
     return {"dataset_id": w.a_dataset.pk, "number": 1}
 
 
+
+# --- the OpenAI-compatible surface (/v1/, namespace "openai") -------------------
+
+def _a_chat(w):
+    """A's chat file (a chat dataset version), a succeeded chat fine-tune on it with its model, made once per world."""
+    if getattr(w, "_a_chat", None) is None:
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from catalog.models import BaseModel
+        from corpora.services import dataset_upload
+
+        base, _ = BaseModel.objects.get_or_create(slug="iso-chat", defaults=dict(
+            name="Isolation chat", architecture="llama", task_family="chat", source_kind="path", source="/nowhere",
+            supported_tasks=["chat"]))
+        lines = "".join('{"messages": [{"role": "user", "content": "secret question %d"}, '
+                        '{"role": "assistant", "content": "secret answer"}]}\n' % i for i in range(12))
+        version = dataset_upload(organization=w.a.organization, actor=Actor.for_membership(w.a.owner_membership),
+                                 uploaded=SimpleUploadedFile("secret-a.jsonl", lines.encode()), task="chat")
+        job = Job.objects.create(organization=w.a.organization, kind="chat_finetune", state="succeeded", method="lora",
+                                 dataset_version=version, base_model=base, spec={"epochs": 1}, finished_at=timezone.now())
+        JobArtifact.objects.create(job=job, organization=w.a.organization, name="model.zip", kind="model",
+                                   storage_name=f"jobs/{w.a.organization.pk}/{job.pk}/model.zip", size_bytes=1, sha256="0" * 64)
+        w._a_chat = (version, job, f"ft:iso-chat:{w.a.organization.slug}::{job.pk}")
+    return w._a_chat
+
+
+def _a_file(w):
+    return {"file_id": f"file-{_a_chat(w)[0].pk}"}
+
+
+def _a_ftjob(w):
+    return {"job_id": f"ftjob-{_a_chat(w)[1].pk}"}
+
+
+def check_openai_files(world, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    a_file = _a_file(world)["file_id"]
+    listed = client.get("/v1/files")
+    assert listed.status_code == 200 and a_file not in {f["id"] for f in listed.json()["data"]}
+    lines = b"".join(b'{"messages": [{"role": "user", "content": "b %d"}, {"role": "assistant", "content": "ok"}]}\n' % i
+                     for i in range(10))
+    created = client.post("/v1/files", {"file": SimpleUploadedFile("b.jsonl", lines), "purpose": "fine-tune"},
+                          format="multipart")
+    assert created.status_code == 200, created.content
+    assert DatasetVersion.objects.get(pk=int(created.json()["id"][5:])).organization_id == world.b.organization.pk
+
+
+def check_openai_jobs(world, client):
+    a_job = _a_ftjob(world)["job_id"]
+    listed = client.get("/v1/fine_tuning/jobs")
+    assert listed.status_code == 200 and a_job not in {j["id"] for j in listed.json()["data"]}
+    # A's file in B's create is not B's file: a 400 on training_file, no job on A's data
+    foreign = client.post("/v1/fine_tuning/jobs", {"model": "iso-chat", "training_file": _a_file(world)["file_id"]},
+                          format="json")
+    assert foreign.status_code == 400 and foreign.json()["error"]["param"] == "training_file", foreign.content
+
+
+def check_openai_models(world, client):
+    listed = client.get("/v1/models")
+    assert listed.status_code == 200 and _a_chat(world)[2] not in {m["id"] for m in listed.json()["data"]}
+
+
+def _a_ft_model(w):
+    return {"model_id": _a_chat(w)[2]}
+
+
 API_CASES: dict[str, Foreign | Scoped] = {
     "api:organization": Scoped(check_organization),
     "api:member-list": Scoped(check_members),
@@ -309,6 +391,8 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:dataset-version-csv": Foreign(lambda w: {**_a_version(w), "kind": "preview"}, {"get": None}),
     "api:model-list": Scoped(check_models),
     "api:plan-list": Scoped(check_plans),
+    "api:base-model-list": Scoped(check_base_models),
+    "api:base-model-detail": Scoped(check_base_models),
     "api:billing-plan": Scoped(check_billing_reads),
     "api:billing-subscription": Scoped(check_billing_reads),
     "api:billing-usage": Scoped(check_billing_reads),
@@ -325,6 +409,18 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:job-metrics": Foreign(_a_job, {"get": None}),
     "api:job-artifacts": Foreign(_a_job, {"get": None}),
     "api:job-artifact-download": Foreign(lambda w: {"job_id": w.a_job.pk, "name": "eval_report.json"}, {"get": None}),
+    "openai:file-list": Scoped(check_openai_files),
+    "openai:file-detail": Foreign(_a_file, {"get": None, "delete": None}),
+    "openai:file-content": Foreign(_a_file, {"get": None}),
+    "openai:job-list": Scoped(check_openai_jobs),
+    "openai:job-detail": Foreign(_a_ftjob, {"get": None}),
+    "openai:job-cancel": Foreign(_a_ftjob, {"post": {}}),
+    "openai:job-pause": Foreign(_a_ftjob, {"post": {}}),
+    "openai:job-resume": Foreign(_a_ftjob, {"post": {}}),
+    "openai:job-events": Foreign(_a_ftjob, {"get": None}),
+    "openai:job-checkpoints": Foreign(_a_ftjob, {"get": None}),
+    "openai:model-list": Scoped(check_openai_models),
+    "openai:model-detail": Foreign(_a_ft_model, {"get": None, "delete": None}),
 }
 # Public by design: the API's own documentation.
 API_PUBLIC = {"api:schema", "api:docs", "api:redoc"}
@@ -390,7 +486,7 @@ def walk(patterns=None, namespace=None, prefix=""):
 def test_every_route_has_a_case():
     missing = []
     for name, route, params in walk():
-        if name.startswith("api:"):
+        if name.startswith(("api:", "openai:")):
             if name not in API_CASES and name not in API_PUBLIC:
                 missing.append(f"API route {route} ({name}) has no isolation case in API_CASES")
         elif "slug" in params:
@@ -412,6 +508,8 @@ def test_harness_would_fail_on_an_uncovered_route(monkeypatch):
 @pytest.mark.parametrize("route_name", sorted(API_CASES))
 def test_api_route_is_isolated(world, route_name, credential):
     client = b_credentials(world)[credential]
+    if route_name.startswith("openai:"):
+        _a_chat(world)  # A's chat file, fine-tune and model exist before the snapshot
     before = snapshot(world.a.organization)
     case = API_CASES[route_name]
     if isinstance(case, Foreign):
@@ -470,3 +568,13 @@ def test_nonexistent_slug_and_foreign_slug_look_the_same(client, world):
         return re.sub(r'"X-CSRFToken": "[^"]*"', "", body)
 
     assert normalised(foreign) == normalised(missing)
+
+
+def test_a_reaches_its_own_openai_objects(world):
+    """The /v1/ 404s above are B's alone: A's own key reads every one of those objects."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.a.key()}")
+    for route_name, case in API_CASES.items():
+        if route_name.startswith("openai:") and isinstance(case, Foreign) and "get" in case.methods:
+            response = client.get(reverse(route_name, kwargs=case.kwargs(world)))
+            assert response.status_code == 200, f"{route_name}: {response.status_code} {response.content[:200]!r}"

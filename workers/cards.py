@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 
-# The settings a user can give a fine-tune (platform/jobs/hyperparameters.py BOUNDS).
-HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "warmup_ratio",
-                   "weight_decay", "early_stopping_patience", "seed")
-LORA_HYPERPARAMETERS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+from .kinds import FineTuneHyperparameters, options_of
+
+# The settings a user can give a fine-tune (declared in workers/kinds.py): every method's, then LoRA's.
+HYPERPARAMETERS = tuple(n for n, f in options_of(FineTuneHyperparameters).items() if f.metadata["methods"] != ("lora",))
+LORA_HYPERPARAMETERS = tuple(n for n, f in options_of(FineTuneHyperparameters).items() if f.metadata["methods"] == ("lora",))
 SHOWN_LABELS = 8
 SAMPLE_TEXT = "I am still waiting on my card?"
 SAMPLE_PAIR = ("my card is lost", "where is my card")
@@ -25,15 +26,19 @@ PIPELINE_TAGS = {"text_classification": "text-classification", "text_pair_classi
 
 def method_hyperparameters(values: dict, method: str) -> dict:
     """The settings that apply to `method` (LoRA's only for LoRA), in a fixed order."""
-    names = HYPERPARAMETERS + (LORA_HYPERPARAMETERS if method == "lora" else ())
+    declared = options_of(FineTuneHyperparameters)
+    names = [n for n in HYPERPARAMETERS + LORA_HYPERPARAMETERS if not declared[n].metadata["methods"]
+             or method in declared[n].metadata["methods"]]
     return {name: values[name] for name in names if name in values}
 
 
 def _shown(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
-    if value is None:
+    if value is None or value is False:
         return "off"
+    if value is True:
+        return "on"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -148,11 +153,25 @@ def finetune_card(spec, report: dict, *, archive: str, files: list[str]) -> str:
     base = facts.get("base_model")
     adapter = archive == "adapter.zip"
     best = report["best"]
-    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in best["metrics"].items() if isinstance(v, (int, float)))
+    test, refit = report.get("test"), report.get("refit")
+    shown = lambda values: "\n".join(f"| {k} | {v:.4f} |" for k, v in values.items()  # noqa: E731
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "rows")
+    metrics = shown(best["metrics"])
     data = report.get("data") or {}
     dataset = facts.get("dataset")
     data_line = (f"{data.get('train_rows')} training rows, {data.get('validation_rows')} validation rows"
+                 + (f", {data['test_rows']} test rows" if data.get("test_rows") else "")
                  + (f" (dataset “{dataset['name']}” v{dataset['version']})" if dataset else "") + ".")
+    if refit:
+        data_line += (f" Validation chose {refit['epochs']} epoch(s); this model was then trained afresh on train + "
+                      f"validation ({refit['train_rows']} rows) for that many.")
+    chosen = (f"epoch {best['epoch']}, " if best.get("epoch") else "") + f"step {best['step']}"
+    evaluation = (f"## Evaluation\n\nValidation split, the selection split: it chose the model ({chosen}"
+                  f"{', before the refit' if refit else ''}), so its figures flatter.\n\n"
+                  f"| metric | value |\n| --- | --- |\n{metrics}\n")
+    if test:
+        evaluation += (f"\nTest split ({test.get('rows')} rows never used for training or any choice), the delivered "
+                       f"model:\n\n| metric | value |\n| --- | --- |\n{shown(test)}\n")
     method = "LoRA fine-tune" if spec.method == "lora" else "full fine-tune"
     title = (f"{spec.task.replace('_', ' ').capitalize()}: {'LoRA adapter' if adapter else method} of "
              f"{base['name'] if base else 'a base model'}")
@@ -182,12 +201,7 @@ def finetune_card(spec, report: dict, *, archive: str, files: list[str]) -> str:
 
 {data_line}
 
-## Evaluation (validation split, best epoch at step {best['step']})
-
-| metric | value |
-| --- | --- |
-{metrics}
-
+{evaluation}
 ## Hyperparameters ({method})
 
 {hyperparameter_table(method_hyperparameters(report['hyperparameters'], spec.method), user_set)}

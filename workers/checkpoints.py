@@ -5,6 +5,8 @@ Layout under the job's checkpoint folder:
     step-000120/  model.safetensors  optimizer.safetensors  state.json
     best/         model.safetensors  state.json
     latest        name of the newest complete step folder (replaced atomically)
+    selection.json  the selection phase's outcome, once it is over (a run that refits)
+    refit/        the refit phase's own step folders and `latest`, the same layout
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def _load_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict, dev
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(folder: str, *, model, optimizer, scheduler, state: dict) -> str:
+def save_checkpoint(folder: str, *, model, optimizer, scheduler, state: dict, extra: dict[str, torch.Tensor] | None = None) -> str:
     os.makedirs(folder, exist_ok=True)
     name = f"step-{state['global_step']:07d}"
     final, tmp = os.path.join(folder, name), os.path.join(folder, f".{name}.tmp")
@@ -57,6 +59,8 @@ def save_checkpoint(folder: str, *, model, optimizer, scheduler, state: dict) ->
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, os.path.join(tmp, "optimizer.safetensors"))
+    if extra:  # e.g. the running sum of a weight average
+        save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, os.path.join(tmp, "extra.safetensors"))
     with open(os.path.join(tmp, "state.json"), "w") as fh:
         json.dump({**state, "optimizer": meta, "scheduler": scheduler.state_dict()}, fh)
     shutil.rmtree(final, ignore_errors=True)
@@ -98,13 +102,18 @@ def load_checkpoint(path: str, *, model, optimizer, scheduler, device) -> dict:
     return state
 
 
-def save_best(folder: str, *, model, metrics: dict, step: int) -> str:
+def load_extra(path: str) -> dict[str, torch.Tensor]:
+    extra = os.path.join(path, "extra.safetensors")
+    return load_file(extra) if os.path.exists(extra) else {}
+
+
+def save_best(folder: str, *, model, metrics: dict, step: int, epoch: int | None = None) -> str:
     best, tmp = os.path.join(folder, "best"), os.path.join(folder, ".best.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_file(trainable_state(model), os.path.join(tmp, "model.safetensors"))
     with open(os.path.join(tmp, "state.json"), "w") as fh:
-        json.dump({"step": step, "metrics": metrics}, fh)
+        json.dump({"step": step, "epoch": epoch, "metrics": metrics}, fh)
     shutil.rmtree(best, ignore_errors=True)
     os.rename(tmp, best)
     return best
@@ -117,3 +126,30 @@ def load_best(folder: str, model, device) -> dict | None:
     model.load_state_dict(load_file(os.path.join(best, "model.safetensors"), device=str(device)), strict=False)
     with open(os.path.join(best, "state.json")) as fh:
         return json.load(fh)
+
+
+def read_best(folder: str) -> dict | None:
+    """best/'s step, epoch and metrics, without loading its weights."""
+    try:
+        with open(os.path.join(folder, "best", "state.json")) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def write_phase_done(folder: str, phase: str, state: dict) -> str:
+    """A finished phase's state (history, best epoch, steps), so a resumed run goes straight to the next phase."""
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{phase}.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(state, fh)
+    os.replace(tmp, os.path.join(folder, f"{phase}.json"))
+    return os.path.join(folder, f"{phase}.json")
+
+
+def read_phase_done(folder: str, phase: str) -> dict | None:
+    try:
+        with open(os.path.join(folder, f"{phase}.json")) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None

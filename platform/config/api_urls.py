@@ -16,6 +16,7 @@ from billing.api import (
     BillingUsageApi,
     PlanListApi,
 )
+from catalog.api import BaseModelDetailApi, BaseModelListApi
 from core.csp import csp_update
 from core.throttling import AnonymousRateThrottle
 from corpora.api import (
@@ -52,6 +53,8 @@ urlpatterns = [
     path("api-keys", ApiKeyListApi.as_view(), name="api-key-list"),
     path("api-keys/<id:api_key_id>", ApiKeyDetailApi.as_view(), name="api-key-detail"),
     path("audit-log", AuditLogApi.as_view(), name="audit-log"),
+    path("base-models", BaseModelListApi.as_view(), name="base-model-list"),
+    path("base-models/<slug:slug>", BaseModelDetailApi.as_view(), name="base-model-detail"),
     path("datasets", DatasetListApi.as_view(), name="dataset-list"),
     path("datasets/<id:dataset_id>", DatasetDetailApi.as_view(), name="dataset-detail"),
     path("datasets/<id:dataset_id>/versions", DatasetVersionListApi.as_view(), name="dataset-version-list"),

@@ -14,6 +14,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    path("v1/", include("openai_compat.urls")),  # the OpenAI-compatible surface (docs/openai-compatible.md)
     path("", include("dashboard.urls")),
 ]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from rest_framework import generics, permissions
 from rest_framework.exceptions import NotFound, PermissionDenied
 
+from tenancy.entitlements import Entitlements, request_entitlements
+
 from . import errors
 from .throttling import OrganizationRateThrottle
 
@@ -42,6 +44,11 @@ class OrganizationAPIView(generics.GenericAPIView):
     organization = None
     actor = None
     membership = None
+
+    @property
+    def entitlements(self) -> Entitlements:
+        """The organization's entitlements, read once per request (the throttle's read, when it ran)."""
+        return request_entitlements(self.request, organization=self.organization)
 
     def initial(self, request, *args, **kwargs):
         self.perform_authentication(request)

@@ -1,5 +1,7 @@
 from rest_framework.throttling import SimpleRateThrottle
 
+from tenancy.entitlements import request_entitlements
+
 from .client_ip import client_ip
 
 
@@ -7,7 +9,8 @@ class OrganizationRateThrottle(SimpleRateThrottle):
     """One request budget per organization, whichever key or member spends it.
 
     Abuse protection and fairness, not a security control (DRF's cache ops are not
-    atomic). The rate is the organization's plan's (billing.Plan.api_rate).
+    atomic). The rate is the organization's plan's (its entitlements' api_rate,
+    read once for the request: the view reuses the same read).
     """
 
     scope = "organization"
@@ -15,9 +18,7 @@ class OrganizationRateThrottle(SimpleRateThrottle):
     def allow_request(self, request, view):
         organization = getattr(request, "organization", None)
         if organization is not None:
-            from billing.services import plan_for
-
-            self.rate = plan_for(organization=organization).api_rate or self.rate
+            self.rate = request_entitlements(request, organization=organization).api_rate or self.rate
             self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 

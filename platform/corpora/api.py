@@ -106,7 +106,9 @@ class DatasetVersionReportApi(DatasetVersionMixin, OrganizationAPIView):
     @extend_schema(operation_id="dataset_versions_report",
                    responses=inline_serializer("PreflightReport", {"report": serializers.DictField()}),
                    description="The preflight report: rows, rejected rows with line numbers, labels, duplicates, "
-                               "leakage, token lengths and histogram, split.")
+                               "leakage, token lengths and histogram, split. Chat datasets add `conversations` and "
+                               "`tokens` (per-conversation tokens with the base model's chat template, trained "
+                               "tokens, truncation; docs/datasets.md).")
     def get(self, request, dataset_id: int, number: int):
         return Response({"report": self.version(dataset_id, number).report})
 

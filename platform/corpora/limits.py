@@ -1,5 +1,5 @@
-"""Per-organization dataset limits: the plan's, under the installation's
-ceilings in settings."""
+"""Per-organization dataset limits: the plan's (its entitlements), under the
+installation's ceilings in settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 from core.errors import ApplicationError
+from tenancy.entitlements import Entitlements, entitlements_for
 
 from .parsing import human_bytes
 
@@ -18,13 +19,12 @@ class DatasetLimits:
     storage_quota_bytes: int
 
 
-def limits_for(*, organization) -> DatasetLimits:
-    from billing.services import plan_for
-
-    plan = plan_for(organization=organization)
+def limits_for(*, organization, entitlements: Entitlements | None = None) -> DatasetLimits:
+    """`entitlements`: those already read for this request, if any."""
+    entitlements = entitlements or entitlements_for(organization=organization)
     return DatasetLimits(
-        max_file_bytes=min(plan.max_dataset_bytes, settings.LATHE_DATASET_MAX_FILE_BYTES),
-        storage_quota_bytes=min(plan.storage_quota_bytes, settings.LATHE_STORAGE_QUOTA_BYTES),
+        max_file_bytes=min(entitlements.max_dataset_bytes, settings.LATHE_DATASET_MAX_FILE_BYTES),
+        storage_quota_bytes=min(entitlements.storage_quota_bytes, settings.LATHE_STORAGE_QUOTA_BYTES),
     )
 
 
@@ -56,12 +56,14 @@ def refuse_oversized_body(request, *, limit: int, limit_phrase: str = "the limit
 
 def check_upload(*, organization, size: int, max_file_bytes: int, what: str = "The file",
                  limit_phrase: str = "the limit per file is",
-                 free_up: str = "Delete old dataset versions or upgrade your plan.") -> None:
+                 free_up: str = "Delete old dataset versions or upgrade your plan.",
+                 entitlements: Entitlements | None = None) -> None:
     """413 over the per-file limit, 403 over the organization's storage quota
     (datasets and uploaded models share it)."""
     if size > max_file_bytes:
         raise _too_large(f"{what} is {human_bytes(size)}; {limit_phrase} {human_bytes(max_file_bytes)}.")
-    quota, used = limits_for(organization=organization).storage_quota_bytes, storage_used(organization=organization)
+    quota = limits_for(organization=organization, entitlements=entitlements).storage_quota_bytes
+    used = storage_used(organization=organization)
     if used + size > quota:
         raise ApplicationError(
             f"Storage quota reached: {human_bytes(used)} of {human_bytes(quota)} used; this upload needs "

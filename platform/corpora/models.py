@@ -12,6 +12,7 @@ class Task(models.TextChoices):
     TEXT_CLASSIFICATION = "text_classification", "Text classification (text, label)"
     TEXT_PAIR_CLASSIFICATION = "text_pair_classification", "Text-pair classification (text_a, text_b, label)"
     TOKEN_CLASSIFICATION = "token_classification", "Token classification (tokens, tags)"
+    CHAT = "chat", "Chat (JSONL conversations: messages, or prompt and completion)"
 
 
 class Dataset(TimeStampedModel):

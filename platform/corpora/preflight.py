@@ -3,6 +3,10 @@ split, and write normalized JSONL — before a GPU second is spent.
 
 Free of Django: takes an open text stream and returns a PreflightResult with the
 report (a JSON-able dict) and the paths of the normalized train/validation files.
+
+Chat datasets (JSONL conversations, corpora/chat.py) take run_chat_preflight at
+the end of this module: the same report shape (rows, rejected lines, duplicates,
+split, lengths, warnings) plus the conversations and their token statistics.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import numpy as np
 
 from core.csv_export import looks_like_formula
 
+from .chat import ChatTokenCounter, conversation_key, conversation_words, looks_like_chat, normalize_conversation, warnings_for
 from .parsing import DatasetFileError, FileInfo, Record, Rejected, iter_records, parse_json
 
 TASK_FIELDS = {
@@ -238,20 +243,55 @@ def _labels_of(row: dict, task: str) -> list[str]:
 SPLIT_CODES = {None: 0, "train": 1, "validation": 2}
 
 
-def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str, tokenizer=None, tokenizer_name: str | None = None) -> PreflightResult:
+class Rejections:
+    """The rejected rows of an upload: counts by reason, and the first
+    MAX_REJECTED_EXAMPLES lines with their reason (what the report shows)."""
+
+    def __init__(self):
+        self.by_reason, self.examples, self.missing = Counter(), [], Counter()
+
+    def add(self, line: int, reason: str, detail: str | None = None) -> None:
+        """Counted under `reason`; the example reads "reason: detail" when a detail is given."""
+        self.by_reason[reason] += 1
+        if reason.startswith("missing "):
+            self.missing[reason[len("missing "):]] += 1
+        if len(self.examples) < MAX_REJECTED_EXAMPLES:
+            self.examples.append({"line": line, "reason": f"{reason}: {detail}" if detail else reason})
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_reason.values())
+
+    def no_valid_rows(self, what: str = "row") -> DatasetFileError:
+        first = self.examples[0] if self.examples else {"line": None, "reason": "?"}
+        return DatasetFileError(
+            f"No valid {what}s: every {what} was rejected (first: line {first['line']}: {first['reason']}).",
+            code="no_valid_rows", line=first["line"])
+
+    def check_budget(self, total: int, options: PreflightOptions, what: str = "rows") -> None:
+        _check_rejection_budget(total, self.by_reason, self.examples, options, what)
+
+    def report(self) -> dict:
+        return {"by_reason": dict(self.by_reason.most_common()), "examples": self.examples[:MAX_REJECTED_EXAMPLES]}
+
+
+def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str, tokenizer=None, tokenizer_name: str | None = None,
+                  chat_measure=None) -> PreflightResult:
     """Memory per row is 17 bytes (text hash, label id, line, given split),
-    whatever the row's length: the rows themselves stream to disk."""
+    whatever the row's length: the rows themselves stream to disk.
+
+    A chat file (task chat, or JSONL whose first object has messages, or prompt
+    and completion) goes to run_chat_preflight with `chat_measure`."""
     started = time.perf_counter()
     records = iter_records(text, info)
-    rejected_by_reason, rejected_examples, missing = Counter(), [], Counter()
+    rejections = Rejections()
+    rejected_by_reason, rejected_examples, missing = rejections.by_reason, rejections.examples, rejections.missing
+    reject = rejections.add
 
-    def reject(line: int, reason: str):
-        rejected_by_reason[reason] += 1
-        if reason.startswith("missing "):
-            missing[reason[len("missing "):]] += 1
-        if len(rejected_examples) < MAX_REJECTED_EXAMPLES:
-            rejected_examples.append({"line": line, "reason": reason})
-
+    if options.task == "chat" and info.format != "jsonl":
+        raise DatasetFileError(
+            f"Chat datasets are JSONL (one conversation per line); this file is {info.format.upper()}.",
+            code="chat_needs_jsonl", field="task")
     first = None
     for item in records:  # the first record fixes the columns (JSONL keys may grow later)
         if isinstance(item, Rejected):
@@ -261,11 +301,11 @@ def run_preflight(text, info: FileInfo, options: PreflightOptions, workdir: str,
         break
     if first is None:
         if rejected_by_reason:
-            raise DatasetFileError(
-                f"No valid rows: every row was rejected (first: line {rejected_examples[0]['line']}: {rejected_examples[0]['reason']}).",
-                code="no_valid_rows", line=rejected_examples[0]["line"],
-            )
+            raise rejections.no_valid_rows()
         raise DatasetFileError("The file has a header but no data rows.", code="no_rows")
+    if options.task == "chat" or (options.task is None and info.format == "jsonl" and looks_like_chat(first.values)):
+        return run_chat_preflight(_chain(first, records), info, options, workdir, rejections, started=started,
+                                  measure=chat_measure)
     buffered: list = []  # rows read ahead to choose the label column; processed first below
     sampled: list[dict] = []
 
@@ -401,12 +441,12 @@ def _cells(row: dict, task: str, mapping: dict):
             yield mapping[fieldname], cell
 
 
-def _check_rejection_budget(total, rejected_by_reason, examples, options):
+def _check_rejection_budget(total, rejected_by_reason, examples, options, what: str = "rows"):
     rejected = sum(rejected_by_reason.values())
     if total and rejected / total > options.max_rejected_fraction and rejected > 1:
         listed = "; ".join(f"line {e['line']}: {e['reason']}" for e in examples[:5])
         raise DatasetFileError(
-            f"{rejected} of {total} rows ({rejected / total:.0%}) are invalid, more than the "
+            f"{rejected} of {total} {what} ({rejected / total:.0%}) are invalid, more than the "
             f"{options.max_rejected_fraction:.0%} allowed. First problems: {listed}.",
             code="too_many_invalid_rows",
         )
@@ -433,7 +473,8 @@ def _assign_split(keys, labels, given, task, options):
     # Identical texts move together, so carving never leaks; groups are
     # stratified by label (their first row's) and shuffled with the seed.
     unique_keys, first_index, group_of_row = np.unique(keys, return_index=True, return_inverse=True)
-    group_label = labels[first_index] if task != "token_classification" else np.zeros(len(unique_keys), dtype=np.int32)
+    stratified = task in ("text_classification", "text_pair_classification")
+    group_label = labels[first_index] if stratified else np.zeros(len(unique_keys), dtype=np.int32)
     group_size = np.bincount(group_of_row, minlength=len(unique_keys))
     rng = np.random.default_rng(options.seed)
     validation_groups = np.zeros(len(unique_keys), dtype=bool)
@@ -448,7 +489,8 @@ def _assign_split(keys, labels, given, task, options):
         validation_groups[chosen[: max(0, min(len(chosen), len(members) - 1))]] = True
     return validation_groups[group_of_row], {
         "source": "carved", "validation_fraction": fraction, "seed": options.seed,
-        "stratified_by": "label" if task != "token_classification" else None, "duplicates_kept_together": True}
+        "stratified_by": "label" if task in ("text_classification", "text_pair_classification") else None,
+        "duplicates_kept_together": True}
 
 
 def _label_report(counts: Counter, task: str) -> dict:
@@ -524,3 +566,178 @@ def length_statistics(train_path, validation_path, task, max_length, tokenizer=N
         "truncated_share": round(sum(1 for v in lengths if v > max_length) / n, 4) if n else 0,
         "histogram": {"edges": edges, "counts": histogram},
     }
+
+
+# --- chat datasets (corpora/chat.py checks each line) ------------------------------------------
+# Every line checked, rejected lines reported with their number and reason, exact duplicate
+# conversations found, a seeded split of whole conversations, token statistics with a base model's
+# chat template when one is given.
+
+
+@dataclass
+class ChatMeasure:
+    """What measures a chat dataset's tokens: a loaded tokenizer, the template to
+    apply (None: the tokenizer's own), the model's context, and what the report
+    says about them ({"base_model": slug, "base_model_name": ..., "chat_template": "model"|"default"}).
+    With no tokenizer, `unavailable` says why and lengths are counted in words."""
+
+    tokenizer: object = None
+    template: str | None = None
+    context_length: int | None = None
+    about: dict = field(default_factory=dict)
+    unavailable: str | None = None
+    max_length: int | None = None  # the measuring model's default, when the upload named none
+    warnings: list = field(default_factory=list)
+
+
+def _words_lengths(words: list[int], max_length: int) -> dict:
+    words = sorted(words)
+    n = len(words)
+    top = words[-1] if n else 0
+    width = max(1, -(-(top + 1) // HISTOGRAM_BINS))
+    counts = [0] * HISTOGRAM_BINS
+    for value in words:
+        counts[min(HISTOGRAM_BINS - 1, value // width)] += 1
+
+    def pct(p):
+        return words[min(n - 1, max(0, -(-p * n // 100) - 1))] if n else 0
+
+    return {"unit": "words", "tokenizer": None, "max_length": max_length, "count": n,
+            "mean": round(sum(words) / n, 2) if n else 0, "p50": pct(50), "p95": pct(95), "max": top,
+            "truncated_share": 0, "histogram": {"edges": [i * width for i in range(HISTOGRAM_BINS + 1)], "counts": counts}}
+
+
+def _lengths_from_tokens(tokens: dict) -> dict:
+    """The token statistics in the shape of every report's `lengths` (charts, estimates)."""
+    return {"unit": "tokens", "tokenizer": tokens.get("base_model"), "max_length": tokens["truncated_at"],
+            "count": tokens["conversations"], "mean": tokens["mean"], "p50": tokens["p50"], "p95": tokens["p95"],
+            "max": tokens["max"], "truncated_share": tokens["truncated_share"], "histogram": tokens["histogram"]}
+
+
+def run_chat_preflight(records, info: FileInfo, options: PreflightOptions, workdir: str, rejections: Rejections, *,
+                       started: float, measure: ChatMeasure | None = None) -> PreflightResult:
+    """`records`: the file's Record/Rejected items (rejections already holds those
+    read before the first record). `measure`: a ChatMeasure, or a callable making
+    one (called once the lines are checked, so a file that is not chat, or is
+    refused, loads no tokenizer). Memory per conversation is 13 bytes (key, line, given split) plus
+    its word count; conversations stream to disk."""
+    mapping = {k: v for k, v in (options.column_mapping or {}).items() if v}
+    if mapping:
+        name = next(iter(mapping))
+        raise DatasetFileError(
+            f"Column names ({name}_column) do not apply to chat datasets: each line holds 'messages', or 'prompt' and "
+            "'completion'.", code="invalid", field=f"{name}_column")
+    all_path = os.path.join(workdir, "all.jsonl")
+    keys, lines, given = array("Q"), array("I"), bytearray()
+    words: list[int] = []
+    roles, message_counts = Counter(), Counter()
+    from_prompt_completion = weighted = with_system = 0
+    head: list[dict] = []
+    total = rejections.count
+
+    with open(all_path, "w", encoding="utf-8") as out:
+        for item in records:
+            total += 1
+            if isinstance(item, Rejected):
+                rejections.add(item.line, item.reason)
+                continue
+            conversation, split, problem = normalize_conversation(item.values)
+            if problem:
+                rejections.add(item.line, problem.reason, problem.detail)
+                continue
+            messages = conversation["messages"]
+            roles.update(m["role"] for m in messages)
+            message_counts[len(messages)] += 1
+            weighted += sum(1 for m in messages if "weight" in m)
+            with_system += messages[0]["role"] == "system"
+            from_prompt_completion += "prompt" in item.values
+            keys.append(conversation_key(conversation))
+            lines.append(item.line)
+            given.append(SPLIT_CODES[split])
+            words.append(conversation_words(conversation))
+            if len(head) < HEAD_ROWS:
+                head.append(conversation)
+            out.write(json.dumps(conversation, ensure_ascii=False) + "\n")
+            if total % 50_000 == 0:
+                rejections.check_budget(total, options, "lines")
+
+    accepted = len(keys)
+    if accepted == 0:
+        raise rejections.no_valid_rows("line")
+    rejections.check_budget(total, options, "lines")
+
+    key_arr = np.frombuffer(keys, dtype=np.uint64)
+    line_arr = np.frombuffer(lines, dtype=np.uint32)
+    given_arr = np.frombuffer(bytes(given), dtype=np.uint8)
+    no_labels = np.zeros(accepted, dtype=np.int32)
+    duplicates = _duplicates(key_arr, no_labels, line_arr)
+    duplicates = {"exact_rows": duplicates["exact_rows"], "exact_conversations": duplicates["exact_rows"],
+                  "conflicting_labels": 0, "examples": duplicates["examples"]}
+    is_validation, split_info = _assign_split(key_arr, no_labels, given_arr, "chat", options)
+    split_info["whole_conversations"] = True
+    leaked = int(np.intersect1d(key_arr[~is_validation], key_arr[is_validation]).size)
+    parse_seconds = time.perf_counter() - started
+
+    tokenize_started = time.perf_counter()
+    if callable(measure):  # only now: a file refused above loads no tokenizer
+        measure = measure()
+    if measure is not None and measure.max_length:
+        options.max_length = measure.max_length
+    counter = None
+    if measure is not None and measure.tokenizer is not None:
+        counter = ChatTokenCounter(measure.tokenizer, options.max_length, measure.context_length, measure.template)
+    train_path, validation_path = os.path.join(workdir, "train.jsonl"), os.path.join(workdir, "validation.jsonl")
+    counts = Counter()
+    with open(all_path, encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as tr, \
+            open(validation_path, "w", encoding="utf-8") as va:
+        for text, to_validation, line in zip(src, is_validation, line_arr):
+            split = "validation" if to_validation else "train"
+            (va if to_validation else tr).write(text)
+            counts[split] += 1
+            if counter is not None:
+                counter.add(json.loads(text), split=split, where=f"line {int(line)}")
+    os.remove(all_path)
+
+    warnings = list(info.warnings) + (list(measure.warnings) if measure is not None else [])
+    tokens = counter.report(**measure.about) if counter is not None else None
+    if tokens is not None:
+        lengths = _lengths_from_tokens(tokens)
+        warnings.extend(warnings_for(tokens))
+    else:
+        lengths = _words_lengths(words, options.max_length)
+    if duplicates["exact_rows"]:
+        warnings.append(f"{duplicates['exact_rows']} exact duplicate conversation(s); they add weight without adding "
+                        "information.")
+    if leaked:
+        warnings.append(f"{leaked} conversation(s) appear in both train and validation: validation scores will be "
+                        "optimistic.")
+    if counts["validation"] == 0:
+        warnings.append("No conversation went to validation: the job cannot report validation loss. Add conversations "
+                        "or mark some with \"split\": \"validation\".")
+    turns = sorted(message_counts.elements())
+    report = {
+        "format": info.format, "compressed": info.compressed, "encoding": info.encoding,
+        "encoding_detection": dict(info.encoding_detection), "warnings": warnings,
+        "task": "chat", "column_mapping": {}, "columns": info.columns,
+        "rows": {"total": total, "accepted": accepted, "rejected": rejections.count,
+                 "train": counts["train"], "validation": counts["validation"]},
+        "rejected": rejections.report(), "missing": dict(rejections.missing),
+        "labels": {"count": 0, "counts": {}, "imbalance_ratio": None},
+        "conversations": {
+            "count": accepted, "messages": sum(roles.values()), "by_role": {r: roles.get(r, 0) for r in ("system", "user", "assistant")},
+            "with_system_prompt": with_system, "from_prompt_completion": from_prompt_completion,
+            "weighted_assistant_messages": weighted,
+            "messages_per_conversation": {"p50": turns[len(turns) // 2], "max": turns[-1]},
+        },
+        "duplicates": duplicates,
+        "leakage": {"texts_in_both_splits": leaked},
+        "split": split_info,
+        "lengths": lengths,
+        "tokens": tokens,
+        "tokens_unavailable": None if tokens is not None else (
+            (measure.unavailable if measure is not None else None) or "no chat base model measured this upload"),
+        "formula_like_cells": 0,
+        "timings": {"parse_validate_seconds": round(parse_seconds, 4),
+                    "tokenize_seconds": round(time.perf_counter() - tokenize_started, 4)},
+    }
+    return PreflightResult(report, train_path, validation_path, counts["train"], counts["validation"], head)

@@ -79,8 +79,11 @@ class DatasetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True, use_url=False, help_text="CSV, TSV or JSONL, optionally .gz")
     name = BoundedCharField(required=False, allow_blank=True, max_length=Dataset._meta.get_field("name").max_length,
                             message="Dataset names are at most {max_length} characters (this one has {length}).")
-    task = serializers.ChoiceField(choices=Task.choices, required=False)
-    base_model = serializers.CharField(required=False, help_text="Catalog slug; its tokenizer measures lengths")
+    task = serializers.ChoiceField(choices=Task.choices, required=False,
+                                   help_text="Blank: detected (chat: JSONL with messages, or prompt and completion)")
+    base_model = serializers.CharField(required=False, help_text=(
+        "Catalog slug; its tokenizer measures lengths. A chat dataset is measured with this model when it is a chat "
+        "model, else with the catalog's default chat model (GET /base-models)"))
     max_length = serializers.IntegerField(required=False, help_text="Tokens; rows above it count as truncated")
     validation_fraction = serializers.FloatField(required=False, default=0.1)
     seed = serializers.IntegerField(required=False, default=13)

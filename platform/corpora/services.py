@@ -23,7 +23,8 @@ from tenancy.models import Organization
 from . import parsing
 from .limits import check_upload, limits_for
 from .models import Dataset, DatasetVersion, Task
-from .preflight import PreflightOptions, run_preflight
+from .preflight import ChatMeasure, PreflightOptions, run_preflight
+from .selectors import chat_measure_about, tokenizer_unavailable
 
 logger = logging.getLogger(__name__)
 DATASET_NAME_MAX_LENGTH = 100
@@ -88,6 +89,32 @@ def _clean_options(*, task, column_mapping, validation_fraction, seed, max_lengt
                             validation_fraction=float(validation_fraction), seed=int(seed), max_length=int(max_length))
 
 
+def _chat_measure(*, base_model, max_length_given: bool) -> ChatMeasure:
+    """How a chat upload is measured: with the chosen base model when it is a chat model, else with the
+    catalog's default chat model (tokenizer only: cheap, cached). Without one, lengths are in words."""
+    from catalog.models import TaskFamily
+    from catalog.selectors import default_base_model
+
+    chosen = base_model if base_model is not None and base_model.task_family == TaskFamily.CHAT else None
+    model = chosen or default_base_model(task_family=TaskFamily.CHAT)
+    warnings = []
+    if base_model is not None and chosen is None:
+        warnings.append(f"{base_model.name} (base_model) is a {base_model.task_family} model; this chat dataset was "
+                        + (f"measured with {model.name}, the catalog's chat model." if model else "measured in words."))
+    if model is None:
+        return ChatMeasure(warnings=warnings, unavailable="the catalog has no chat model yet: token statistics are "
+                                                          "computed when a chat job is submitted")
+    try:
+        tokenizer = model.load_tokenizer()
+    except Exception:
+        logger.exception("Tokenizer of %s failed to load", model.slug)
+        if chosen is not None:
+            raise tokenizer_unavailable(model) from None
+        return ChatMeasure(warnings=warnings, unavailable=f"the tokenizer of {model.slug} could not be loaded")
+    return ChatMeasure(tokenizer=tokenizer, context_length=model.context_length, about=chat_measure_about(model),
+                       max_length=None if max_length_given else model.default_max_length, warnings=warnings)
+
+
 def dataset_upload(
     *, organization: Organization, actor: Actor, uploaded, name: str | None = None, dataset: Dataset | None = None,
     task: str | None = None, column_mapping: dict | None = None, base_model=None, max_length: int | None = None,
@@ -114,6 +141,7 @@ def dataset_upload(
         raise field_error("name", f"Dataset names are at most {DATASET_NAME_MAX_LENGTH} characters (this one has {len(name)}).")
     if dataset is not None and task and task != dataset.task:
         raise field_error("task", f"This dataset is for {dataset.task}; a new version cannot change the task.")
+    max_length_given = bool(max_length)
     max_length = max_length or (base_model.default_max_length if base_model else 128)
     options = _clean_options(task=task or (dataset.task if dataset else None), column_mapping=column_mapping,
                              validation_fraction=validation_fraction, seed=seed, max_length=max_length)
@@ -127,6 +155,12 @@ def dataset_upload(
             logger.exception("Tokenizer of %s failed to load", base_model.slug)
             raise ApplicationError(f"The tokenizer of base model '{base_model.slug}' could not be loaded ({type(exc).__name__}).",
                                    code="tokenizer_unavailable", status=503) from None
+    measured_with = {}
+
+    def chat_measure() -> ChatMeasure:
+        measure = _chat_measure(base_model=base_model, max_length_given=max_length_given)
+        measured_with["slug"] = measure.about.get("base_model")
+        return measure
 
     workdir = tempfile.mkdtemp(prefix="lathe-preflight-")
     saved: list[str] = []
@@ -136,7 +170,7 @@ def dataset_upload(
             text = parsing.open_text(hashing, info, max_decompressed_bytes=limits_for(organization=organization).max_file_bytes * 10,
                                      encoding=encoding)
             result = run_preflight(text, info, options, workdir, tokenizer=tokenizer,
-                                   tokenizer_name=base_model.slug if base_model else None)
+                                   tokenizer_name=base_model.slug if base_model else None, chat_measure=chat_measure)
         except parsing.DatasetFileError as exc:
             raise _file_error(exc) from None
         sha256 = hashing.hexdigest()
@@ -155,6 +189,10 @@ def dataset_upload(
             with open(path, "rb") as fh:
                 saved.append(default_storage.save(f"{folder}/{os.path.basename(path)}", File(fh)))
 
+        if result.report["task"] == Task.CHAT:  # the version names the model its tokens were counted with
+            from catalog.models import BaseModel
+
+            base_model = BaseModel.objects.filter(slug=measured_with.get("slug")).first() if measured_with.get("slug") else None
         with transaction.atomic():
             Organization.objects.select_for_update().get(pk=organization.pk)  # serializes quota and numbering
             _check_size(organization=organization, size=stored_bytes)

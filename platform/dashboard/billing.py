@@ -91,20 +91,23 @@ class JobQuoteView(OrganizationPageMixin, View):
     """htmx: the launch form's fields → a quote, shown under the form."""
 
     def post(self, request, slug):
-        from billing.quotes import quote
-        from jobs import submission
+        from jobs.quotes import quote
+        from tenancy.entitlements import request_entitlements
 
-        from .jobs import launch_form
+        from .jobs import launch_form, launch_submit
 
         form = launch_form(self.organization, request.POST)
         context = {}
-        if not form.is_valid():
+        if form is None:
+            context["error"] = "The catalog has no chat model to fine-tune."
+        elif not form.is_valid():
             context["error"] = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
         else:
             try:
-                job, _ = submission.job_submit(organization=self.organization, actor=self.actor, dry_run=True,
-                                                 **form.service_kwargs())
-                context["quote"] = quote(job)
+                entitlements = request_entitlements(request, organization=self.organization)  # one read for both
+                job, _ = launch_submit(form.kind)(organization=self.organization, actor=self.actor, dry_run=True,
+                                                  entitlements=entitlements, **form.service_kwargs())
+                context["quote"] = quote(job, entitlements=entitlements)
             except ApplicationError as error:
                 context["error"] = error.message
         return self.render_page(request, "dashboard/partials/quote.html", context)

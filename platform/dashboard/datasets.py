@@ -8,14 +8,17 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views import View
 
-from catalog.selectors import base_model_list
+from catalog.models import TaskFamily
+from catalog.selectors import base_model_list, default_base_model
 from core.errors import ApplicationError, NotFound
 from corpora import selectors, services
+from corpora.models import Task
 
 from .forms import DatasetUploadForm
 from .views import OrganizationPageMixin, submit
 
 LABEL_BARS_SHOWN = 40
+CONVERSATIONS_SHOWN = 5
 
 
 def _upload(form, *, organization, actor, dataset=None):
@@ -27,8 +30,11 @@ def _upload(form, *, organization, actor, dataset=None):
 class DatasetUploadMixin(OrganizationPageMixin):
     upload_partial = "dashboard/partials/dataset_upload_form.html"
 
+    upload_family = TaskFamily.CLASSIFICATION  # whose default model the form offers first
+
     def upload_form(self, data=None, files=None):
-        return DatasetUploadForm(data, files, base_models=list(base_model_list()))
+        return DatasetUploadForm(data, files, base_models=list(base_model_list()),
+                                 initial_base_model=default_base_model(task_family=self.upload_family))
 
     def respond_to_upload(self, request, form, version, status, page_template, page_context):
         is_htmx = request.headers.get("HX-Request") == "true"
@@ -108,13 +114,17 @@ class DatasetDetailView(DatasetUploadMixin, View):
         report = version.report if version else {}
         lengths = report.get("lengths", {})
         histogram = _histogram(lengths)
+        is_chat = dataset.task == Task.CHAT
+        self.upload_family = TaskFamily.CHAT if is_chat else TaskFamily.CLASSIFICATION  # new versions: the same family
         return {
             "dataset": dataset, "versions": versions, "version": version, "report": report,
+            "is_chat": is_chat, "tokens": report.get("tokens") if is_chat else None,
             "warnings": [DatasetUploadForm.in_form_words(w) for w in report.get("warnings", [])],
             "label_bars": _bars(report.get("labels", {}).get("counts", {}), LABEL_BARS_SHOWN),
             # Drawn by static/js/charts.js; the tables under the charts show the same numbers.
             "histogram": histogram, "length_chart": {"bins": histogram, "unit": lengths.get("unit", "")},
-            "preview": selectors.dataset_version_preview(version=version, limit=20) if version else [],
+            "preview": selectors.dataset_version_preview(version=version, limit=CONVERSATIONS_SHOWN if is_chat else 20)
+                       if version else [],
             "upload_url": reverse("dashboard:dataset-detail", args=[self.organization.slug, dataset.pk]),
         }
 

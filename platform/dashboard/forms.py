@@ -7,6 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import ApiKeyScope
 from core.errors import ApplicationError
+from jobs.submission import numeric_options
 from tenancy.models import Role
 from workers import kinds
 
@@ -76,7 +77,8 @@ ENCODING_SUGGESTIONS = [("utf-8", "UTF-8"), ("utf-8-sig", "UTF-8 with BOM"), ("c
 
 
 class DatasetUploadForm(forms.Form):
-    file = forms.FileField(label="File", help_text="CSV, TSV or JSONL, optionally .gz. Columns like text,label are recognised.",
+    file = forms.FileField(label="File", help_text="CSV, TSV or JSONL, optionally .gz. Columns like text,label are recognised; "
+                                                  "chat: JSONL with messages (or prompt and completion) per line.",
                            allow_empty_file=True, widget=forms.FileInput(attrs={"hx-preserve": "true"}))
     name = forms.CharField(label="Name", required=False, max_length=10_000, help_text="Defaults to the file name.")
     base_model = forms.ChoiceField(label="Base model (its tokenizer measures lengths)", required=False)
@@ -102,14 +104,14 @@ class DatasetUploadForm(forms.Form):
     MAIN_FIELDS = ("file", "name", "base_model", "task", "encoding")
     encoding_suggestions = ENCODING_SUGGESTIONS
 
-    def __init__(self, *args, base_models=(), **kwargs):
+    def __init__(self, *args, base_models=(), initial_base_model=None, **kwargs):
         from corpora.models import Task
 
         super().__init__(*args, **kwargs)
         self.fields["base_model"].choices = [("", "— words, no tokenizer —")] + [(m.slug, m.name) for m in base_models]
-        self.fields["task"].choices = [("", "Detect from the columns")] + list(Task.choices)
-        if base_models:
-            self.fields["base_model"].initial = base_models[0].slug
+        self.fields["task"].choices = [("", "Detect from the file")] + list(Task.choices)
+        if base_models:  # the default model of the page's family (a chat file is measured with a chat model anyway)
+            self.fields["base_model"].initial = (initial_base_model or base_models[0]).slug
 
     @classmethod
     def in_form_words(cls, message: str) -> str:
@@ -176,8 +178,14 @@ def declared_field(f, *, blank_means: str = "auto") -> forms.Field:
 
 
 class JobLaunchForm(forms.Form):
-    """The launch form: every hyperparameter left blank means 'auto'. The
-    hyperparameter fields are generated from their declaration (workers/kinds.py)."""
+    """The launch form of a fine-tune kind (finetune: encoder classifiers;
+    chat_finetune: causal LMs): every hyperparameter left blank means 'auto'. The
+    hyperparameter fields are generated from the kind's declaration (workers/kinds.py)."""
+
+    DECLARATIONS = {"finetune": kinds.FineTuneHyperparameters, "chat_finetune": kinds.ChatFineTuneHyperparameters}
+    DEFAULT_METHOD = {"finetune": "full", "chat_finetune": "lora"}
+
+    kind = forms.ChoiceField(choices=[(k, k) for k in DECLARATIONS], widget=forms.HiddenInput, required=False)
 
     dataset_id = forms.TypedChoiceField(label="Dataset", coerce=int)
     base_model = forms.ChoiceField(label="Base model")
@@ -189,9 +197,12 @@ class JobLaunchForm(forms.Form):
     # The hyperparameters the form offers (the API takes every declared one).
     HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "max_length", "early_stopping_patience", "lora_r", "seed")
 
-    def __init__(self, *args, datasets=(), base_models=(), **kwargs):
+    def __init__(self, *args, datasets=(), base_models=(), kind: str = "finetune", **kwargs):
         super().__init__(*args, **kwargs)
-        declared = kinds.options_of(kinds.FineTuneHyperparameters)
+        self.kind = kind
+        self.fields["kind"].initial = kind
+        self.fields["method"].initial = self.DEFAULT_METHOD[kind]
+        declared = kinds.options_of(self.DECLARATIONS[kind])
         max_cost = self.fields.pop("max_cost")
         for name in self.HYPERPARAMETERS:
             self.fields[name] = declared_field(declared[name])
@@ -201,6 +212,112 @@ class JobLaunchForm(forms.Form):
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        return {"dataset_id": data["dataset_id"], "base_model": data["base_model"], "method": data["method"],
+        return {"dataset_id": data["dataset_id"], "base_model": data["base_model"], "method": data["method"] or self.DEFAULT_METHOD[self.kind],
                 "name": data["name"], "max_cost": data.get("max_cost"),
                 "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}
+
+
+class AutoOrNumberField(forms.CharField):
+    """A declared number that also takes the word "auto" (e.g. prune's sparsity: the search)."""
+
+    def __init__(self, *, number: forms.Field, **kwargs):
+        self.number = number
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = (value or "").strip()
+        if value == "auto" or not value:
+            return value or None
+        return self.number.clean(value)
+
+
+def compression_field(f, *, base_models=()) -> forms.Field:
+    """The compress form's field for one declared compression option."""
+    meta = f.metadata
+    label = meta["label"] or f.name.replace("_", " ").capitalize()
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if meta["refers_to"] == "base_model":
+        return forms.ChoiceField(label=label, required=False, help_text=meta["help"],
+                                 choices=[("", "— cut from the teacher —"), *((m.slug, m.name) for m in base_models)])
+    if meta["choices"]:
+        return forms.ChoiceField(label=label, required=False, initial=default, help_text=meta["help"],
+                                 choices=[(c, meta["choice_labels"].get(c, c)) for c in meta["choices"]])
+    blank = "the declared default" if default is not None else "auto" if meta["auto"] else "the default"
+    number = declared_field(f, blank_means=blank)
+    if meta["auto"]:
+        return AutoOrNumberField(number=number, label=number.label, required=False, help_text=(
+            number.help_text.replace(f"; blank = {blank}", "") + '; or "auto"'),
+            initial=meta["suggested"], widget=forms.TextInput(attrs={"size": 5}))
+    number.initial = default if default is not None else meta["suggested"]
+    number.widget.attrs.update({"size": 5, "placeholder": number.widget.attrs.get("placeholder", "")
+                                if default is None else str(default)})
+    return number
+
+
+class CompressForm(forms.Form):
+    """'Compress this model': generated from the compression kinds' declarations
+    (workers/kinds.py) — their titles, each option's field, label, help, bounds,
+    choices and default. Only the chosen kind's options count (without JS the
+    page shows, and posts, every kind's)."""
+
+    # The training hyperparameters a kind's form offers (the API takes every declared one).
+    TRAINING = {"distill": ("epochs",)}
+
+    kind = forms.ChoiceField(label="How", choices=[(k, kinds.KINDS[k].title) for k in kinds.COMPRESSION_KINDS],
+                             widget=forms.Select(attrs={"data-kind-select": ""}))
+    name = forms.CharField(label="Name", required=False, max_length=100, help_text=(
+        "default: what and of which model, e.g. “int8 of sentiment”"),
+        widget=forms.TextInput(attrs={"placeholder": "optional", "size": 30}))
+    dataset_id = forms.TypedChoiceField(label="Data (evaluation: its validation split; recovery and distillation: its "
+                                              "train split)", coerce=int, required=False, empty_value=None)
+
+    def __init__(self, *args, datasets=None, dataset_required=False, base_models=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        guard = kinds.options_of(kinds.CompressionOptions)["max_accuracy_drop"]
+        self.fields["max_accuracy_drop"] = compression_field(guard)
+        self.fields["max_accuracy_drop"].label = "Largest acceptable accuracy drop (points)"
+        if datasets is None:
+            del self.fields["dataset_id"]
+        else:
+            self.fields["dataset_id"].choices = ([] if dataset_required else [("", "— the source job's —")]) + [
+                (d.pk, d.name) for d in datasets]
+        self.per_kind: dict[str, list[str]] = {}
+        hyperparameters = kinds.options_of(kinds.FineTuneHyperparameters)
+        for kind in kinds.COMPRESSION_KINDS:
+            names = [n for n in kinds.options_of(kinds.KINDS[kind]) if n not in kinds.options_of(kinds.CompressionOptions)]
+            for name in names:
+                self.fields[name] = compression_field(kinds.options_of(kinds.KINDS[kind])[name], base_models=base_models)
+            for name in self.TRAINING.get(kind, ()):
+                self.fields[name] = declared_field(hyperparameters[name])
+            self.per_kind[kind] = names + list(self.TRAINING.get(kind, ()))
+
+    def common(self) -> list:
+        """The fields every compression kind takes, in order."""
+        return [self[n] for n in ("kind", "name", "max_accuracy_drop", "dataset_id") if n in self.fields]
+
+    def fieldsets(self) -> list[dict]:
+        """Per kind with options: its title and its bound fields (the template's fieldsets)."""
+        return [{"kind": kind, "title": kinds.KINDS[kind].title, "fields": [self[n] for n in names]}
+                for kind, names in self.per_kind.items() if names]
+
+    def full_clean(self):
+        super().full_clean()
+        if not self.is_bound or not hasattr(self, "cleaned_data"):
+            return
+        chosen = self.cleaned_data.get("kind")
+        others = {n for kind, names in self.per_kind.items() if kind != chosen for n in names} - set(self.per_kind.get(chosen, ()))
+        for name in others:  # another kind's field: neither checked nor passed on
+            self.errors.pop(name, None)
+            self.cleaned_data.pop(name, None)
+
+    def service_kwargs(self) -> dict:
+        data, kind = self.cleaned_data, self.cleaned_data["kind"]
+        chosen = self.per_kind.get(kind, [])
+        options = {n: data[n] for n in chosen if n in numeric_options() and data.get(n) not in (None, "")}
+        training = {n: data[n] for n in self.TRAINING.get(kind, ()) if data.get(n) is not None}
+        return {"kind": kind, "name": data.get("name") or "", "dataset_id": data.get("dataset_id"),
+                "max_accuracy_drop": data.get("max_accuracy_drop"),  # None: the declared default
+                "prune_method": (data.get("prune_method") or None) if "prune_method" in chosen else None,
+                "student_base_model": (data.get("student_base_model") or None) if "student_base_model" in chosen else None,
+                "options": options, "hyperparameters_in": training or None}
+

@@ -12,11 +12,10 @@ from corpora.selectors import dataset_list
 from jobs import lifecycle, selectors, submission
 from jobs.downloads import artifact_response
 from jobs.estimates import Estimator
-from jobs.models import JobKind, JobState
+from jobs.models import FINETUNE_KINDS, JobKind, JobState
 from jobs.serializers import JobListQuerySerializer
-from workers import kinds
 
-from .forms import JobLaunchForm, apply_application_error
+from .forms import CompressForm, JobLaunchForm, apply_application_error
 from .views import OrganizationPageMixin
 
 # What the job page's chart draws (static/js/charts.js): per step, two scales.
@@ -89,7 +88,7 @@ def compression_chart(report: dict | None) -> dict | None:
 def trains(job) -> bool:
     """Whether the job has training steps (a loss chart): fine-tunes, distillation,
     pruning with recovery epochs; not int8 quantization or one-shot pruning."""
-    return job.kind == JobKind.FINETUNE or bool(job.spec.get("training"))
+    return job.kind in FINETUNE_KINDS or bool(job.spec.get("training"))
 
 
 def method_label(job) -> str:
@@ -113,9 +112,30 @@ def list_filters(params) -> tuple[dict, dict]:
     return (rest.validated_data if rest.is_valid() else {}), errors
 
 
-def launch_form(organization, data=None) -> JobLaunchForm:
-    """The launch form, for the Jobs page and its Quote button."""
-    return JobLaunchForm(data, datasets=list(dataset_list(organization=organization)), base_models=list(base_model_list()))
+# The launch forms: each fine-tune kind, its catalog family, its datasets' task and its submission.
+LAUNCHES = {"finetune": ("classification", lambda task: task != "chat", submission.job_submit),
+            "chat_finetune": ("chat", lambda task: task == "chat", submission.chat_submit)}
+
+
+def launch_kind(data) -> str:
+    kind = (data or {}).get("kind") or "finetune"
+    return kind if kind in LAUNCHES else "finetune"
+
+
+def launch_form(organization, data=None, *, kind: str | None = None) -> JobLaunchForm | None:
+    """A kind's launch form, for the Jobs page and its Quote button (the kind posted, else
+    `kind`); None for chat when the catalog has no chat model."""
+    kind = kind or launch_kind(data)
+    family, takes, _submit = LAUNCHES[kind]
+    models = list(base_model_list(task_family=family))
+    if kind != "finetune" and not models:
+        return None
+    datasets = [d for d in dataset_list(organization=organization) if takes(d.task)]
+    return JobLaunchForm(data, datasets=datasets, base_models=models, kind=kind)
+
+
+def launch_submit(kind: str):
+    return LAUNCHES[kind][2]
 
 
 class JobListView(OrganizationPageMixin, View):
@@ -123,7 +143,7 @@ class JobListView(OrganizationPageMixin, View):
     template = "dashboard/jobs.html"
 
     def form(self, data=None):
-        return launch_form(self.organization, data)
+        return launch_form(self.organization, data, kind=None if data is not None else "finetune")
 
     def context(self, request, form=None):
         valid, errors = list_filters(request.GET)
@@ -137,22 +157,28 @@ class JobListView(OrganizationPageMixin, View):
             job.method_label = method_label(job)
             job.eta_now = None if job.is_terminal else selectors.eta(job=job, estimator=estimator)
         filters = {k: request.GET.get(k) or None for k in FILTERS}
-        return {"jobs": jobs, "form": form or self.form(), "filters": filters, "filter_errors": errors,
+        chat_form = form if form is not None and form.kind == "chat_finetune" else launch_form(self.organization, kind="chat_finetune")
+        form = form if form is not None and form.kind == "finetune" else self.form()
+        return {"jobs": jobs, "form": form, "chat_form": chat_form, "filters": filters, "filter_errors": errors,
                 "states": JobState.choices, "kinds": JobKind.choices}
 
     def get(self, request, slug):
-        form = self.form()
+        context = self.context(request)
         wanted = request.GET.get("dataset", "")  # ?dataset=<id>: "Fine-tune this dataset" on a dataset page
-        if wanted.isdigit() and int(wanted) in {pk for pk, _name in form.fields["dataset_id"].choices}:
-            form.initial["dataset_id"] = int(wanted)
-        context = self.context(request, form)
+        for form in (context["form"], context["chat_form"]):
+            if form is not None and wanted.isdigit() and int(wanted) in {pk for pk, _ in form.fields["dataset_id"].choices}:
+                form.initial["dataset_id"] = int(wanted)
         return self.render_page(request, self.template, context, status=400 if context["filter_errors"] else 200)
 
     def post(self, request, slug):
         form = self.form(request.POST)
+        if form is None:
+            messages.error(request, "The catalog has no chat model to fine-tune.")
+            return redirect("dashboard:jobs", slug=slug)
         if form.is_valid():
             try:
-                job, _created = submission.job_submit(organization=self.organization, actor=self.actor, **form.service_kwargs())
+                job, _created = launch_submit(form.kind)(organization=self.organization, actor=self.actor,
+                                                         **form.service_kwargs())
             except ApplicationError as error:
                 for field, problems in list(error.fields.items()):
                     if field.startswith("hyperparameters."):
@@ -173,8 +199,7 @@ class JobDetailView(OrganizationPageMixin, View):
         context = {"job": job, "chart": metrics_chart(job), "trains": trains(job), "hints": selectors.training_hints(job),
                    "method": selectors.job_method(job), "eta": selectors.eta(job=job),
                    "compression": compression_chart(job.result.get("compression")),
-                   "base_models": list(base_model_list()) if job.state == "succeeded" else [],
-                   "datasets": list(dataset_list(organization=self.organization)) if job.state == "succeeded" else None,
+                   "compress_form": compress_form(organization=self.organization) if job.state == "succeeded" else None,
                    "queue_position": position,
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
                    "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
@@ -196,44 +221,31 @@ class JobArtifactDownloadView(OrganizationPageMixin, View):
 
 
 class CompressMixin(OrganizationPageMixin):
-    """The 'Compress this model' form, for a job's model and an uploaded one."""
-
-    # The numbers the form posts: every compression kind's declared options (workers/kinds.py), and distill's epochs.
-    NUMBERS = {"max_accuracy_drop": float,
-               **{name: kinds.compression_option(name).metadata["type"] for name in submission.numeric_options()},
-               "epochs": int, "dataset_id": int}
-    AUTO = {name for name in submission.numeric_options() if kinds.compression_option(name).metadata["auto"]}  # sparsity
-    PER_KIND = {kind: tuple(n for n in submission.numeric_options() if n in kinds.options_of(kinds.KINDS[kind]))
-                for kind in kinds.COMPRESSION_KINDS}
+    """The 'Compress this model' form (dashboard/forms.CompressForm, generated from
+    the compression kinds' declarations), for a job's model and an uploaded one."""
 
     def compress(self, request, *, back, source_job_id=None, source_model_id=None):
-        kind = request.POST.get("kind", "quantize")
-        values = {}
-        for name, cast in self.NUMBERS.items():
-            raw = (request.POST.get(name) or "").strip()
-            if not raw or (raw == "auto" and name in self.AUTO):
-                values[name] = raw or None
-                continue
-            try:
-                values[name] = cast(raw)
-            except ValueError:
-                messages.error(request, f"{name.replace('_', ' ').capitalize()}: '{raw}' is not "
-                                        f"{'a whole number' if cast is int else 'a number'}.")
-                return redirect(back)
-        # Only the fields of the chosen kind count (without JS the form shows every kind's).
-        options = {k: values[k] for k in self.PER_KIND.get(kind, ()) if values[k] is not None}
+        form = CompressForm(request.POST, datasets=dataset_list(organization=self.organization),
+                            base_models=base_model_list(task_family="classification"))
+        if not form.is_valid():
+            for name, errors in form.errors.items():
+                label = form.fields[name].label if name in form.fields else ""
+                for error in errors:
+                    messages.error(request, f"{label}: {error}" if label else error)
+            return redirect(back)
         created, error = self.attempt(request, lambda: submission.compression_submit(
-            organization=self.organization, actor=self.actor, kind=kind, source_job_id=source_job_id,
-            source_model_id=source_model_id, dataset_id=values["dataset_id"], name=request.POST.get("name") or "",
-            max_accuracy_drop=values["max_accuracy_drop"],  # None: the declared default
-            prune_method=request.POST.get("prune_method") if kind == "prune" else None, options=options,
-            student_base_model=(request.POST.get("student_base_model") or None) if kind == "distill" else None,
-            hyperparameters_in={"epochs": values["epochs"]} if kind == "distill" and values["epochs"] else None))
+            organization=self.organization, actor=self.actor, source_job_id=source_job_id,
+            source_model_id=source_model_id, **form.service_kwargs()))
         if error:
             return redirect(back)
         job, _created = created
         messages.success(request, f"Job {job.pk} queued: {job.get_kind_display().lower()}.")
         return redirect("dashboard:job-detail", slug=self.organization.slug, job_id=job.pk)
+
+
+def compress_form(*, organization, dataset_required: bool = False) -> CompressForm:
+    return CompressForm(datasets=list(dataset_list(organization=organization)), dataset_required=dataset_required,
+                        base_models=list(base_model_list(task_family="classification")))
 
 
 class JobCompressView(CompressMixin, View):

@@ -8,11 +8,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views import View
 
-from catalog.selectors import base_model_list
-from corpora.selectors import dataset_list
 from registry import selectors, services
 
-from .jobs import CompressMixin
+from .jobs import CompressMixin, compress_form
 from .views import OrganizationPageMixin, submit
 
 
@@ -48,8 +46,8 @@ class ModelDetailView(OrganizationPageMixin, View):
     def get(self, request, slug, model_id):
         model = selectors.uploaded_model_get(organization=self.organization, model_id=model_id)
         return self.render_page(request, "dashboard/model_detail.html", {
-            "model": model, "jobs": model.jobs.order_by("-created_at")[:50], "base_models": list(base_model_list()),
-            "datasets": list(dataset_list(organization=self.organization)), "dataset_required": True})
+            "model": model, "jobs": model.jobs.order_by("-created_at")[:50],
+            "compress_form": compress_form(organization=self.organization, dataset_required=True)})
 
 
 class ModelCompressView(CompressMixin, View):

@@ -1,14 +1,15 @@
 """Operators: jobs by state and queue with cancel / retry / requeue / priority
-actions, read-only usage, and a queue & worker overview page."""
+actions and their billed seconds, and a queue & worker overview page (usage
+segments are billing's admin)."""
 from django.contrib import admin, messages
-from django.db.models import Count, Q, Sum
+from django.db.models import Count
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from core.admin import ReadOnlyAdmin
+from billing.metering import with_job_usage
 
 from . import lifecycle
-from .models import Job, JobArtifact, JobEvent, JobState, UsageSegment
+from .models import Job, JobArtifact, JobEvent, JobState
 
 
 class JobEventInline(admin.TabularInline):
@@ -46,12 +47,11 @@ class JobAdmin(admin.ModelAdmin):
     actions = ["cancel", "retry", "requeue", "raise_priority", "lower_priority"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            _billed=Sum("usage_segments__seconds", filter=Q(usage_segments__exclusion__isnull=True)))
+        return with_job_usage(super().get_queryset(request))
 
-    @admin.display(description="Billed s", ordering="_billed")
+    @admin.display(description="Billed s", ordering="billed_seconds")
     def billed_seconds(self, obj):
-        return obj._billed or 0
+        return obj.billed_seconds or 0
 
     def has_add_permission(self, request):
         return False
@@ -106,14 +106,3 @@ class JobAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "Queues and workers", "depths": depths,
                    "workers": workers, "running": list(running.values()), "inspect_error": inspect_error}
         return TemplateResponse(request, "admin/jobs/queues.html", context)
-
-
-@admin.register(UsageSegment)
-class UsageSegmentAdmin(ReadOnlyAdmin):
-    """Usage as metered (immutable); billing.LedgerEntry is what it is priced as."""
-
-    list_display = ("id", "organization", "job", "attempt", "device_class", "device_count", "seconds", "started_at", "ended_at",
-                    "ledger_entry")
-    list_filter = ("device_class", "created_at")
-    search_fields = ("organization__name", "organization__slug", "job__id")
-    list_select_related = ("organization", "job")

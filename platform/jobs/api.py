@@ -6,10 +6,11 @@ from rest_framework.response import Response
 from core.api import OrganizationAPIView
 from core.errors import field_error
 
-from . import lifecycle, selectors, submission
-from .downloads import artifact_response
 from billing.serializers import QuoteSerializer
 
+from . import lifecycle, selectors, submission
+from .downloads import artifact_response
+from .quotes import quote
 from .serializers import (
     CursorQuerySerializer,
     JobArtifactSerializer,
@@ -17,7 +18,9 @@ from .serializers import (
     JobListQuerySerializer,
     JobMetricSerializer,
     JobSerializer,
+    KIND_DEFAULT_METHOD,
     JobSubmitSerializer,
+    job_request_schema,
 )
 
 
@@ -32,7 +35,7 @@ class JobListApi(OrganizationAPIView):
         page = self.paginate_queryset(selectors.job_list(organization=self.organization, **query.validated_data))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
-    @extend_schema(operation_id="jobs_create", request=JobSubmitSerializer, responses={201: JobSerializer, 200: JobSerializer},
+    @extend_schema(operation_id="jobs_create", request=job_request_schema(), responses={201: JobSerializer, 200: JobSerializer},
                    parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                                 description="Same key + same body returns the same job; a different body is 409.")])
     def post(self, request):
@@ -47,15 +50,13 @@ class JobListApi(OrganizationAPIView):
 class JobQuoteApi(OrganizationAPIView):
     serializer_class = QuoteSerializer
 
-    @extend_schema(operation_id="jobs_quote", request=JobSubmitSerializer, responses=QuoteSerializer,
+    @extend_schema(operation_id="jobs_quote", request=job_request_schema(), responses=QuoteSerializer,
                    description="What POST /jobs with this body would cost: the same validation (400s name the field), "
                                "nothing queued. Estimated from dataset tokens × epochs × model size and the throughput "
                                "measured on past jobs of the device class; priced at the plan's rate.")
     def post(self, request):
-        from billing.quotes import quote
-
         job, _ = submit_from_request(self, request, dry_run=True)
-        return Response(quote(job))
+        return Response(quote(job, entitlements=self.entitlements))
 
 
 def submit_from_request(view, request, *, dry_run: bool = False):
@@ -64,16 +65,18 @@ def submit_from_request(view, request, *, dry_run: bool = False):
     payload.is_valid(raise_exception=True)
     data = payload.validated_data
     key = None if dry_run else request.headers.get("Idempotency-Key")
-    organization, actor = view.organization, view.actor
-    if data["kind"] == "finetune":
+    organization, actor, entitlements = view.organization, view.actor, view.entitlements
+    if data["kind"] in KIND_DEFAULT_METHOD:  # the kinds that start from a catalog model and a dataset
         for required in ("dataset_id", "base_model"):
             if data.get(required) in (None, ""):
                 raise field_error(required, "This field is required for a fine-tune.", code="required")
-        return submission.job_submit(
+        submit = submission.chat_submit if data["kind"] == "chat_finetune" else submission.job_submit
+        return submit(
             organization=organization, actor=actor, dataset_id=data["dataset_id"],
-            dataset_version=data.get("dataset_version"), base_model=data["base_model"], method=data["method"],
+            dataset_version=data.get("dataset_version"), base_model=data["base_model"],
+            method=data.get("method") or KIND_DEFAULT_METHOD[data["kind"]],
             hyperparameters_in=data["hyperparameters"], name=data["name"], max_cost=data.get("max_cost"),
-            idempotency_key=key, dry_run=dry_run)
+            idempotency_key=key, dry_run=dry_run, entitlements=entitlements)
     return submission.compression_submit(
         organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
         source_model_id=data.get("source_model_id"),
@@ -81,7 +84,7 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
         options={k: data[k] for k in submission.numeric_options() if k in data},
         student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
-        max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run)
+        max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run, entitlements=entitlements)
 
 
 class JobDetailApi(OrganizationAPIView):

@@ -4,12 +4,12 @@ hyperparameters the user chose (the rest were resolved from 'auto'), and the
 dataset. Passed to the worker as `card` in its spec; workers/cards.py renders it."""
 from __future__ import annotations
 
-from .models import Job, JobKind
+from .models import FINETUNE_KINDS, Job
 
 
 def chosen_hyperparameters(job: Job) -> list[str]:
     """The names the user gave a value for; every other one was 'auto'."""
-    given = job.requested if job.kind == JobKind.FINETUNE else (job.requested or {}).get("hyperparameters") or {}
+    given = job.requested if job.kind in FINETUNE_KINDS else (job.requested or {}).get("hyperparameters") or {}
     return sorted(name for name, value in given.items() if value not in ("auto", None))
 
 

@@ -32,10 +32,11 @@ from django.utils import timezone
 
 from workers.kinds import FineTuneHyperparameters, default_of
 
-from .models import Job, JobKind, JobState
+from .models import FINETUNE_KINDS, Job, JobKind, JobState
 
 WORDS_TO_TOKENS = 1.3  # a report counted in words (no tokenizer chosen at upload)
 DEFAULT_TOKENS_PER_ROW = 16  # a version without a length report
+DEFAULT_TOKENS_PER_CONVERSATION = 256  # a chat version without token statistics
 DEFAULT_PARAMETERS = 110_000_000
 HISTORY_JOBS = 20  # the most recent measurements read per (device class, method)
 HALF_LIFE_JOBS = 3  # a measurement's weight halves every 3 newer ones
@@ -121,17 +122,32 @@ def tokens_per_row(report: dict, max_length: int) -> float:
     return max(1.0, mean - excess / count) * scale
 
 
+def chat_train_tokens(report: dict, max_length: int | None, train_count: int | None) -> float:
+    """A chat dataset's train-split tokens under the chat template (the upload's
+    statistics, measured with the catalog's default chat model), each
+    conversation at most `max_length` tokens."""
+    tokens = (report or {}).get("tokens") or {}
+    count = train_count or (tokens.get("train") or {}).get("conversations") or 0
+    mean = float(tokens.get("mean") or DEFAULT_TOKENS_PER_CONVERSATION)
+    if max_length:
+        mean = min(mean, float(max_length))
+    return count * mean
+
+
 def work_tokens(job: Job) -> float:
     """The job's work in training-token equivalents (what `throughput` divides).
     A fine-tune: the train split's real tokens × epochs (all of them: early
     stopping can only end it sooner). Compression: its evaluation passes and
     probes at a third of a training token each, plus its training phases."""
     version = job.dataset_version
+    spec = job.spec or {}
+    if job.kind == JobKind.CHAT_FINETUNE:
+        return int(spec.get("epochs") or 3) * chat_train_tokens(version.report, spec.get("max_length"), version.train_count)
     per_row = tokens_per_row(version.report, model_max_length(job))
     train, evaluation = (version.train_count or 0) * per_row, (version.validation_count or 0) * per_row
-    spec = job.spec or {}
     if job.kind == JobKind.FINETUNE:
-        return int(spec.get("epochs") or 3) * train
+        # A refit trains again on train + validation for (at most) as many epochs.
+        return int(spec.get("epochs") or 3) * (train + ((train + evaluation) if spec.get("refit") else 0))
     passes = 2 * MEASURE_PASSES  # the source model measured, and the result
     training = 0.0
     if job.kind == JobKind.QUANTIZE:
@@ -259,8 +275,10 @@ def record(*, job: Job, result: dict, seconds: float, device_class: str) -> dict
     for a first attempt that ran to a report (a resumed one did less)."""
     base = {"method": method_of(job), "device_class": device_class, "parameters": parameters_of(job),
             "seconds": round(seconds, 3)}
-    if job.kind == JobKind.FINETUNE:
-        tokens, loop = result.get("train_tokens"), result.get("train_seconds")
+    if job.kind in FINETUNE_KINDS:
+        # Chat: every token through the model (input_tokens); its train_tokens are the trained (assistant) ones.
+        tokens = result.get("input_tokens") if job.kind == JobKind.CHAT_FINETUNE else result.get("train_tokens")
+        loop = result.get("train_seconds")
         if not tokens or not loop:
             return None
         return {**base, "tokens": int(tokens), "work_seconds": round(min(float(loop), seconds), 3)}
@@ -290,7 +308,7 @@ def finish_of_running(job: Job, estimator: Estimator) -> tuple[datetime, str]:
     step time (the median of its recent steps, as the worker measured it),
     from its last progress report; before that (or for compression, whose
     steps are phases of unequal length), its start + its estimate."""
-    if (job.kind == JobKind.FINETUNE and job.step_seconds and job.total_steps and job.progress_at
+    if (job.kind in FINETUNE_KINDS and job.step_seconds and job.total_steps and job.progress_at
             and job.step < job.total_steps):
         left = job.total_steps - job.step
         return (job.progress_at + timedelta(seconds=left * job.step_seconds),

@@ -47,12 +47,13 @@ def build_finetune_spec(job: Job, folder: Path) -> FineTuneSpec:
     )
 
 
-def finetune_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
+def training_outcome(job: Job, outcome, **extra) -> tuple[str | None, dict, str]:
+    """A training loop's result (workers' FineTuneResult, ChatFineTuneResult) as the job's outcome."""
     result = {"best_metrics": outcome.best_metrics, "history": outcome.history, "global_step": outcome.global_step,
               "total_steps": outcome.total_steps, "train_seconds": round(outcome.train_seconds, 3),
               "train_tokens": outcome.train_tokens,
               "examples_per_second": round(outcome.train_examples_seen / outcome.train_seconds, 2) if outcome.train_seconds else None,
-              "device": outcome.device, "precision": outcome.precision}
+              "device": outcome.device, "precision": outcome.precision, **extra}
     if outcome.status == "succeeded":
         return JobState.SUCCEEDED, result, ""
     if outcome.stop_reason in STOP_REASONS:
@@ -99,6 +100,38 @@ def compression_outcome(job: Job, report: dict) -> tuple[str | None, dict, str]:
     return JobState.SUCCEEDED, {"compression": report}, ""
 
 
+# --- chat fine-tune (causal LMs) ---------------------------------------------------------
+
+def build_chat_spec(job: Job, folder: Path):
+    from catalog.models import ChatTemplateSource
+    from workers.spec import ChatFineTuneSpec
+
+    train_file, validation_file = fetch_dataset(job, folder)
+    model = job.base_model
+    # A catalog model marked for Lathe's documented default template has none of its own: hand it over.
+    template = model.chat_template() if model.chat_template_source == ChatTemplateSource.DEFAULT else None
+    return strict(
+        ChatFineTuneSpec, job.spec, chat_template=template,
+        base_model_path=model.local_path(), train_file=str(train_file), validation_file=str(validation_file),
+        output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
+        method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
+        checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
+    )
+
+
+def run_chat(spec, reporter: Reporter):
+    from workers.chat.train import run_chat_finetune  # transformers' causal LMs: loaded where a chat job runs
+
+    return run_chat_finetune(spec, reporter)
+
+
+def chat_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
+    # train_tokens: the trained (assistant) tokens; input_tokens: every token through the model.
+    return training_outcome(
+        job, outcome, input_tokens=outcome.input_tokens, generation=outcome.generation, data=outcome.data,
+        tokens_per_second=round(outcome.input_tokens / outcome.train_seconds, 1) if outcome.train_seconds else None)
+
+
 # --- the table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -118,6 +151,7 @@ class KindRunner:
 
 _COMPRESSION = KindRunner(build_compression_spec, run_compression, compression_outcome)
 KIND_RUNNERS: dict[str, KindRunner] = {
-    JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, finetune_outcome),
+    JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, training_outcome),
     JobKind.QUANTIZE: _COMPRESSION, JobKind.PRUNE: _COMPRESSION, JobKind.DISTILL: _COMPRESSION,
+    JobKind.CHAT_FINETUNE: KindRunner(build_chat_spec, run_chat, chat_outcome),
 }

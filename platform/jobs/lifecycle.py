@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 
 from celery import current_app
 from django.conf import settings
@@ -16,11 +15,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing import metering
 from core.errors import Conflict, NotFound
 from tenancy.actors import Actor
+from tenancy.entitlements import entitlements_for
 from tenancy.models import Organization
 
-from .models import TERMINAL_STATES, Job, JobEvent, JobState, UsageSegment
+from .models import TERMINAL_STATES, Job, JobCheckpoint, JobEvent, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,8 @@ def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid
         if job is None:
             return None
         Organization.objects.select_for_update().get(pk=job.organization_id)  # serializes the limit check
-        from billing.services import plan_for
-
-        limit = min(plan_for(organization=job.organization).max_concurrent_jobs, settings.LATHE_MAX_CONCURRENT_JOBS)
+        entitlements = entitlements_for(organization=job.organization)  # once per claim
+        limit = min(entitlements.max_concurrent_jobs, settings.LATHE_MAX_CONCURRENT_JOBS)
         running = Job.objects.filter(organization_id=job.organization_id, state=JobState.RUNNING).count()
         if running >= limit:
             JobEvent.objects.create(job=job, message=f"Waiting: the organization already runs {running} job(s).")
@@ -74,24 +74,17 @@ def fenced(job_id: int, token):
 
 
 def record_usage(*, job: Job, token, started_at, ended_at, device_class: str, device_count: int = 1) -> bool:
-    """Extend the lease and append a usage segment, atomically and only under
-    the current lease. False: the lease is gone; stop and bill nothing more."""
+    """Extend the lease and meter the interval (billing.metering.record_segment),
+    atomically and only under the current lease. False: the lease is gone; stop
+    and bill nothing more."""
     now = timezone.now()
     with transaction.atomic():
         extended = fenced(job.pk, token).update(
             heartbeat_at=now, lease_expires_at=now + timedelta(seconds=settings.LATHE_JOB_LEASE_SECONDS), updated_at=now)
         if not extended:
             return False
-        # A retry after a commit whose answer was lost (the database went away) must not bill that
-        # interval twice: a segment starts where this lease's last one ended, never before.
-        covered = (UsageSegment.objects.filter(job_id=job.pk, lease_token=token).order_by("-ended_at")
-                   .values_list("ended_at", flat=True).first())
-        if covered is not None and covered > started_at:
-            started_at = min(covered, ended_at)
-        seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
-        UsageSegment.objects.create(organization_id=job.organization_id, job=job, attempt=job.attempts, lease_token=token,
-                                    device_class=device_class, device_count=device_count, started_at=started_at,
-                                    ended_at=ended_at, seconds=seconds)
+        metering.record_segment(job=job, lease_token=token, attempt=job.attempts, device_class=device_class,
+                                device_count=device_count, started_at=started_at, ended_at=ended_at)
     return True
 
 
@@ -161,8 +154,6 @@ def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
     re-checked in the update). A pending cancel ends it cancelled; else re-queued
     while attempts are left, else failed. The lost attempt's usage after the
     checkpoint the next attempt resumes from is excluded in the same transaction."""
-    from billing.ledger import exclude_lost_work
-
     with transaction.atomic():
         taken_from = fenced(job.pk, job.lease_token).filter(**still)
         released = dict(lease_token=None, lease_expires_at=None, worker="", updated_at=now)
@@ -181,8 +172,9 @@ def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
                                       failure_reason=f"Worker lost {job.attempts} times (last: {why}).")
         if not taken:
             return  # it heartbeated or progressed meanwhile, or finished
-        excluded = exclude_lost_work(job=job, attempt=job.attempts,
-                                     reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
+        excluded = metering.exclude_lost_work(
+            job=job, attempt=job.attempts, after=resume_point(job=job, attempt=job.attempts),
+            reason=f"attempt {job.attempts}: worker lost; work after its last checkpoint not billed")
         unbilled = f" {excluded} usage segment(s) after the last checkpoint are not billed." if excluded else ""
         message, level = {
             "cancelled": ("Cancelled: the cancellation was pending when the worker was lost", "warning"),
@@ -193,6 +185,15 @@ def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
         outcome[kind].append(job.pk)
         if kind == "requeued":
             transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
+
+
+def resume_point(*, job: Job, attempt: int):
+    """When the checkpoint the next attempt resumes from was saved: the attempt's
+    last *step* checkpoint (workers.checkpoints.latest_checkpoint). A best-model
+    save is not a resume point (the epoch-end step checkpoint may have been
+    skipped at that very step), so work after it is redone. None: no checkpoint."""
+    return (JobCheckpoint.objects.filter(job=job, attempt=attempt, is_best=False).order_by("-created_at")
+            .values_list("created_at", flat=True).first())
 
 
 def reap_expired_leases() -> dict:
@@ -239,11 +240,3 @@ def job_requeue(*, job: Job, reason: str) -> bool:
         JobEvent.objects.create(job=job, message=f"Re-queued by an operator: {reason}.")
         transaction.on_commit(lambda: dispatch(job_id=job.pk))
     return bool(updated)
-
-
-def usage_seconds(*, job: Job) -> Decimal:
-    """All metered seconds, billable or not (see selectors.job_usage for the split)."""
-    from django.db.models import Sum
-
-    return job.usage_segments.aggregate(total=Sum("seconds"))["total"] or Decimal("0")
-

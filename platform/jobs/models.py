@@ -1,5 +1,5 @@
-"""Jobs: the state machine, its events, metrics, checkpoints, artifacts and the
-immutable usage segments billing reads.
+"""Jobs: the state machine, its events, metrics, checkpoints and artifacts.
+Usage is billing's: a heartbeat records it through billing.metering.record_segment.
 
     queued → running → succeeded | failed | cancelled
                ↘ queued (lease expired or no progress, attempts left: the reaper re-queues)
@@ -30,9 +30,12 @@ class JobKind(models.TextChoices):
     QUANTIZE = "quantize", "Quantize (int8)"
     PRUNE = "prune", "Prune"
     DISTILL = "distill", "Distill"
+    CHAT_FINETUNE = "chat_finetune", "Chat fine-tune"
 
 
 COMPRESSION_KINDS = (JobKind.QUANTIZE, JobKind.PRUNE, JobKind.DISTILL)
+# The kinds that fine-tune a catalog model on a dataset (method full | lora; steps from the first second).
+FINETUNE_KINDS = (JobKind.FINETUNE, JobKind.CHAT_FINETUNE)
 
 
 class Method(models.TextChoices):
@@ -159,25 +162,3 @@ class JobArtifact(models.Model):
     class Meta:
         ordering = ("id",)
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="jobs_artifact_name_unique")]
-
-
-class UsageSegment(models.Model):
-    """Immutable: one per heartbeat (and one at the end), written only under the
-    job's current lease, so a fenced-off worker bills nothing."""
-
-    organization = models.ForeignKey("tenancy.Organization", on_delete=models.PROTECT, related_name="usage_segments")
-    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="usage_segments")
-    attempt = models.PositiveSmallIntegerField()
-    lease_token = models.UUIDField()
-    device_class = models.CharField(max_length=40)
-    device_count = models.PositiveSmallIntegerField(default=1)
-    started_at = models.DateTimeField()
-    ended_at = models.DateTimeField()
-    seconds = models.DecimalField(max_digits=12, decimal_places=3)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    ledger_entry = models.ForeignKey("billing.LedgerEntry", null=True, blank=True, on_delete=models.PROTECT,
-                                     related_name="segments", help_text="Set once, when the attempt's usage is rolled up.")
-
-    class Meta:
-        ordering = ("id",)
-        indexes = [models.Index(fields=["organization", "created_at"])]

@@ -14,12 +14,17 @@ import statistics
 import threading
 import time
 from collections import deque
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+
+from billing import metering
+from billing import services as billing
+from tenancy.entitlements import entitlements_for
 
 from . import lifecycle
 from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobMetric
@@ -208,27 +213,21 @@ class JobReporter:
 
 class _SpendWatch:
     """The job's budget (`max_cost`) and the organization's spend cap, checked
-    after each heartbeat's usage is recorded: a reason to stop, or None."""
+    after each heartbeat's usage is recorded: a reason to stop, or None. The
+    entitlements (the rates) are read once, when the attempt starts; the cap
+    itself is billing's to check each beat (billing.services.spend_capped)."""
 
     def __init__(self, job: Job, device_class: str, device_count: int):
-        from billing import services as billing
-
         self.job, self.device_count = job, device_count
-        self.rate = billing.plan_for(organization=job.organization).rate_for(device_class)
-        spent = job.ledger_entries.filter(billable=True).values_list("amount_micros", flat=True)
-        unrolled = job.usage_segments.filter(ledger_entry__isnull=True, exclusion__isnull=True).values_list("seconds", "device_count")
-        self.job_micros = sum(spent) + sum(billing.amount_micros(seconds=s, device_count=n, usd_per_second=self.rate)
-                                           for s, n in unrolled)
+        self.entitlements = entitlements_for(organization=job.organization)  # once per attempt
+        self.rate = self.entitlements.rate_for(device_class)
+        self.job_micros = metering.job_spent_micros(job=job, usd_per_second=self.rate)
 
     def after(self, seconds: float) -> str | None:
-        from decimal import Decimal
-
-        from billing import services as billing
-
         self.job_micros += billing.amount_micros(seconds=Decimal(str(round(seconds, 3))), device_count=self.device_count,
                                                  usd_per_second=self.rate)
         if self.job.max_cost is not None and self.job_micros >= int(self.job.max_cost * 1_000_000):
             return "budget"
-        if billing.period_usage(organization=self.job.organization).is_capped:
+        if billing.spend_capped(organization=self.job.organization, entitlements=self.entitlements):
             return "spend cap"
         return None

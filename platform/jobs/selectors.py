@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 
+from billing.metering import with_job_usage
 from core.errors import NotFound, field_error
 from workers.kinds import PRUNE_METHODS
 
-from .models import Job, JobArtifact, JobKind, JobState, Method
+from .models import FINETUNE_KINDS, Job, JobArtifact, JobKind, JobState, Method
 
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
@@ -26,26 +27,9 @@ def job_list(*, organization, state: str | None = None, kind: str | None = None,
 
 
 def with_usage(qs: QuerySet[Job]) -> QuerySet[Job]:
-    """Each job's seconds: `billed_seconds` (billable: not excluded as work lost
-    to infrastructure; the open attempt's included), `excluded_seconds` (not
-    billed) and `running_seconds` (the open attempt's, not yet in the ledger)."""
-    seconds = "usage_segments__seconds"
-    return qs.annotate(
-        billed_seconds=Sum(seconds, filter=Q(usage_segments__exclusion__isnull=True)),
-        excluded_seconds=Sum(seconds, filter=Q(usage_segments__exclusion__isnull=False)),
-        running_seconds=Sum(seconds, filter=Q(state=JobState.RUNNING, usage_segments__lease_token=F("lease_token"),
-                                              usage_segments__exclusion__isnull=True)))
-
-
-def open_attempt_usage(*, organization) -> dict[int, float]:
-    """Seconds metered so far by the organization's running attempts (job id →
-    seconds), for pages that mark usage still running (the Billing page)."""
-    from .models import UsageSegment
-
-    rows = (UsageSegment.objects.filter(organization=organization, job__state=JobState.RUNNING,
-                                        lease_token=F("job__lease_token"), exclusion__isnull=True)
-            .values("job_id").annotate(seconds=Sum("seconds")))
-    return {row["job_id"]: float(row["seconds"]) for row in rows}
+    """Each job's seconds: `billed_seconds`, `excluded_seconds`, `running_seconds`
+    (billing.metering.with_job_usage, which owns the usage segments)."""
+    return with_job_usage(qs)
 
 
 # What `method` means per kind (the API's `method`, the pages): a fine-tune's
@@ -55,6 +39,7 @@ JOB_METHODS = {
     JobKind.QUANTIZE: ("int8",),                      # dynamic int8 (PyTorch and ONNX)
     JobKind.PRUNE: PRUNE_METHODS,                     # the prune_method (workers/kinds.py)
     JobKind.DISTILL: ("distill",),                    # knowledge distillation into a student
+    JobKind.CHAT_FINETUNE: tuple(Method.values),      # full | lora, on a causal LM
 }
 METHOD_VALUES = list(dict.fromkeys(m for methods in JOB_METHODS.values() for m in methods))
 
@@ -63,7 +48,7 @@ def job_method(job: Job) -> str:
     """The method of this job's kind: full/lora for fine-tunes; int8, the prune
     method or distill for compression jobs (their stored `method` column is the
     training default and says nothing about them)."""
-    if job.kind == JobKind.FINETUNE:
+    if job.kind in FINETUNE_KINDS:
         return job.method
     if job.kind == JobKind.PRUNE:
         return job.spec.get("prune_method") or "magnitude"

@@ -2,7 +2,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from workers import kinds
@@ -24,6 +24,10 @@ def number_schema(f) -> dict:
     meta = f.metadata
     if meta["type"] is list:
         value = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+    elif meta["type"] is bool:
+        value = {"type": "boolean"}
+    elif meta["type"] is str:
+        value = {"type": "string", **({"enum": list(meta["choices"])} if meta["choices"] else {})}
     else:
         value = {"type": "integer" if meta["type"] is int else "number"}
         value.update({k: meta[b] for k, b in (("minimum", "min"), ("maximum", "max")) if meta[b] is not None})
@@ -34,20 +38,33 @@ def number_schema(f) -> dict:
     return {"oneOf": [value, {"type": "string", "enum": ["auto"]}], "description": description}
 
 
-class SparsityField(serializers.JSONField):
-    """A share (the declared bounds of PruneOptions.sparsity) or "auto"; never null."""
+class DeclaredOptionField(serializers.JSONField):
+    """One declared option taken as given (a number or "auto"); its schema is
+    the declaration's (read when the schema is built), the checks are the
+    submission's (jobs/submission.py), from the same declaration."""
+
+    def __init__(self, *, declaration: type, option: str, **kwargs):
+        self.declaration, self.option = declaration, option
+        kwargs.setdefault("help_text", _help(declaration, option))
+        super().__init__(**kwargs)
 
 
 class HyperparametersField(serializers.DictField):
-    """The fine-tune hyperparameters (workers/kinds.FineTuneHyperparameters); checked by jobs.hyperparameters.check."""
+    """A kind's hyperparameters (default: workers/kinds.FineTuneHyperparameters); checked by jobs.hyperparameters.check."""
+
+    def __init__(self, *, declaration: type = kinds.FineTuneHyperparameters, **kwargs):
+        self.declaration = declaration
+        super().__init__(**kwargs)
 
 
-class SparsityFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = SparsityField
+class DeclaredOptionFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = DeclaredOptionField
 
     def map_serializer_field(self, auto_schema, direction):
-        schema = number_schema(kinds.options_of(kinds.PruneOptions)["sparsity"])
-        schema.pop("description")
+        f = kinds.options_of(self.target.declaration)[self.target.option]
+        schema = number_schema(f)
+        if not f.metadata["auto"]:  # only "auto"-computed options take the word
+            schema = dict(schema["oneOf"][0], description=schema["description"])
         return schema
 
 
@@ -56,9 +73,24 @@ class HyperparametersFieldExtension(OpenApiSerializerFieldExtension):
     target_class = HyperparametersField
 
     def map_serializer_field(self, auto_schema, direction):
-        declared = kinds.options_of(kinds.FineTuneHyperparameters)
+        declared = kinds.options_of(self.target.declaration)
         return {"type": "object", "additionalProperties": False,
                 "properties": {name: number_schema(f) for name, f in declared.items()}}
+
+
+def _typed_option_field(declaration: type, name: str) -> serializers.Field:
+    """The flat request's DRF field for one compression option: typed by its declaration."""
+    meta = kinds.options_of(declaration)[name].metadata
+    if meta["auto"]:
+        return DeclaredOptionField(declaration=declaration, option=name, required=False)
+    if meta["choices"]:
+        return serializers.ChoiceField(choices=meta["choices"], required=False, help_text=meta["help"])
+    field_class = {int: serializers.IntegerField, float: serializers.FloatField}.get(meta["type"], serializers.CharField)
+    return field_class(required=False, help_text=meta["help"])
+
+
+def _declaring(name: str) -> type:
+    return kinds.KINDS[kinds.kinds_taking(name)[0]]
 
 
 class JobSubmitSerializer(RequestSerializer):
@@ -69,20 +101,13 @@ class JobSubmitSerializer(RequestSerializer):
     base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     source_model_id = serializers.IntegerField(required=False, help_text="Compression: an uploaded model instead (needs dataset_id)")
-    # The compression options: help, defaults and choices from their declaration (workers/kinds.py).
+    # The compression options: generated below from their declaration (workers/kinds.py).
     max_accuracy_drop = serializers.FloatField(required=False,
                                                default=kinds.default_of(kinds.CompressionOptions, "max_accuracy_drop"),
                                                help_text=_help(kinds.CompressionOptions, "max_accuracy_drop"))
-    prune_method = serializers.ChoiceField(choices=kinds.PRUNE_METHODS, required=False,
-                                           help_text=_help(kinds.PruneOptions, "prune_method"))
-    sparsity = SparsityField(required=False, help_text=_help(kinds.PruneOptions, "sparsity"))
-    recovery_epochs = serializers.IntegerField(required=False, help_text=_help(kinds.PruneOptions, "recovery_epochs"))
-    student_layers = serializers.IntegerField(required=False, help_text=_help(kinds.DistillOptions, "student_layers"))
-    student_base_model = serializers.CharField(required=False, help_text=_help(kinds.DistillOptions, "student_base_model"))
-    temperature = serializers.FloatField(required=False, help_text=_help(kinds.DistillOptions, "temperature"))
-    alpha = serializers.FloatField(required=False, help_text=_help(kinds.DistillOptions, "alpha"))
-    method = serializers.ChoiceField(choices=Method.choices, default=Method.FULL,
-                                     help_text="Fine-tune: full or lora. Compression jobs ignore it (their method is the "
+    method = serializers.ChoiceField(choices=Method.choices, required=False,
+                                     help_text="Fine-tunes: full or lora (default: full for finetune, lora for "
+                                               "chat_finetune). Compression jobs ignore it (their method is the "
                                                "kind's: int8, prune_method, distill)")
     hyperparameters = HyperparametersField(required=False, default=dict, help_text=(
         'Fine-tune, distill and recovery. Each value may be "auto": ' + ", ".join(kinds.options_of(kinds.FineTuneHyperparameters))))
@@ -90,6 +115,12 @@ class JobSubmitSerializer(RequestSerializer):
                             help_text='Optional. Compression default: what and of which model, e.g. "int8 of <source name>"')
     max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
                                         help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name in kinds.compression_option_names():  # each compression kind's options, typed by their declaration
+            fields[name] = _typed_option_field(_declaring(name), name)
+        return fields
 
     def to_internal_value(self, data):
         # Strict: a misspelled option is a 400 naming it and the accepted ones, never dropped.
@@ -100,6 +131,54 @@ class JobSubmitSerializer(RequestSerializer):
                 message = f"This endpoint does not take {', '.join(unknown)}; it takes {', '.join(self.fields)}."
                 raise ApplicationError(message, code="unknown_field", fields={name: [message] for name in unknown})
         return super().to_internal_value(data)
+
+
+# What each kind's request takes besides its declared options (the platform's inputs: data, model, source).
+KIND_INPUTS = {
+    "finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters"),
+    "quantize": ("source_job_id", "source_model_id", "dataset_id", "dataset_version"),
+    "prune": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
+    "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
+    "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters"),
+}
+KIND_REQUIRED = {"finetune": ("dataset_id", "base_model"), "chat_finetune": ("dataset_id", "base_model")}
+KIND_DEFAULT_METHOD = {"finetune": Method.FULL, "chat_finetune": Method.LORA}
+# The declaration of a kind's `hyperparameters` (compression trains with the fine-tune's).
+KIND_HYPERPARAMETERS = {"chat_finetune": kinds.ChatFineTuneHyperparameters}
+
+
+def kind_request_serializer(kind: str) -> type[serializers.Serializer]:
+    """The documented request body of one kind (a `oneOf` member, `kind` its
+    discriminator): its inputs, then every option its declaration has, each
+    with its type, bounds and help (hyperparameters: the fine-tune declaration's)."""
+    flat = JobSubmitSerializer().fields
+
+    def like(name: str, **changes) -> serializers.Field:  # the flat request's field, rebuilt (DRF copies fields by their arguments)
+        field = flat[name]
+        return type(field)(*field._args, **{**field._kwargs, **changes})
+
+    fields = {"kind": serializers.ChoiceField(choices=[kind], help_text=f"{kind}: {JobKind(kind).label}")}
+    for name in KIND_INPUTS[kind]:
+        fields[name] = like(name, required=True) if name in KIND_REQUIRED.get(kind, ()) else like(name)
+    if kind in KIND_DEFAULT_METHOD:
+        fields["method"] = like("method", default=KIND_DEFAULT_METHOD[kind])
+    if kind in KIND_HYPERPARAMETERS:
+        fields["hyperparameters"] = HyperparametersField(declaration=KIND_HYPERPARAMETERS[kind], required=False,
+                                                         help_text='Each value may be "auto"')
+    if kind in kinds.COMPRESSION_KINDS:
+        declaration = kinds.KINDS[kind]
+        fields.update({name: DeclaredOptionField(declaration=declaration, option=name, required=f.metadata["required"])
+                       for name, f in kinds.options_of(declaration).items()})
+    fields.update(name=like("name"), max_cost=like("max_cost"))
+    title = "".join(part.capitalize() for part in kind.split("_"))
+    return type(f"{title}JobSerializer", (serializers.Serializer,), fields)  # component: <Kind>JobRequest
+
+
+def job_request_schema() -> PolymorphicProxySerializer:
+    """POST /jobs and /jobs/quote: one body per kind, discriminated by `kind`."""
+    return PolymorphicProxySerializer(
+        component_name="JobSubmit", resource_type_field_name="kind",  # component: JobSubmitRequest
+        serializers={kind: kind_request_serializer(kind) for kind in KIND_INPUTS})
 
 
 class JobHintSerializer(serializers.Serializer):

@@ -1,21 +1,28 @@
 """Submission: validate a job request against its kind's declaration
 (workers/kinds.py), resolve 'auto', quote, admit (plan, spend cap) and write the
 job `queued` — all in one transaction — ringing the doorbell on commit. What
-happens to a job afterwards is jobs/lifecycle.py's."""
+happens to a job afterwards is jobs/lifecycle.py's.
+
+The organization's entitlements (queue, priority, allowed kinds, spend-cap
+facts) are read once per submission — or taken from the caller, who read them
+for its request — and passed down."""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.services import check_can_start_job
 from catalog.selectors import base_model_get
 from core.errors import Conflict, field_error
 from corpora.models import DatasetVersion
 from tenancy.actors import Actor
+from tenancy.entitlements import Entitlements, entitlements_for
 from tenancy.models import Organization
 
 from workers import kinds
@@ -52,19 +59,33 @@ def _idempotent_replay(organization, idempotency_key: str | None, fingerprint: s
     return existing
 
 
-def _create_queued(*, idempotency_key, fingerprint, organization, event: str, dry_run: bool = False,
-                   **fields) -> tuple[Job, bool]:
+@dataclass(frozen=True)
+class _Started:
+    fingerprint: str
+    entitlements: Entitlements | None
+    replay: Job | None
+
+
+def _start(*, organization, payload: dict, idempotency_key, dry_run: bool, entitlements) -> _Started:
+    """Every submission's first steps: the body's fingerprint, the job an Idempotency-Key already made with
+    it (then nothing else is read), else the entitlements (the caller's, or read here once)."""
+    fingerprint = _fingerprint(payload)
+    replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
+    if replay:
+        return _Started(fingerprint, None, replay)
+    return _Started(fingerprint, entitlements or entitlements_for(organization=organization), None)
+
+
+def _create_queued(*, idempotency_key, fingerprint, organization, entitlements: Entitlements, event: str,
+                   dry_run: bool = False, **fields) -> tuple[Job, bool]:
     """Write the job `queued` and ring on commit; with `dry_run`, the same job
     unsaved (for quotes), no billing check."""
-    from billing.services import check_can_start_job, plan_for
-
-    plan = plan_for(organization=organization)
-    values = dict(organization=organization, queue=plan.queue or settings.LATHE_DEFAULT_QUEUE, priority=plan.queue_priority,
+    values = dict(organization=organization, queue=queue_of(entitlements), priority=entitlements.priority,
                   max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS, queued_at=timezone.now(),
                   idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, **fields)
     if dry_run:
         return Job(**values), False
-    check_can_start_job(organization=organization, kind=fields["kind"])
+    check_can_start_job(organization=organization, kind=fields["kind"], entitlements=entitlements)
     try:
         with transaction.atomic():
             job = Job.objects.create(**values)
@@ -127,6 +148,9 @@ def _compression_source(*, organization, source_job_id, source_model_id):
         raise field_error("source_job_id", "No such job in this organization.", code="not_found")
     if source.state != JobState.SUCCEEDED or not source.artifacts.filter(name="model.zip").exists():
         raise field_error("source_job_id", f"Job {source.pk} has no finished model to compress (it is {source.state}).")
+    if source.kind == JobKind.CHAT_FINETUNE:
+        raise field_error("source_job_id", f"Job {source.pk} is a chat model; compression jobs take encoder classifiers "
+                                           "(chat-model quantization is not offered yet).")
     if source.kind == JobKind.QUANTIZE:
         raise field_error("source_job_id", f"Job {source.pk}'s model is already int8; quantize last in a chain "
                                            "(its source model can be compressed instead).")
@@ -137,11 +161,12 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
                        max_accuracy_drop: float | None = None, dataset_id=None, dataset_version: int | None = None, name: str = "",
                        prune_method: str | None = None, options: dict | None = None, student_base_model: str | None = None,
                        hyperparameters_in: dict | None = None, max_cost=None, idempotency_key: str | None = None,
-                       dry_run: bool = False) -> tuple[Job, bool]:
+                       dry_run: bool = False, entitlements: Entitlements | None = None) -> tuple[Job, bool]:
     """Compress the model of an earlier succeeded job of any kind but int8
     (chains: fine-tune → distill → prune → quantize) or an uploaded model,
     measured before and after on an evaluation dataset version whose train split
-    feeds recovery and distillation (default: the source job's dataset version)."""
+    feeds recovery and distillation (default: the source job's dataset version).
+    `entitlements`: those the caller read for this request (else read here, once)."""
     from .models import COMPRESSION_KINDS
 
     options = dict(options or {})
@@ -151,10 +176,11 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
                "max_accuracy_drop": max_accuracy_drop, "dataset_id": dataset_id, "dataset_version": dataset_version,
                "name": name, "prune_method": prune_method, "options": options, "student_base_model": student_base_model,
                "hyperparameters": hyperparameters_in or {}, "max_cost": str(max_cost) if max_cost is not None else None}
-    fingerprint = _fingerprint(payload)
-    replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
-    if replay:
-        return replay, False
+    started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                     entitlements=entitlements)
+    if started.replay:
+        return started.replay, False
+    fingerprint, entitlements = started.fingerprint, started.entitlements
     if kind not in COMPRESSION_KINDS:
         raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
     source, uploaded = _compression_source(organization=organization, source_job_id=source_job_id,
@@ -220,13 +246,14 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
             + (f" to {spec['sparsity']:.0%}" if spec.get("sparsity") else " (highest amount within the guard)")
             + (f" with {spec['recovery_epochs']} recovery epoch(s)" if spec.get("recovery_epochs") else "")}[kind]
     return _create_queued(
-        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=kind,
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        kind=kind,
         name=(name or "").strip() or compression_name(kind=kind, spec=spec, source=source, uploaded=uploaded),
         dataset_version=version, base_model=base_model, method=Method.FULL,
         dry_run=dry_run, max_cost=_max_cost(max_cost),
         source_job=source, source_model=uploaded, max_accuracy_drop=float(max_accuracy_drop), labels=labels,
         requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
-        event=f"Queued on '{queue_for(organization=organization)}': {what} of "
+        event=f"Queued on '{queue_of(entitlements)}': {what} of "
               f"{f'job {source.pk}' if source else f'uploaded model {uploaded.name}'}'s model, "
               f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
 
@@ -240,11 +267,9 @@ def compression_name(*, kind: str, spec: dict, source: Job | None, uploaded) -> 
     return name if len(name) <= 100 else name[:99] + "…"
 
 
-def queue_for(*, organization: Organization) -> str:
-    """The queue of the organization's plan."""
-    from billing.services import plan_for
-
-    return plan_for(organization=organization).queue or settings.LATHE_DEFAULT_QUEUE
+def queue_of(entitlements: Entitlements) -> str:
+    """The queue of the organization's plan, else the installation's default."""
+    return entitlements.queue or settings.LATHE_DEFAULT_QUEUE
 
 
 def _max_cost(value) -> Decimal | None:
@@ -261,16 +286,19 @@ def _max_cost(value) -> Decimal | None:
 
 def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
-               max_cost=None, idempotency_key: str | None = None, dry_run: bool = False) -> tuple[Job, bool]:
+               max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
+               entitlements: Entitlements | None = None) -> tuple[Job, bool]:
     """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
-    commit. Returns (job, created); a repeated Idempotency-Key returns the first job."""
+    commit. Returns (job, created); a repeated Idempotency-Key returns the first job.
+    `entitlements`: those the caller read for this request (else read here, once)."""
     payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
                "hyperparameters": hyperparameters_in or {}, "name": name,
                "max_cost": str(max_cost) if max_cost is not None else None}
-    fingerprint = _fingerprint(payload)
-    replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
-    if replay:
-        return replay, False
+    started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                     entitlements=entitlements)
+    if started.replay:
+        return started.replay, False
+    fingerprint, entitlements = started.fingerprint, started.entitlements
 
     version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
     if version.task not in SUPPORTED_TASKS:
@@ -291,10 +319,67 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
         raise field_error("name", "at most 100 characters")
 
     return _create_queued(
-        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, kind=JobKind.FINETUNE,
-        dry_run=dry_run, max_cost=_max_cost(max_cost),
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        kind=JobKind.FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
-        event=f"Queued on '{queue_for(organization=organization)}': {method} fine-tune of {model.name} on "
+        event=f"Queued on '{queue_of(entitlements)}': {method} fine-tune of {model.name} on "
               f"{version.dataset.name} v{version.number}.")
 
+
+
+def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
+                base_model: str, method: str = Method.LORA, hyperparameters_in: dict | None = None, name: str = "",
+                max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
+                entitlements: Entitlements | None = None) -> tuple[Job, bool]:
+    """A chat fine-tune (causal LM, kind chat_finetune) of a catalog chat model on a
+    chat dataset: the hyperparameters checked against their declaration
+    (workers/kinds.ChatFineTuneHyperparameters), 'auto' resolved from the model
+    and the data's token statistics under the model's chat template
+    (workers/chat/hyperparameters.py), then queued like every kind."""
+    from corpora.selectors import chat_token_stats
+    from workers.chat.hyperparameters import resolve_chat_hyperparameters
+
+    declaration = kinds.ChatFineTuneHyperparameters
+    payload = {"kind": JobKind.CHAT_FINETUNE, "dataset_id": dataset_id, "dataset_version": dataset_version,
+               "base_model": base_model, "method": method, "hyperparameters": hyperparameters_in or {}, "name": name,
+               "max_cost": str(max_cost) if max_cost is not None else None}
+    started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                     entitlements=entitlements)
+    if started.replay:
+        return started.replay, False
+    fingerprint, entitlements = started.fingerprint, started.entitlements
+
+    version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
+    model = base_model_get(slug=base_model)
+    if JobKind.CHAT_FINETUNE not in model.job_kinds:
+        raise field_error("base_model", f"{model.name} is not a chat model; chat fine-tunes start from one "
+                                        "(GET /api/v1/base-models lists them).")
+    if method not in Method.values:
+        raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
+    requested = hyperparameters.check(hyperparameters_in, declaration=declaration)
+    lora_only = hyperparameters.lora_only(declaration)
+    if method != Method.LORA and any(k in lora_only and v != "auto" for k, v in requested.items()):
+        raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
+    if len((name or "").strip()) > 100:
+        raise field_error("name", "at most 100 characters")
+    wanted_length = requested.get("max_length")
+    stats = chat_token_stats(version=version, base_model=model,
+                             max_length=None if wanted_length in (None, "auto") else wanted_length)
+    if not version.train_count:
+        raise field_error("dataset_id", "The dataset's train split has no conversations.")
+    spec = resolve_chat_hyperparameters(
+        requested, method=method, parameter_count=model.parameter_count, model_type=model.architecture,
+        context_length=model.context_length, train_conversations=version.train_count, token_stats=stats,
+        catalog_defaults=model.default_hyperparameters)
+    if stats.get("trained_tokens") == 0:
+        raise field_error("dataset_id", "No assistant message is trained on (every one has weight 0).")
+
+    return _create_queued(
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        kind=JobKind.CHAT_FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
+        name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
+        spec=spec, labels=[], created_by=actor.user, created_by_key=actor.api_key,
+        event=f"Queued on '{queue_of(entitlements)}': {method} chat fine-tune of {model.name} on "
+              f"{version.dataset.name} v{version.number} ({stats.get('conversations', version.train_count)} "
+              f"conversations, {stats.get('trained_tokens', 0):,} trained tokens).")

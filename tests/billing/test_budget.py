@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from billing import metering
 from billing.models import PlanRate
 from jobs import lifecycle, runner
 from jobs.models import Job, JobState
@@ -25,7 +26,7 @@ def test_a_job_stops_at_its_budget(tenant_a, api_for, long_dataset, tiny_bert, f
     assert runner.run_claimed_job(claimed, token) == JobState.CANCELLED
     job = Job.objects.get(pk=claimed.pk)
     assert job.failure_reason.startswith("Stopped at its budget of $0.02") and job.result["stop_reason"] == "budget"
-    billed = lifecycle.usage_seconds(job=job)
+    billed = metering.job_seconds(job=job)
     # $0.02 at $0.01/s is 2 s; the check runs after each heartbeat (0.5 s here).
     assert Decimal("2") <= billed <= Decimal("4")
     assert job.step < job.total_steps  # it did stop early

@@ -16,9 +16,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from billing import ledger
-from billing.models import BillingAccount, ExportStatus, LedgerEntry, Reconciliation, UsageExclusion
+from billing.models import BillingAccount, ExportStatus, LedgerEntry, Reconciliation, UsageExclusion, UsageSegment
 from billing.services import account_for, amount_micros
-from jobs.models import Job, JobKind, JobState, UsageSegment
+from jobs.models import Job, JobKind, JobState
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ from django.core import mail
 from django.utils import timezone
 
 from billing import ledger
-from billing.models import BillingAccount, Plan, PlanRate, SpendAlert
+from billing.models import BillingAccount, Plan, PlanRate, SpendAlert, UsageSegment
 from billing.services import account_for, check_can_start_job
-from jobs.models import Job, JobKind, JobState, UsageSegment
+from jobs.models import Job, JobKind, JobState
 from tests.jobs.history import measured_job
 
 pytestmark = pytest.mark.django_db
@@ -200,7 +200,7 @@ def test_usage_api_and_page_add_up(client, tenant_a, api_for, dataset, tiny_bert
 
 def test_check_can_start_job_is_the_one_gate(tenant_a):
     account = account_for(organization=tenant_a.organization)
-    assert check_can_start_job(organization=tenant_a.organization, kind="finetune").slug == "free"
+    assert check_can_start_job(organization=tenant_a.organization, kind="finetune").plan_slug == "free"
     BillingAccount.objects.filter(pk=account.pk).update(status="unpaid")
     with pytest.raises(Exception) as refused:
         check_can_start_job(organization=tenant_a.organization, kind="finetune")

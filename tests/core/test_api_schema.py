@@ -66,7 +66,8 @@ def test_undeclared_body_on_a_write_is_refused_as_documented(spec, tenant_a, api
 def test_name_limits_in_the_schema_are_the_servers(spec, tenant_a, api_for):
     assert component(spec, "ApiKeyCreateRequest")["name"]["maxLength"] == API_KEY_NAME_MAX_LENGTH == 100
     assert component(spec, "PatchedOrganizationUpdateRequest")["name"]["maxLength"] == 100
-    assert component(spec, "JobSubmitRequest")["name"]["maxLength"] == 100
+    for kind in ("Finetune", "Quantize", "Prune", "Distill"):  # POST /jobs: one body per kind (oneOf)
+        assert component(spec, f"{kind}JobRequest")["name"]["maxLength"] == 100
     client = api_for(tenant_a.key())
     response = client.post("/api/v1/api-keys", {"name": "k" * 101, "scopes": ["read"]}, format="json")
     assert response.status_code == 400

@@ -68,6 +68,10 @@ def world(make_tenant, make_user, settings, tmp_path):
     invitation, _token = invitation_create(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
                                            email="invitee@example.com", role=Role.MEMBER)
     tenant.key(name="other key")
+    from catalog.models import BaseModel
+
+    BaseModel.objects.create(slug="hostile-chat", name="Hostile chat", architecture="llama", task_family="chat",
+                             source_kind="path", source=str(tmp_path / "no-such-model"), supported_tasks=["chat"])
     dataset = _dataset_for(tenant, "hostile")
     job = _job_for(tenant, dataset)
     model = _model_upload(tenant, tmp_path / "model", "hostile-model")
@@ -96,6 +100,14 @@ def _finetune(w):
                                 "learning_rate": 0.0001, "warmup_ratio": 0.1, "lora_targets": ["query", "value"]}}
 
 
+def _chat(w):
+    """A chat fine-tune's body: its hyperparameters are the chat declaration's, checked before the data (the
+    world's dataset is a classifier's, so even the well-formed body is a 400 naming dataset_id)."""
+    return {"kind": "chat_finetune", "dataset_id": w.dataset_id, "base_model": "hostile-chat", "method": "lora",
+            "hyperparameters": {"epochs": 2, "batch_size": 4, "max_length": 256, "lora_r": 8, "learning_rate": 2e-4,
+                                "lora_targets": ["q_proj", "v_proj"], "seed": 1}}
+
+
 def _compressions(w):
     return ({"kind": "distill", "source_job_id": w.job_id, "student_layers": 2, "temperature": 2.0, "alpha": 0.5,
              "max_accuracy_drop": 1.0, "hyperparameters": {"epochs": 2, "batch_size": 8, "max_length": 64, "seed": 3}},
@@ -108,6 +120,7 @@ def _webhook_event(w):
 
 
 UPLOAD_FIELDS = {"name": "upload", "max_length": 64, "validation_fraction": 0.2, "seed": 1, "text_column": "text"}
+CHAT_UPLOAD_FIELDS = {"name": "chat upload", "task": "chat", "max_length": 64, "validation_fraction": 0.2, "seed": 1}
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("PATCH", "api/v1/organization"): Endpoint(lambda w: "/api/v1/organization", lambda w: ({"name": "Renamed"},), control=True),
@@ -120,14 +133,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "api/v1/api-keys"): Endpoint(lambda w: "/api/v1/api-keys",
                                           lambda w: ({"name": "new key", "scopes": ["read", "write"]},), control=True),
     ("DELETE", "api/v1/api-keys/<id:api_key_id>"): Endpoint(lambda w: f"/api/v1/api-keys/{w.other_key_id}"),
-    ("POST", "api/v1/datasets"): Endpoint(lambda w: "/api/v1/datasets", lambda w: (UPLOAD_FIELDS,)),
+    ("POST", "api/v1/datasets"): Endpoint(lambda w: "/api/v1/datasets", lambda w: (UPLOAD_FIELDS, CHAT_UPLOAD_FIELDS)),
     ("DELETE", "api/v1/datasets/<id:dataset_id>"): Endpoint(lambda w: f"/api/v1/datasets/{w.dataset_id}"),
     ("POST", "api/v1/datasets/<id:dataset_id>/versions"): Endpoint(lambda w: f"/api/v1/datasets/{w.dataset_id}/versions",
                                                                     lambda w: (UPLOAD_FIELDS,)),
     ("DELETE", "api/v1/datasets/<id:dataset_id>/versions/<id:number>"): Endpoint(
         lambda w: f"/api/v1/datasets/{w.dataset_id}/versions/1"),
-    ("POST", "api/v1/jobs"): Endpoint(lambda w: "/api/v1/jobs", lambda w: (_finetune(w), *_compressions(w)), control=True),
-    ("POST", "api/v1/jobs/quote"): Endpoint(lambda w: "/api/v1/jobs/quote", lambda w: (_finetune(w), *_compressions(w)),
+    ("POST", "api/v1/jobs"): Endpoint(lambda w: "/api/v1/jobs", lambda w: (_finetune(w), *_compressions(w), _chat(w)),
+                                      control=True),
+    ("POST", "api/v1/jobs/quote"): Endpoint(lambda w: "/api/v1/jobs/quote", lambda w: (_finetune(w), *_compressions(w), _chat(w)),
                                             control=True),
     ("POST", "api/v1/jobs/<id:job_id>/cancel"): Endpoint(lambda w: f"/api/v1/jobs/{w.job_id}/cancel"),
     ("PATCH", "api/v1/billing/spend-cap"): Endpoint(lambda w: "/api/v1/billing/spend-cap",

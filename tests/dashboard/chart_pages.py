@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from jobs.models import Job, JobKind, JobMetric, JobState, UsageSegment
+from billing.models import UsageSegment
+from jobs.models import Job, JobKind, JobMetric, JobState
 
 MEASURES = {"size_bytes": 4_400_000, "nonzero_parameters": 1_100_000, "latency_ms_p50": 3.2, "latency_ms_p95": 4.1,
             "throughput_batch32": 900.0, "accuracy": 0.91, "macro_f1": 0.9}

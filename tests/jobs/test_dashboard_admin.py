@@ -93,5 +93,5 @@ def test_admin_actions_and_queue_page(operator, tenant_a, dataset, tiny_bert, ap
     assert Job.objects.get(pk=ids[1]).state == JobState.QUEUED
     queues = operator.get(reverse("admin:jobs_queues"))
     assert queues.status_code == 200 and "Queue depths" in queues.content.decode()
-    ledger = operator.get(reverse("admin:jobs_usagesegment_changelist"))
+    ledger = operator.get(reverse("admin:billing_usagesegment_changelist"))
     assert ledger.status_code == 200

@@ -18,8 +18,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from billing.models import UsageSegment
 from jobs import lifecycle
-from jobs.models import JobState, UsageSegment
+from jobs.models import JobState
 from tests.celery_worker import celery_worker, database_url_for_current_connection
 
 from .worker_helpers import job_state, submit, wait_for, worker_env

@@ -131,7 +131,7 @@ def test_a_finished_attempt_records_what_it_measured_for_the_next_estimates(api,
     its training loop processed (each row truncated at max_length, every epoch)
     and its seconds; the next job's estimate learns from it."""
     version = tokenized_dataset(tenant_a, tiny_bert)
-    job = submit(api, version.dataset, epochs=2, max_length=8, batch_size=8, early_stopping_patience=0)
+    job = submit(api, version.dataset, epochs=2, max_length=8, batch_size=8, early_stopping_patience=0, refit=False)
     claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
     assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
     job.refresh_from_db()

@@ -11,7 +11,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from core.errors import ApplicationError
-from dashboard.forms import JobLaunchForm
+from dashboard.forms import CompressForm, JobLaunchForm
 from jobs import hyperparameters, kind_runners, submission
 from jobs.models import Job, JobArtifact, JobKind, JobState
 from tenancy.actors import Actor
@@ -138,16 +138,24 @@ def test_resolve_follows_a_changed_default(monkeypatch, dataset, tiny_bert):
 
 # --- a bound changed in the declaration: the API, the form and the schema follow ---------------
 
-def submit_schema() -> dict:
+def submit_schema(kind: str | None = None) -> dict:
+    """The documented body of POST /jobs for `kind` (a oneOf discriminated by kind); without a kind, every
+    kind's properties merged (each option is one kind's)."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     request = schema["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return schema["components"]["schemas"][request.rsplit("/", 1)[1]]["properties"]
+    body = schema["components"]["schemas"][request.rsplit("/", 1)[1]]
+    assert body["discriminator"]["propertyName"] == "kind"
+    assert set(body["discriminator"]["mapping"]) >= {"finetune", "quantize", "prune", "distill"}
+    members = {k: schema["components"]["schemas"][ref.rsplit("/", 1)[1]] for k, ref in body["discriminator"]["mapping"].items()}
+    if kind:
+        return members[kind]["properties"]
+    return {name: prop for member in members.values() for name, prop in member["properties"].items()}
 
 
 def test_a_bound_changed_in_the_declaration_changes_the_api_the_form_and_the_schema(monkeypatch, client, dataset,
                                                                                       tiny_bert):
     f = kinds.options_of(kinds.FineTuneHyperparameters)["epochs"]
-    assert f.metadata["max"] == 50 and submit_schema()["hyperparameters"]["properties"]["epochs"]["oneOf"][0]["maximum"] == 50
+    assert f.metadata["max"] == 50 and submit_schema("finetune")["hyperparameters"]["properties"]["epochs"]["oneOf"][0]["maximum"] == 50
     monkeypatch.setattr(f, "metadata", MappingProxyType({**f.metadata, "max": 7}))
 
     body = {"dataset_id": dataset.pk, "base_model": "tiny-bert", "hyperparameters": {"epochs": 8}}
@@ -160,14 +168,41 @@ def test_a_bound_changed_in_the_declaration_changes_the_api_the_form_and_the_sch
     assert form.fields["epochs"].max_value == 7 and form.fields["epochs"].widget.attrs["max"] == 7
     assert not form.is_valid() and form.errors["epochs"] == ["must be between 1 and 7"]
 
-    epochs = submit_schema()["hyperparameters"]["properties"]["epochs"]
+    epochs = submit_schema("finetune")["hyperparameters"]["properties"]["epochs"]
     assert epochs["oneOf"][0] == {"type": "integer", "minimum": 1, "maximum": 7}
     assert epochs["description"] == f.metadata["help"]
 
 
-def test_a_compression_bound_changed_in_the_declaration_changes_the_api_and_the_schema(monkeypatch, client, source):
+def test_a_compression_bound_changed_in_the_declaration_changes_the_api_the_form_and_the_schema(monkeypatch, client, source):
     f = kinds.options_of(kinds.PruneOptions)["sparsity"]
     monkeypatch.setattr(f, "metadata", MappingProxyType({**f.metadata, "max": 0.6}))
     response = client.post("/api/v1/jobs", {"kind": "prune", "source_job_id": source.pk, "sparsity": 0.7}, format="json")
     assert response.status_code == 400 and "between 0.05 and 0.6" in response.json()["error"]["fields"]["sparsity"][0]
-    assert submit_schema()["sparsity"]["oneOf"][0]["maximum"] == 0.6
+    assert submit_schema("prune")["sparsity"]["oneOf"][0]["maximum"] == 0.6
+    form = CompressForm({"kind": "prune", "sparsity": "0.7"})
+    assert not form.is_valid() and form.errors["sparsity"] == ["must be between 0.05 and 0.6"]
+    assert CompressForm({"kind": "prune", "sparsity": "0.6"}).is_valid()
+
+
+def test_the_compress_form_is_generated_from_the_declarations(monkeypatch):
+    """Its kinds, their titles, each kind's fieldset (every declared option, in order), the choices with
+    their words, the defaults and the help: all from workers/kinds.py; another kind's fields are ignored."""
+    form = CompressForm(base_models=[])
+    assert [c for c, _ in form.fields["kind"].choices] == list(kinds.COMPRESSION_KINDS)
+    assert dict(form.fields["kind"].choices)["distill"] == kinds.DistillOptions.title
+    fieldsets = {f["kind"]: [bound.name for bound in f["fields"]] for f in form.fieldsets()}
+    common = set(kinds.options_of(kinds.CompressionOptions))
+    assert fieldsets["prune"] == [n for n in kinds.options_of(kinds.PruneOptions) if n not in common]
+    assert fieldsets["distill"] == [n for n in kinds.options_of(kinds.DistillOptions) if n not in common] + ["epochs"]
+    method = kinds.options_of(kinds.PruneOptions)["prune_method"]
+    assert dict(form.fields["prune_method"].choices) == method.metadata["choice_labels"]
+    assert form.fields["temperature"].initial == kinds.default_of(kinds.DistillOptions, "temperature")
+    assert form.fields["recovery_epochs"].help_text.startswith(kinds.options_of(kinds.PruneOptions)["recovery_epochs"].metadata["help"])
+
+    f = kinds.options_of(kinds.DistillOptions)["temperature"]
+    monkeypatch.setattr(f, "metadata", MappingProxyType({**f.metadata, "help": "a new help", "max": 3.0}))
+    changed = CompressForm({"kind": "distill", "temperature": "4", "sparsity": "lots"})
+    assert changed.fields["temperature"].help_text.startswith("a new help")
+    assert list(changed.errors) == ["temperature"]  # prune's bad sparsity is not distill's business
+    quantize = CompressForm({"kind": "quantize", "temperature": "4", "sparsity": "lots", "max_accuracy_drop": "2"})
+    assert quantize.is_valid() and quantize.service_kwargs()["options"] == {}

@@ -17,10 +17,11 @@ from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
+from billing.models import UsageSegment
 from config.celery_app import app as celery_app
 from jobs import lifecycle, runner
 from jobs import reporter as reporter_module
-from jobs.models import Job, JobEvent, JobState, UsageSegment
+from jobs.models import Job, JobEvent, JobState
 
 from .worker_helpers import job_state, submit, wait_for
 
@@ -258,8 +259,8 @@ def test_sweeper_rings_the_longest_waiting_first(client, dataset, tiny_bert, mon
 
 @pytest.mark.django_db
 def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client, dataset, tiny_bert, tenant_a):
+    from billing import metering
     from billing.models import UsageExclusion
-    from jobs import selectors
 
     job = Job.objects.get(pk=submit(client, dataset))
     now = timezone.now()
@@ -276,7 +277,7 @@ def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client,
     body = client.get(f"/api/v1/jobs/{job.pk}").json()
     assert (body["billed_seconds"], body["excluded_seconds"], body["running_seconds"]) == (37.0, 12.0, 7.0)
     assert [j["billed_seconds"] for j in client.get("/api/v1/jobs").json()["results"]] == [37.0]
-    assert selectors.open_attempt_usage(organization=tenant_a.organization) == {job.pk: 7.0}
+    assert metering.open_attempt_usage(organization=tenant_a.organization) == {job.pk: 7.0}
     # The job page says the same.
     from django.test import Client
 
@@ -293,5 +294,5 @@ def test_billed_seconds_are_the_billable_ones_and_running_usage_is_shown(client,
     # Once the attempt ends, nothing is running any more.
     lifecycle.job_finish(job=claimed, token=token, state=JobState.SUCCEEDED)
     assert client.get(f"/api/v1/jobs/{job.pk}").json()["running_seconds"] == 0
-    assert selectors.open_attempt_usage(organization=tenant_a.organization) == {}
+    assert metering.open_attempt_usage(organization=tenant_a.organization) == {}
     assert 'data-testid="running-usage"' not in page.get(f"/o/{tenant_a.organization.slug}/billing").content.decode()

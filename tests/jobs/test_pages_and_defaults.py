@@ -50,7 +50,7 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     quantized = compress(tenant_a, source, "quantize")
     client.force_login(tenant_a.owner)
     page = client.get("/o/acme/jobs").content.decode()
-    assert re.findall(r'<option value="(\w+)"', kind_select(page)) == ["finetune", "quantize", "prune", "distill"]
+    assert re.findall(r'<option value="(\w+)"', kind_select(page)) == ["finetune", "quantize", "prune", "distill", "chat_finetune"]
     filtered = client.get("/o/acme/jobs?kind=quantize").content.decode()
     assert 'selected>Quantize' in kind_select(filtered)
     assert re.findall(r'href="/o/acme/jobs/(\d+)"', filtered) == [str(quantized.pk)]
@@ -60,7 +60,7 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     refused = api.get("/api/v1/jobs?kind=quantise")
     assert refused.status_code == 400
     assert refused.json()["error"]["fields"] == {
-        "kind": ['"quantise" is not a kind: kind must be one of finetune, quantize, prune, distill.']}
+        "kind": ['"quantise" is not a kind: kind must be one of finetune, quantize, prune, distill, chat_finetune.']}
     with pytest.raises(Exception, match="kind must be one of"):  # every caller of the selector, not just the API
         selectors.job_list(organization=tenant_a.organization, kind="quantise")
 
@@ -69,7 +69,7 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     text = bad.content.decode()
     assert bad.status_code == 400
     errors = re.search(r'data-testid="filter-errors".*?</div>', text, re.S).group(0)
-    assert 'data-field="kind"' in errors and "kind must be one of finetune, quantize, prune, distill." in errors
+    assert 'data-field="kind"' in errors and "kind must be one of finetune, quantize, prune, distill, chat_finetune." in errors
     assert re.findall(r'href="/o/acme/jobs/(\d+)"', text) == [str(source.pk)]
     # A date the page cannot read is the same inline message, not a server error.
     dated = client.get("/o/acme/jobs?created_after=last-week")
@@ -91,7 +91,7 @@ def test_compression_jobs_get_a_readable_default_name_or_the_one_given(client, a
     client.force_login(tenant_a.owner)
     page = client.get(f"/o/acme/jobs/{source.pk}").content.decode()
     form = re.search(r'data-testid="compress-form".*?</form>', page, re.S).group(0)
-    assert '<input name="name"' in form
+    assert re.search(r'<input[^>]* name="name"', form)
     common = {"max_accuracy_drop": "2", "sparsity": "0.3", "recovery_epochs": "0", "temperature": "3", "student_layers": ""}
     client.post(f"/o/acme/jobs/{source.pk}/compress", {"kind": "prune", "prune_method": "neurons", "name": "", **common})
     client.post(f"/o/acme/jobs/{source.pk}/compress", {"kind": "quantize", "prune_method": "heads", "name": "mine", **common})

@@ -6,9 +6,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from billing.models import UsageSegment
 from config.celery_app import app as celery_app
 from jobs import lifecycle
-from jobs.models import Job, JobEvent, JobState, UsageSegment
+from jobs.models import Job, JobEvent, JobState
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 from django.db.models import Max, Min, Sum
 
-from jobs.models import Job, JobState, UsageSegment
+from billing.models import UsageSegment
+from jobs.models import Job, JobState
 from tests.celery_worker import celery_worker
 
 from .worker_helpers import job_state, submit, wait_for, worker_env

@@ -10,8 +10,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from billing.models import UsageSegment
 from jobs import lifecycle
-from jobs.models import Job, JobCheckpoint, JobEvent, JobState, UsageSegment
+from jobs.models import Job, JobCheckpoint, JobEvent, JobState
 from tests.celery_worker import celery_worker
 
 from .worker_helpers import job_state, submit, wait_for, worker_env

@@ -130,3 +130,26 @@ def test_prune_run_reports_real_sparsity(tmp_path, model_and_rows):
     zeros = sum(int((m.weight == 0).sum()) for n, m in reloaded.named_modules()
                 if isinstance(m, torch.nn.Linear) and "classifier" not in n)
     assert zeros == report["pruning"]["zero_weights"]  # the zeros survive saving
+
+
+def test_a_recovery_fine_tune_never_refits_on_the_evaluation_data(tmp_path, model_and_rows):
+    """The platform's 'auto' turns refit on for carved validation splits; inside a
+    compression the validation split is what the result is judged on, so a
+    training phase never trains on it."""
+    from workers.compression.run import CompressionSpec, run_compression
+    from workers.reporting import MemoryReporter
+
+    folder, _tokenizer, rows, _labels = model_and_rows
+    eval_file, train_file = tmp_path / "eval.jsonl", tmp_path / "train.jsonl"
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in rows[:24]))
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in rows[24:]))
+    spec = CompressionSpec(kind="prune", sparsity=0.3, recovery_epochs=1, source_model_dir=str(folder),
+                           eval_file=str(eval_file), train_file=str(train_file), output_dir=str(tmp_path / "out"),
+                           checkpoint_dir=str(tmp_path / "ckpt"), task="text_classification", max_accuracy_drop=100.0,
+                           max_length=32, latency_samples=5,
+                           training={"refit": True, "batch_size": 8, "learning_rate": 1e-3})
+    reporter = MemoryReporter()
+    run_compression(spec, reporter)
+    assert not any("Refit" in message for _, message in reporter.events)
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("eval_report.json")]
+    assert report["refit"] is None and report["data"]["train_rows"] == len(rows) - 24

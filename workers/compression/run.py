@@ -79,12 +79,13 @@ def _train(spec: CompressionSpec, reporter: Reporter, *, name: str, base_dir: st
     if not spec.train_file:
         raise ValueError("This compression needs training data (the dataset's train split).")
     # The phase sets its epochs; every other training key must be a FineTuneSpec field (strict: never dropped).
-    tuning = {k: v for k, v in spec.training.items() if k != "epochs"}
+    # It never refits: its validation split is the evaluation data the compression is judged on.
+    tuning = {k: v for k, v in spec.training.items() if k not in ("epochs", "refit")}
     finetune_spec = strict(
         FineTuneSpec, tuning,
         task=spec.task, base_model_path=base_dir, train_file=spec.train_file, validation_file=spec.eval_file, labels=labels,
         output_dir=os.path.join(spec.output_dir, name), checkpoint_dir=os.path.join(spec.checkpoint_dir or spec.output_dir, name),
-        method="full", epochs=epochs, keep_zero_weights=keep_zero_weights, teacher_model_path=teacher_dir,
+        method="full", epochs=epochs, refit=False, keep_zero_weights=keep_zero_weights, teacher_model_path=teacher_dir,
         distill_temperature=spec.temperature, distill_alpha=spec.alpha, torch_threads=spec.threads)
     outcome = run_finetune(finetune_spec, _TrainingPhase(reporter))
     if outcome.status != "succeeded":

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "registry",
     "audit",
     "billing",
+    "openai_compat",
     "dashboard",
 ]
 
@@ -240,6 +241,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "tenancy.models.Role",
         "JobKindEnum": "jobs.models.JobKind",
+        "TrainingMethodEnum": "jobs.models.Method",
         "PlanKindEnum": "billing.models.PlanKind",
         "EncodingConfidenceEnum": "corpora.parsing.CONFIDENCE_LEVELS",
     },
