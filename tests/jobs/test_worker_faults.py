@@ -24,6 +24,32 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 
+def freeze_outside_a_write(pid: int, *, attempts: int = 500) -> None:
+    """SIGSTOP the worker's process group at a moment it holds no write lock. On PostgreSQL any moment
+    will do (a transaction the frozen worker leaves open is ended by the server after its idle limit);
+    SQLite has no such limit, so a worker frozen inside one of its short write transactions would lock
+    the database for everyone (the embedded default's nature): there, thaw and freeze again until a
+    write can start."""
+    import sqlite3
+
+    database = django_settings.DATABASES["default"]
+    for _ in range(attempts):
+        os.killpg(pid, signal.SIGSTOP)
+        if database["ENGINE"] != "django.db.backends.sqlite3":
+            return
+        probe = sqlite3.connect(database["NAME"], timeout=0.2)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            os.killpg(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError(f"the worker held the database's write lock at each of {attempts} tries")
+
+
 def reap_when_expired(job_id: int) -> None:
     job = wait_for(lambda: (j := job_state(job_id)).lease_expires_at and j.lease_expires_at < timezone.now() and j,
                    timeout=30, message="the lease to expire")
@@ -77,7 +103,7 @@ def test_frozen_worker_is_fenced_and_bills_nothing_after_it_wakes(tmp_path, fast
         job_id = submit(client, long_dataset, epochs=6, batch_size=4, early_stopping_patience=0)
         wait_for(lambda: job_state(job_id).step >= 15, message="the job to train a little")
         first_token = job_state(job_id).lease_token
-        os.killpg(frozen.pid, signal.SIGSTOP)
+        freeze_outside_a_write(frozen.pid)
         try:
             frozen_at = timezone.now()
             reap_when_expired(job_id)
