@@ -284,6 +284,18 @@ def _max_cost(value) -> Decimal | None:
     return amount.quantize(Decimal("0.0001"))
 
 
+def _checked_training(*, method: str, hyperparameters_in: dict | None, declaration: type) -> dict:
+    """A fine-tune kind's method and hyperparameters, checked against the kind's declaration; LoRA's
+    options only with method lora."""
+    if method not in Method.values:
+        raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
+    requested = hyperparameters.check(hyperparameters_in, declaration=declaration)
+    lora_only = hyperparameters.lora_only(declaration)
+    if method != Method.LORA and any(k in lora_only and v != "auto" for k, v in requested.items()):
+        raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
+    return requested
+
+
 def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
                max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
@@ -306,11 +318,8 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     model = base_model_get(slug=base_model)
     if version.task not in (model.supported_tasks or SUPPORTED_TASKS):
         raise field_error("base_model", f"{model.name} does not support {version.task}.")
-    if method not in Method.values:
-        raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
-    requested = hyperparameters.check(hyperparameters_in)
-    if method != Method.LORA and any(k in hyperparameters.lora_only() and v != "auto" for k, v in requested.items()):
-        raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
+    requested = _checked_training(method=method, hyperparameters_in=hyperparameters_in,
+                                  declaration=kinds.FineTuneHyperparameters)
     spec = hyperparameters.resolve(requested, method=method, version=version, base_model=model)
     labels = sorted(version.report.get("labels", {}).get("counts", {}))
     if len(labels) < 2:
@@ -355,12 +364,7 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
     if JobKind.CHAT_FINETUNE not in model.job_kinds:
         raise field_error("base_model", f"{model.name} is not a chat model; chat fine-tunes start from one "
                                         "(GET /api/v1/base-models lists them).")
-    if method not in Method.values:
-        raise field_error("method", f"method must be one of {', '.join(Method.values)}.")
-    requested = hyperparameters.check(hyperparameters_in, declaration=declaration)
-    lora_only = hyperparameters.lora_only(declaration)
-    if method != Method.LORA and any(k in lora_only and v != "auto" for k, v in requested.items()):
-        raise field_error("method", "LoRA hyperparameters were given but method is 'full'.")
+    requested = _checked_training(method=method, hyperparameters_in=hyperparameters_in, declaration=declaration)
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
     wanted_length = requested.get("max_length")
