@@ -58,3 +58,42 @@ def collate(examples: list[dict], indices: list[int], pad_token_id: int) -> dict
                                   dtype=torch.long)
     batch["labels"] = torch.tensor([examples[i]["labels"] for i in indices], dtype=torch.long)
     return batch
+
+
+# The carved test split's own seed: a different draw from the validation split's (the dataset's seed),
+# so the two carvings are independent, and the same rows for every job with the same fraction.
+TEST_CARVE_SEED = 2077
+
+
+def _text_key(row: dict) -> str:
+    return json.dumps([row.get("text"), row.get("text_a"), row.get("text_b")], ensure_ascii=False)
+
+
+def carve_test(rows: list[dict], fraction: float, *, seed: int = TEST_CARVE_SEED) -> tuple[list[dict], list[dict]]:
+    """(rest, test): about `fraction` of each label's rows held out as a test split, a pure
+    function of (rows, fraction, seed) so every attempt of a job carves the same rows. Rows with
+    the same text stay on one side (a test text never appears in training); a label with a single
+    distinct text stays in training. The order of `rest` is the input's."""
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(_text_key(row), []).append(index)
+    by_label: dict[str, list[list[int]]] = {}
+    for members in groups.values():
+        by_label.setdefault(str(rows[members[0]]["label"]), []).append(members)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for label in sorted(by_label):
+        label_groups = by_label[label]
+        if len(label_groups) < 2:
+            continue
+        rng.shuffle(label_groups)
+        wanted = round(sum(len(g) for g in label_groups) * fraction)
+        taken = 0
+        for members in label_groups[:-1]:  # at least one text of the label stays in training
+            if taken >= wanted:
+                break
+            held.update(members)
+            taken += len(members)
+    rest = [row for i, row in enumerate(rows) if i not in held]
+    test = [row for i, row in enumerate(rows) if i in held]
+    return rest, test

@@ -30,7 +30,7 @@ import torch
 
 from . import cards, checkpoints
 from .archive import zip_folder
-from .data import collate, encode, epoch_batches, read_jsonl
+from .data import carve_test, collate, encode, epoch_batches, read_jsonl
 from .evaluation import classification_metrics
 from .reporting import Reporter
 from .spec import FineTuneSpec
@@ -462,10 +462,13 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     model.to(device)
     run = _Run(spec=spec, reporter=reporter, device=device, precision=precision, pad_id=tokenizer.pad_token_id or 0)
     train_rows = read_jsonl(spec.train_file)
+    test_rows = read_jsonl(spec.test_file) if spec.test_file else []
+    if spec.test_fraction:
+        train_rows, test_rows = carve_test(train_rows, spec.test_fraction)
     train = encode(train_rows, tokenizer, spec.task, label_ids, spec.max_length)
     validation_rows = read_jsonl(spec.validation_file)
     validation = encode(validation_rows, tokenizer, spec.task, label_ids, spec.max_length)
-    test = encode(read_jsonl(spec.test_file), tokenizer, spec.task, label_ids, spec.max_length) if spec.test_file else []
+    test = encode(test_rows, tokenizer, spec.task, label_ids, spec.max_length)
     if not train:
         raise ValueError("The training split is empty.")
     refit = bool(spec.refit and validation)

@@ -23,6 +23,9 @@ class FineTuneSpec(FineTuneHyperparameters):
     # Normalized JSONL the final model is scored on once, after training and every choice
     # (epoch, checkpoint) was made: result test_metrics, eval_report.json "test".
     test_file: str | None = None
+    # Or: this share of the train split carved as the test split before training (workers.data.carve_test:
+    # seeded, stratified, duplicates on one side), the same rows for every attempt. 0: none.
+    test_fraction: float = 0.0
     eval_batch_size: int = 64
     metric_for_best: str = "accuracy"  # accuracy | macro_f1
     device: str = "auto"  # auto | cpu | cuda

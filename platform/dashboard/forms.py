@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import ApiKeyScope
 from core.errors import ApplicationError
-from jobs.submission import numeric_options
+from jobs.submission import TEST_FRACTION_RANGE, numeric_options
 from tenancy.models import Role
 from workers import kinds
 
@@ -209,12 +209,29 @@ class JobLaunchForm(forms.Form):
         self.fields["max_cost"] = max_cost
         self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
         self.fields["base_model"].choices = [(m.slug, m.name) for m in base_models]
+        if kind == "finetune":  # a held-out test set, scored once by the delivered model (jobs.submission._test_set)
+            self.fields["test_dataset_id"] = forms.TypedChoiceField(
+                label="Test set", coerce=int, required=False, empty_value=None,
+                choices=[("", "— none —"), *((d.pk, d.name) for d in datasets)],
+                help_text="optional: another dataset the final model is scored on once (never trained or selected on)")
+            low, high = TEST_FRACTION_RANGE
+            self.fields["test_fraction"] = forms.DecimalField(
+                label="or carve a test split (%)", required=False, min_value=Decimal(str(low * 100)),
+                max_value=Decimal(str(high * 100)), decimal_places=2,
+                help_text=f"optional: this share of the training data held out as a test set ({low:.0%}–{high:.0%})",
+                widget=forms.NumberInput(attrs={"size": 5, "placeholder": "e.g. 10"}))
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        return {"dataset_id": data["dataset_id"], "base_model": data["base_model"], "method": data["method"] or self.DEFAULT_METHOD[self.kind],
-                "name": data["name"], "max_cost": data.get("max_cost"),
-                "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}
+        kwargs = {"dataset_id": data["dataset_id"], "base_model": data["base_model"],
+                  "method": data["method"] or self.DEFAULT_METHOD[self.kind], "name": data["name"],
+                  "max_cost": data.get("max_cost"),
+                  "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}
+        if self.kind == "finetune":
+            fraction = data.get("test_fraction")
+            kwargs.update(test_dataset_id=data.get("test_dataset_id"),
+                          test_fraction=float(fraction) / 100 if fraction is not None else None)
+        return kwargs
 
 
 class AutoOrNumberField(forms.CharField):

@@ -197,7 +197,7 @@ class JobDetailView(OrganizationPageMixin, View):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         position = selectors.queue_position(job=job)
         context = {"job": job, "chart": metrics_chart(job), "trains": trains(job), "hints": selectors.training_hints(job),
-                   "method": selectors.job_method(job), "eta": selectors.eta(job=job),
+                   "evaluation": selectors.job_evaluation(job), "method": selectors.job_method(job), "eta": selectors.eta(job=job),
                    "compression": compression_chart(job.result.get("compression")),
                    "compress_form": compress_form(organization=self.organization) if job.state == "succeeded" else None,
                    "queue_position": position,

@@ -59,24 +59,34 @@ class JobQuoteApi(OrganizationAPIView):
         return Response(quote(job, entitlements=self.entitlements))
 
 
+TEST_SET_FIELDS = ("test_dataset_id", "test_dataset_version", "test_fraction")
+
+
 def submit_from_request(view, request, *, dry_run: bool = False):
     """Both POST /jobs and its quote: one parsing of the body into the services."""
     payload = JobSubmitSerializer(data=request.data)
     payload.is_valid(raise_exception=True)
     data = payload.validated_data
     key = None if dry_run else request.headers.get("Idempotency-Key")
+    given = [name for name in TEST_SET_FIELDS if data.get(name) is not None]
+    if given and data["kind"] != "finetune":
+        raise field_error(given[0], f"{given[0]} applies to finetune jobs (a held-out test set for a classifier), "
+                                    f"not {data['kind']}.")
     organization, actor, entitlements = view.organization, view.actor, view.entitlements
     if data["kind"] in KIND_DEFAULT_METHOD:  # the kinds that start from a catalog model and a dataset
         for required in ("dataset_id", "base_model"):
             if data.get(required) in (None, ""):
                 raise field_error(required, "This field is required for a fine-tune.", code="required")
-        submit = submission.chat_submit if data["kind"] == "chat_finetune" else submission.job_submit
+        submit, test_set = submission.chat_submit, {}
+        if data["kind"] == "finetune":
+            submit = submission.job_submit
+            test_set = {name: data.get(name) for name in TEST_SET_FIELDS}
         return submit(
             organization=organization, actor=actor, dataset_id=data["dataset_id"],
             dataset_version=data.get("dataset_version"), base_model=data["base_model"],
             method=data.get("method") or KIND_DEFAULT_METHOD[data["kind"]],
             hyperparameters_in=data["hyperparameters"], name=data["name"], max_cost=data.get("max_cost"),
-            idempotency_key=key, dry_run=dry_run, entitlements=entitlements)
+            idempotency_key=key, dry_run=dry_run, entitlements=entitlements, **test_set)
     return submission.compression_submit(
         organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
         source_model_id=data.get("source_model_id"),

@@ -19,7 +19,7 @@ from workers.spec import FineTuneSpec
 from . import estimates
 from .cards import card_facts
 from .models import Job, JobKind, JobState
-from .staging import extract_model, fetch_dataset, job_folder
+from .staging import extract_model, fetch_dataset, fetch_test_set, job_folder
 
 STOP_REASONS = {
     "cancelled": "Cancelled while running; the best checkpoint is kept.",
@@ -36,11 +36,13 @@ def stop_message(job: Job, reason: str) -> str:
 
 def build_finetune_spec(job: Job, folder: Path) -> FineTuneSpec:
     train_file, validation_file = fetch_dataset(job, folder)
+    test_file = fetch_test_set(job, folder)
     # Strict: the stored spec (resolved hyperparameters) is rebuilt as it is; an unknown key is an error.
     return strict(
         FineTuneSpec, job.spec,
         task=job.dataset_version.task, base_model_path=job.base_model.local_path(), train_file=str(train_file),
         validation_file=str(validation_file), labels=list(job.labels),
+        test_file=str(test_file) if test_file else None, test_fraction=job.test_fraction or 0.0,
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
         checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
@@ -59,6 +61,12 @@ def training_outcome(job: Job, outcome, **extra) -> tuple[str | None, dict, str]
     if outcome.stop_reason in STOP_REASONS:
         return JobState.CANCELLED, {**result, "stop_reason": outcome.stop_reason}, stop_message(job, outcome.stop_reason)
     return None, result, ""
+
+
+def finetune_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
+    # test_metrics: the final model on the held-out test set (attached or carved), None without one;
+    # refit: the epochs validation chose and the rows the delivered model was trained on.
+    return training_outcome(job, outcome, test_metrics=outcome.test_metrics, refit=outcome.refit)
 
 
 # --- compression (quantize, prune, distill) ----------------------------------------
@@ -151,7 +159,7 @@ class KindRunner:
 
 _COMPRESSION = KindRunner(build_compression_spec, run_compression, compression_outcome)
 KIND_RUNNERS: dict[str, KindRunner] = {
-    JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, training_outcome),
+    JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, finetune_outcome),
     JobKind.QUANTIZE: _COMPRESSION, JobKind.PRUNE: _COMPRESSION, JobKind.DISTILL: _COMPRESSION,
     JobKind.CHAT_FINETUNE: KindRunner(build_chat_spec, run_chat, chat_outcome),
 }

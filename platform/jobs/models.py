@@ -58,6 +58,12 @@ class Job(TimeStampedModel):
                                      related_name="jobs", help_text="Compression jobs: an uploaded model to compress.")
     max_accuracy_drop = models.FloatField(null=True, blank=True,
                                           help_text="Compression jobs: the largest acceptable accuracy drop, in points.")
+    test_dataset_version = models.ForeignKey(
+        "corpora.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="test_jobs",
+        help_text="Fine-tunes: a dataset version of the same task scored once by the final model (every row of it), "
+                  "never used for training or selection.")
+    test_fraction = models.FloatField(null=True, blank=True, help_text=(
+        "Fine-tunes: the share of the train split carved (seeded, stratified) as a test split before training."))
     max_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
                                    help_text="Budget in USD: the job stops when its billed compute reaches it.")
     requested = models.JSONField(default=dict, help_text="Hyperparameters as submitted ('auto' allowed).")
@@ -87,6 +93,8 @@ class Job(TimeStampedModel):
     epoch = models.FloatField(default=0)
     latest_metrics = models.JSONField(default=dict)
     result = models.JSONField(default=dict)
+    quote = models.JSONField(default=dict, blank=True, help_text=(
+        "The quote (time, cost) at submission, kept to compare with what the job really took."))
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -10,7 +10,8 @@ from .models import FINETUNE_KINDS, Job, JobArtifact, JobKind, JobState, Method
 
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
-    qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset")
+    qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset",
+                                                                     "test_dataset_version__dataset")
     if state:
         if state not in JobState.values:
             raise field_error("state", f"state must be one of {', '.join(JobState.values)}.")
@@ -86,6 +87,34 @@ def training_hints(job: Job) -> list[dict]:
                         f"({first:.2f} at epoch {history[0].get('epoch', 1)} → {last[metric]:.2f} at epoch "
                         f"{last.get('epoch', len(history))}, +{gain:.1f} points over the best earlier epoch).",
              "suggestions": tries}]
+
+
+def job_evaluation(job: Job) -> dict | None:
+    """A fine-tune's scores, each labelled with what it was measured on: the validation split chose
+    the epoch and the checkpoint (a selection split, optimistic about unseen data); the test set
+    (attached or carved) was scored once by the delivered model, after every choice."""
+    if job.kind != JobKind.FINETUNE:
+        return None
+    result = job.result or {}
+    refit = result.get("refit")
+    version = job.dataset_version
+    selection = {"split": "validation", "rows": version.validation_count, "metrics": result.get("best_metrics"),
+                 "description": "Selection split: the validation rows that chose the epoch and the checkpoint, so "
+                                "its score is optimistic about unseen data"
+                                + (f"; the delivered model was then refit on train + validation for "
+                                   f"{refit['epochs']} epoch(s)" if refit else "")}
+    test = None
+    tested = job.test_dataset_version
+    if tested is not None or job.test_fraction:
+        measured = result.get("test_metrics")
+        source = (f"{tested.dataset.name} v{tested.number} (every row)" if tested is not None
+                  else f"{job.test_fraction:.0%} of the train split, carved before training")
+        test = {"split": "test", "rows": measured.get("rows") if measured else (
+                    tested.train_count + tested.validation_count if tested is not None else None),
+                "metrics": {k: v for k, v in measured.items() if k != "rows"} if measured else None,
+                "description": f"Held-out test set: {source}; never used for training, early stopping or the "
+                               "checkpoint choice, scored once by the delivered model"}
+    return {"selection": selection, "test": test}
 
 
 def job_get(*, organization, job_id) -> Job:

@@ -99,6 +99,15 @@ class JobSubmitSerializer(RequestSerializer):
                                                                     "(default: the source job's validation split)")
     dataset_version = serializers.IntegerField(required=False, help_text="Defaults to the latest version")
     base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
+    test_dataset_id = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "Fine-tune: a held-out test set — another dataset of the same task whose every row the final model is "
+        "scored on once, after training and every choice (never used for training, early stopping or the best "
+        "checkpoint); its labels must be among the training data's"))
+    test_dataset_version = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "Fine-tune: the test set's version (default: its latest)"))
+    test_fraction = serializers.FloatField(required=False, allow_null=True, help_text=(
+        "Fine-tune: instead of test_dataset_id, carve this share (0.02–0.5) of the train split as the test set "
+        "before training (seeded, stratified by label, duplicates on one side; the same rows for every job)"))
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     source_model_id = serializers.IntegerField(required=False, help_text="Compression: an uploaded model instead (needs dataset_id)")
     # The compression options: generated below from their declaration (workers/kinds.py).
@@ -135,7 +144,8 @@ class JobSubmitSerializer(RequestSerializer):
 
 # What each kind's request takes besides its declared options (the platform's inputs: data, model, source).
 KIND_INPUTS = {
-    "finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters"),
+    "finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters", "test_dataset_id",
+                 "test_dataset_version", "test_fraction"),
     "quantize": ("source_job_id", "source_model_id", "dataset_id", "dataset_version"),
     "prune": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
@@ -187,6 +197,18 @@ class JobHintSerializer(serializers.Serializer):
     suggestions = serializers.ListField(child=serializers.CharField(), help_text="What to try")
 
 
+class ScoreSetSerializer(serializers.Serializer):
+    split = serializers.CharField(help_text="validation | test")
+    description = serializers.CharField(help_text="What the rows are and what they were used for")
+    rows = serializers.IntegerField(allow_null=True)
+    metrics = serializers.DictField(allow_null=True, help_text="accuracy, macro_f1, eval_loss (null until measured)")
+
+
+class JobEvaluationSerializer(serializers.Serializer):
+    selection = ScoreSetSerializer()
+    test = ScoreSetSerializer(allow_null=True)
+
+
 class JobSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
     base_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
@@ -211,6 +233,11 @@ class JobSerializer(serializers.ModelSerializer):
                                                                    "checkpoint the next attempt resumed from")
     running_seconds = serializers.SerializerMethodField(help_text="Of billed_seconds, those of the attempt still running "
                                                                   "(not yet in the ledger)")
+    evaluation = serializers.SerializerMethodField(help_text=(
+        "Fine-tunes: what each score was measured on. `selection`: the validation split, which chose the epoch and "
+        "the checkpoint (so it is optimistic about unseen data); `test`: the held-out test set (attached with "
+        "test_dataset_id or carved with test_fraction), scored once by the delivered model — null until the job "
+        "succeeds, or without a test set"))
 
     class Meta:
         model = Job
@@ -218,7 +245,7 @@ class JobSerializer(serializers.ModelSerializer):
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "eta_basis", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
-                  "hints", "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
+                  "evaluation", "hints", "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
         read_only_fields = fields
 
     def to_representation(self, job):
@@ -238,6 +265,10 @@ class JobSerializer(serializers.ModelSerializer):
     @extend_schema_field(JobHintSerializer(many=True))
     def get_hints(self, job) -> list[dict]:
         return selectors.training_hints(job)
+
+    @extend_schema_field(JobEvaluationSerializer(allow_null=True))
+    def get_evaluation(self, job) -> dict | None:
+        return selectors.job_evaluation(job)
 
     def get_progress(self, job) -> dict:
         return {"step": job.step, "total_steps": job.total_steps, "epoch": round(job.epoch, 3),

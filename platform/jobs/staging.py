@@ -30,6 +30,23 @@ def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
     return paths
 
 
+def fetch_test_set(job: Job, folder: Path) -> Path | None:
+    """A fine-tune's attached test set (every row of its dataset version: train and validation
+    splits together), copied next to the job once; None without one."""
+    version = job.test_dataset_version
+    if version is None:
+        return None
+    target = folder / "data" / "test.jsonl"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{target}.tmp", "wb") as dst:
+            for source in (version.train_file, version.validation_file):
+                with default_storage.open(source, "rb") as src:
+                    shutil.copyfileobj(src, dst)
+        os.replace(f"{target}.tmp", target)
+    return target
+
+
 def extract_model(job: Job, folder: Path) -> Path:
     """The source model (an earlier job's model.zip or an uploaded model's
     validated archive), unpacked with the same safety checks as uploads."""

@@ -38,12 +38,12 @@ def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _dataset_version(*, organization, dataset_id, number: int | None) -> DatasetVersion:
-    """The organization's dataset version (the latest when no number is given), or a 400 on dataset_id."""
+def _dataset_version(*, organization, dataset_id, number: int | None, field: str = "dataset_id") -> DatasetVersion:
+    """The organization's dataset version (the latest when no number is given), or a 400 on `field`."""
     versions = DatasetVersion.objects.filter(organization=organization, dataset_id=dataset_id)
     version = versions.filter(number=number).first() if number else versions.order_by("-number").first()
     if version is None:
-        raise field_error("dataset_id", "No such dataset (or version) in this organization.", code="not_found")
+        raise field_error(field, "No such dataset (or version) in this organization.", code="not_found")
     return version
 
 
@@ -296,16 +296,57 @@ def _checked_training(*, method: str, hyperparameters_in: dict | None, declarati
     return requested
 
 
+TEST_FRACTION_RANGE = (0.02, 0.5)
+
+
+def _test_set(*, organization, version: DatasetVersion, labels: list[str], test_dataset_id, test_dataset_version,
+              test_fraction) -> tuple[DatasetVersion | None, float | None]:
+    """A fine-tune's held-out test set: another dataset version of the organization (every row of it
+    scored once by the final model) or a share of the train split carved before training — at most one."""
+    if test_dataset_id in (None, "") and test_dataset_version not in (None, ""):
+        raise field_error("test_dataset_version", "test_dataset_version needs test_dataset_id (the test set's dataset).")
+    if test_fraction in (None, ""):
+        test_fraction = None
+    else:
+        low, high = TEST_FRACTION_RANGE
+        problem = hyperparameters.number_problem(test_fraction, kind=float, low=low, high=high)
+        if problem:
+            raise field_error("test_fraction", f"test_fraction (the share of the train split carved as a test split) {problem}.")
+        test_fraction = float(test_fraction)
+    if test_dataset_id in (None, ""):
+        return None, test_fraction
+    if test_fraction is not None:
+        raise field_error("test_fraction", "Give test_dataset_id (a test set of its own) or test_fraction (carved from "
+                                           "the training file), not both.")
+    test = _dataset_version(organization=organization, dataset_id=test_dataset_id, number=test_dataset_version,
+                            field="test_dataset_id")
+    if test.pk == version.pk:
+        raise field_error("test_dataset_id", "The test set is the training data itself; attach other rows "
+                                             "(or use test_fraction to carve some from it).")
+    if test.task != version.task:
+        raise field_error("test_dataset_id", f"The test set is {test.task}; the training data is {version.task}.")
+    unknown = sorted(set(test.report.get("labels", {}).get("counts", {})) - set(labels))
+    if unknown:
+        shown = ", ".join(repr(label) for label in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise field_error("test_dataset_id", f"The test set has labels the training data does not: {shown}.")
+    return test, None
+
+
 def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
                max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
-               entitlements: Entitlements | None = None) -> tuple[Job, bool]:
+               entitlements: Entitlements | None = None, test_dataset_id=None, test_dataset_version: int | None = None,
+               test_fraction=None) -> tuple[Job, bool]:
     """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
     commit. Returns (job, created); a repeated Idempotency-Key returns the first job.
-    `entitlements`: those the caller read for this request (else read here, once)."""
+    `entitlements`: those the caller read for this request (else read here, once).
+    A test set (test_dataset_id [+ test_dataset_version], or test_fraction) is scored once after training."""
     payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
                "hyperparameters": hyperparameters_in or {}, "name": name,
                "max_cost": str(max_cost) if max_cost is not None else None}
+    if test_dataset_id is not None or test_fraction is not None:  # absent: the fingerprint of older requests holds
+        payload.update(test_dataset_id=test_dataset_id, test_dataset_version=test_dataset_version,
+                       test_fraction=test_fraction)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
                      entitlements=entitlements)
     if started.replay:
@@ -326,14 +367,20 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
         raise field_error("dataset_id", "The dataset has fewer than two labels.")
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
+    test_version, test_fraction = _test_set(
+        organization=organization, version=version, labels=labels, test_dataset_id=test_dataset_id,
+        test_dataset_version=test_dataset_version, test_fraction=test_fraction)
+    tested = (f"; tested on {test_version.dataset.name} v{test_version.number}" if test_version
+              else f"; {test_fraction:.0%} of the train split carved as a test split" if test_fraction else "")
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
         kind=JobKind.FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
+        test_dataset_version=test_version, test_fraction=test_fraction,
         event=f"Queued on '{queue_of(entitlements)}': {method} fine-tune of {model.name} on "
-              f"{version.dataset.name} v{version.number}.")
+              f"{version.dataset.name} v{version.number}{tested}.")
 
 
 
