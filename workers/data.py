@@ -13,6 +13,8 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def encode(rows: list[dict], tokenizer, task: str, label_ids: dict[str, int], max_length: int) -> list[dict]:
+    if not rows:  # the tokenizers refuse an empty batch
+        return []
     if task == "text_pair_classification":
         enc = tokenizer([r["text_a"] for r in rows], [r["text_b"] for r in rows], truncation=True, max_length=max_length)
     else:

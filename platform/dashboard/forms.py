@@ -209,6 +209,10 @@ class JobLaunchForm(forms.Form):
         self.fields["max_cost"] = max_cost
         self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
         self.fields["base_model"].choices = [(m.slug, m.name) for m in base_models]
+        self.fields["validation_dataset_id"] = forms.TypedChoiceField(
+            label="Validation set", coerce=int, required=False, empty_value=None,
+            choices=[("", "— carved from the dataset —"), *((d.pk, d.name) for d in datasets)],
+            help_text="optional: another dataset whose every row validates (the dataset is then trained on whole)")
         if kind == "finetune":  # a held-out test set, scored once by the delivered model (jobs.submission._test_set)
             self.fields["test_dataset_id"] = forms.TypedChoiceField(
                 label="Test set", coerce=int, required=False, empty_value=None,
@@ -226,7 +230,8 @@ class JobLaunchForm(forms.Form):
         kwargs = {"dataset_id": data["dataset_id"], "base_model": data["base_model"],
                   "method": data["method"] or self.DEFAULT_METHOD[self.kind], "name": data["name"],
                   "max_cost": data.get("max_cost"),
-                  "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None}}
+                  "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None},
+                  "validation_dataset_id": data.get("validation_dataset_id")}
         if self.kind == "finetune":
             fraction = data.get("test_fraction")
             kwargs.update(test_dataset_id=data.get("test_dataset_id"),

@@ -60,6 +60,7 @@ class JobQuoteApi(OrganizationAPIView):
 
 
 TEST_SET_FIELDS = ("test_dataset_id", "test_dataset_version", "test_fraction")
+VALIDATION_SET_FIELDS = ("validation_dataset_id", "validation_dataset_version")
 
 
 def submit_from_request(view, request, *, dry_run: bool = False):
@@ -69,6 +70,10 @@ def submit_from_request(view, request, *, dry_run: bool = False):
     data = payload.validated_data
     key = None if dry_run else request.headers.get("Idempotency-Key")
     given = [name for name in TEST_SET_FIELDS if data.get(name) is not None]
+    validation = [name for name in VALIDATION_SET_FIELDS if data.get(name) is not None]
+    if validation and data["kind"] not in KIND_DEFAULT_METHOD:
+        raise field_error(validation[0], f"{validation[0]} applies to fine-tunes (finetune, chat_finetune), not "
+                                         f"{data['kind']}.")
     if given and data["kind"] != "finetune":
         raise field_error(given[0], f"{given[0]} applies to finetune jobs (a held-out test set for a classifier), "
                                     f"not {data['kind']}.")
@@ -81,6 +86,8 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         if data["kind"] == "finetune":
             submit = submission.job_submit
             test_set = {name: data.get(name) for name in TEST_SET_FIELDS}
+        test_set.update(validation_dataset_id=data.get("validation_dataset_id"),
+                        validation_dataset_version=data.get("validation_dataset_version"))
         return submit(
             organization=organization, actor=actor, dataset_id=data["dataset_id"],
             dataset_version=data.get("dataset_version"), base_model=data["base_model"],

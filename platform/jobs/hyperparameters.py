@@ -100,9 +100,10 @@ def check(raw: dict | None, *, declaration: type = DECLARATION) -> dict:
     return out
 
 
-def resolve(requested: dict, *, method: str, version, base_model) -> dict:
-    """Concrete values for every hyperparameter, from the data where 'auto'."""
-    rows = version.train_count
+def resolve(requested: dict, *, method: str, version, base_model, validation_supplied: bool = False) -> dict:
+    """Concrete values for every hyperparameter, from the data where 'auto'. `validation_supplied`: the
+    job validates on a set of its own, so the version is trained on whole and nothing is refit."""
+    rows = version.train_count + (version.validation_count if validation_supplied else 0)
     labels = max(1, version.label_count)
     params = base_model.parameter_count or 110_000_000
     lengths = version.report.get("lengths", {})
@@ -114,12 +115,12 @@ def resolve(requested: dict, *, method: str, version, base_model) -> dict:
         # reached 93.7% where 3 reached 82.5%); early stopping ends flat runs sooner.
         "epochs": 8 if rows < 2_000 or rows / labels < 500 else 3 if rows < 50_000 else 2,
         # Small encoders take larger steps (MiniLM-L6 on BANKING77: see docs/jobs.md).
-        "learning_rate": (5e-4 if params < 50_000_000 else 3e-4) if method == "lora"
+        "learning_rate": (1e-3 if params < 50_000_000 else 3e-4) if method == "lora"
         else 2e-4 if params < 50_000_000 else 5e-5 if params < 200_000_000 else 2e-5,
         "lora_targets": LORA_ENCODER_LINEARS.get(base_model.architecture, defaults(DECLARATION)["lora_targets"]),
         # A validation split the platform carved is training data the user gave: after it has
         # chosen the epochs, fit on it too. One the user uploaded stays theirs to judge by.
-        "refit": (version.report or {}).get("split", {}).get("source") == "carved",
+        "refit": not validation_supplied and (version.report or {}).get("split", {}).get("source") == "carved",
         # Enough for 95% of rows without truncation, on a multiple of 8.
         "max_length": min(base_model.default_max_length, max(16, ((int(p95 * 1.25) + 7) // 8) * 8)) if p95 else base_model.default_max_length,
     })

@@ -62,6 +62,10 @@ class Job(TimeStampedModel):
         "corpora.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="test_jobs",
         help_text="Fine-tunes: a dataset version of the same task scored once by the final model (every row of it), "
                   "never used for training or selection.")
+    validation_dataset_version = models.ForeignKey(
+        "corpora.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="validation_jobs",
+        help_text="Fine-tunes: a dataset version whose every row is the validation split; the training dataset "
+                  "version is then trained on whole (its own validation split included).")
     test_fraction = models.FloatField(null=True, blank=True, help_text=(
         "Fine-tunes: the share of the train split carved (seeded, stratified) as a test split before training."))
     max_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,

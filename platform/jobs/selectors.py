@@ -11,7 +11,8 @@ from .models import FINETUNE_KINDS, Job, JobArtifact, JobKind, JobState, Method
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
     qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset",
-                                                                     "test_dataset_version__dataset")
+                                                                     "test_dataset_version__dataset",
+                                                                     "validation_dataset_version__dataset")
     if state:
         if state not in JobState.values:
             raise field_error("state", f"state must be one of {', '.join(JobState.values)}.")
@@ -97,10 +98,12 @@ def job_evaluation(job: Job) -> dict | None:
         return None
     result = job.result or {}
     refit = result.get("refit")
-    version = job.dataset_version
-    selection = {"split": "validation", "rows": version.validation_count, "metrics": result.get("best_metrics"),
-                 "description": "Selection split: the validation rows that chose the epoch and the checkpoint, so "
-                                "its score is optimistic about unseen data"
+    version, separate = job.dataset_version, job.validation_dataset_version
+    rows = separate.train_count + separate.validation_count if separate is not None else version.validation_count
+    selection = {"split": "validation", "rows": rows, "metrics": result.get("best_metrics"),
+                 "description": "Selection split: the validation rows "
+                                + (f"({separate.dataset.name} v{separate.number}, every row) " if separate is not None else "")
+                                + "that chose the epoch and the checkpoint, so its score is optimistic about unseen data"
                                 + (f"; the delivered model was then refit on train + validation for "
                                    f"{refit['epochs']} epoch(s)" if refit else "")}
     test = None

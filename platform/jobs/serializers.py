@@ -99,6 +99,12 @@ class JobSubmitSerializer(RequestSerializer):
                                                                     "(default: the source job's validation split)")
     dataset_version = serializers.IntegerField(required=False, help_text="Defaults to the latest version")
     base_model = serializers.CharField(required=False, help_text="Fine-tune: catalog slug, e.g. all-minilm-l6-v2")
+    validation_dataset_id = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "Fine-tunes: a validation set of its own — another dataset of the same task whose every row validates "
+        "(early stopping, the best checkpoint); the training dataset is then trained on whole, its own validation "
+        "split included, and nothing is refit (OpenAI's validation_file)"))
+    validation_dataset_version = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "Fine-tunes: the validation set's version (default: its latest)"))
     test_dataset_id = serializers.IntegerField(required=False, allow_null=True, help_text=(
         "Fine-tune: a held-out test set — another dataset of the same task whose every row the final model is "
         "scored on once, after training and every choice (never used for training, early stopping or the best "
@@ -144,12 +150,13 @@ class JobSubmitSerializer(RequestSerializer):
 
 # What each kind's request takes besides its declared options (the platform's inputs: data, model, source).
 KIND_INPUTS = {
-    "finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters", "test_dataset_id",
-                 "test_dataset_version", "test_fraction"),
+    "finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters", "validation_dataset_id",
+                 "validation_dataset_version", "test_dataset_id", "test_dataset_version", "test_fraction"),
     "quantize": ("source_job_id", "source_model_id", "dataset_id", "dataset_version"),
     "prune": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
-    "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters"),
+    "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters",
+                      "validation_dataset_id", "validation_dataset_version"),
 }
 KIND_REQUIRED = {"finetune": ("dataset_id", "base_model"), "chat_finetune": ("dataset_id", "base_model")}
 KIND_DEFAULT_METHOD = {"finetune": Method.FULL, "chat_finetune": Method.LORA}
@@ -209,8 +216,18 @@ class JobEvaluationSerializer(serializers.Serializer):
     test = ScoreSetSerializer(allow_null=True)
 
 
+class DatasetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+
+
 class JobSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
+    validation_dataset = serializers.SerializerMethodField(help_text=(
+        "Fine-tunes given validation_dataset_id: the dataset version every row of which validated; null when the "
+        "training dataset's own validation split did"))
+    test_dataset = serializers.SerializerMethodField(help_text="Fine-tunes given test_dataset_id: the test set; null otherwise")
     base_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     progress = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
@@ -241,7 +258,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ("id", "name", "kind", "state", "dataset", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
+        fields = ("id", "name", "kind", "state", "dataset", "validation_dataset", "test_dataset", "test_fraction", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "eta_basis", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
@@ -254,9 +271,22 @@ class JobSerializer(serializers.ModelSerializer):
         job.eta_now = selectors.eta(job=job, estimator=self.context.setdefault("estimator", Estimator()))
         return super().to_representation(job)
 
+    @staticmethod
+    def _dataset_ref(version) -> dict | None:
+        return None if version is None else {"id": version.dataset_id, "version": version.number,
+                                             "name": version.dataset.name}
+
+    @extend_schema_field(DatasetRefSerializer)
     def get_dataset(self, job) -> dict:
-        version = job.dataset_version
-        return {"id": version.dataset_id, "version": version.number, "name": version.dataset.name}
+        return self._dataset_ref(job.dataset_version)
+
+    @extend_schema_field(DatasetRefSerializer(allow_null=True))
+    def get_validation_dataset(self, job) -> dict | None:
+        return self._dataset_ref(job.validation_dataset_version)
+
+    @extend_schema_field(DatasetRefSerializer(allow_null=True))
+    def get_test_dataset(self, job) -> dict | None:
+        return self._dataset_ref(job.test_dataset_version)
 
     @extend_schema_field(serializers.ChoiceField(choices=selectors.METHOD_VALUES))
     def get_method(self, job) -> str:

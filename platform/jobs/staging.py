@@ -16,35 +16,38 @@ def job_folder(job: Job) -> Path:
     return Path(settings.LATHE_CHECKPOINT_ROOT) / str(job.organization_id) / str(job.pk)
 
 
+def _stage(target: Path, sources: list[str]) -> Path:
+    """The stored files `sources`, one after the other, as `target` next to the job, once."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{target}.tmp", "wb") as dst:
+            for source in sources:
+                with default_storage.open(source, "rb") as src:
+                    shutil.copyfileobj(src, dst)
+        os.replace(f"{target}.tmp", target)
+    return target
+
+
+def _every_row(version) -> list[str]:
+    return [version.train_file, version.validation_file]
+
+
 def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
-    """The dataset version's normalized train/validation files, copied next to the job once."""
+    """The job's train and validation files next to it, once: the dataset version's normalized splits
+    or, with a separate validation set, every row of the dataset version for training and every row of
+    the validation version for validation."""
     data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    version = job.dataset_version
-    paths = (data / "train.jsonl", data / "validation.jsonl")
-    for source, target in zip((version.train_file, version.validation_file), paths):
-        if not target.exists():
-            with default_storage.open(source, "rb") as src, open(f"{target}.tmp", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(f"{target}.tmp", target)
-    return paths
+    version, separate = job.dataset_version, job.validation_dataset_version
+    if separate is not None:
+        return _stage(data / "train.jsonl", _every_row(version)), _stage(data / "validation.jsonl", _every_row(separate))
+    return _stage(data / "train.jsonl", [version.train_file]), _stage(data / "validation.jsonl", [version.validation_file])
 
 
 def fetch_test_set(job: Job, folder: Path) -> Path | None:
     """A fine-tune's attached test set (every row of its dataset version: train and validation
     splits together), copied next to the job once; None without one."""
     version = job.test_dataset_version
-    if version is None:
-        return None
-    target = folder / "data" / "test.jsonl"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{target}.tmp", "wb") as dst:
-            for source in (version.train_file, version.validation_file):
-                with default_storage.open(source, "rb") as src:
-                    shutil.copyfileobj(src, dst)
-        os.replace(f"{target}.tmp", target)
-    return target
+    return _stage(folder / "data" / "test.jsonl", _every_row(version)) if version is not None else None
 
 
 def extract_model(job: Job, folder: Path) -> Path:

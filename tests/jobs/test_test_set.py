@@ -215,3 +215,48 @@ def test_dashboard_launch_form_offers_a_test_set_and_the_job_page_labels_the_spl
                                                "method": "full", "test_fraction": "15", "test_dataset_id": test_dataset.pk})
     assert refused.status_code == 400 and "not both" in refused.content.decode()
     assert Job.objects.count() == 1
+
+
+# --- a validation set of its own (OpenAI's validation_file) ----------------------------------
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body,field,words", [
+    ({"validation_dataset_id": "{same}"}, "validation_dataset_id", "training data itself"),
+    ({"validation_dataset_id": "{theirs}"}, "validation_dataset_id", "No such dataset"),
+    ({"validation_dataset_id": "{foreign}"}, "validation_dataset_id", "labels the training data does not"),
+    ({"validation_dataset_id": 10**12}, "validation_dataset_id", "No such dataset"),
+    ({"validation_dataset_id": "one"}, "validation_dataset_id", ""),
+    ({"validation_dataset_version": 1}, "validation_dataset_version", "needs validation_dataset_id"),
+    ({"validation_dataset_id": "{held}", "test_dataset_id": "{held}"}, "test_dataset_id", "is the validation set"),
+    ({"kind": "quantize", "source_job_id": 1, "validation_dataset_id": "{held}"}, "validation_dataset_id",
+     "applies to fine-tunes"),
+])
+def test_hostile_validation_set_requests_name_the_field_and_write_nothing(client, dataset, tiny_bert, test_dataset,
+                                                                          other_org_dataset, foreign_labels_dataset,
+                                                                          body, field, words):
+    test_hostile_test_set_requests_name_the_field_and_write_nothing(
+        client, dataset, tiny_bert, test_dataset, other_org_dataset, foreign_labels_dataset, body, field, words)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_separate_validation_set_validates_and_the_dataset_trains_whole(client, fast_jobs, dataset, tiny_bert,
+                                                                          test_dataset):
+    response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert",
+                                            "validation_dataset_id": test_dataset.pk,
+                                            "hyperparameters": {"epochs": 1, "batch_size": 8, "max_length": 32}},
+                           format="json")
+    assert response.status_code == 201, response.content
+    shown = response.json()
+    assert shown["spec"]["refit"] is False  # auto: a validation set the user gave stays theirs to judge by
+    assert shown["validation_dataset"] == {"id": test_dataset.pk, "version": 1, "name": "held-out"}
+    job = _run(shown["id"])
+    version, separate = job.dataset_version, job.validation_dataset_version
+    data = _data_folder(job)
+    assert len(read_jsonl(str(data / "train.jsonl"))) == version.train_count + version.validation_count
+    validation_rows = read_jsonl(str(data / "validation.jsonl"))
+    assert len(validation_rows) == separate.train_count + separate.validation_count
+    assert all(r["text"].endswith("(held out)") for r in validation_rows)
+    assert job.result["global_step"] == -(-(version.train_count + version.validation_count) // 8)
+    evaluation = client.get(f"/api/v1/jobs/{job.pk}").json()["evaluation"]
+    assert evaluation["selection"]["rows"] == len(validation_rows)
+    assert "held-out v1, every row" in evaluation["selection"]["description"]

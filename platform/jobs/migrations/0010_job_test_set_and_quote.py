@@ -17,6 +17,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='job',
+            name='validation_dataset_version',
+            field=models.ForeignKey(blank=True, help_text='Fine-tunes: a dataset version whose every row is the validation split; the training dataset version is then trained on whole (its own validation split included).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='validation_jobs', to='corpora.datasetversion'),
+        ),
+        migrations.AddField(
+            model_name='job',
             name='test_fraction',
             field=models.FloatField(blank=True, help_text='Fine-tunes: the share of the train split carved (seeded, stratified) as a test split before training.', null=True),
         ),
