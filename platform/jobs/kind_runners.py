@@ -16,7 +16,7 @@ from workers.kinds import strict
 from workers.reporting import Reporter
 from workers.spec import FineTuneSpec
 
-from . import estimates
+from . import checkpoint_store, estimates
 from .cards import card_facts
 from .models import Job, JobKind, JobState
 from .staging import extract_model, fetch_dataset, fetch_test_set, job_folder
@@ -154,7 +154,12 @@ class KindRunner:
     outcome: Callable[[Job, Any], tuple[str | None, dict, str]]
 
     def __call__(self, job: Job, reporter: Reporter) -> tuple[str | None, dict, str]:
-        return self.outcome(job, self.run(self.build_spec(job, job_folder(job)), reporter))
+        folder = job_folder(job)
+        if checkpoint_store.enabled() and job.attempts > 1:  # a host that may never have seen this job
+            restored = checkpoint_store.restore(job, checkpoint_dir=folder / "checkpoints")
+            if restored:
+                reporter.event(level="info", message=f"Restored from object storage: {', '.join(restored)}.")
+        return self.outcome(job, self.run(self.build_spec(job, folder), reporter))
 
 
 _COMPRESSION = KindRunner(build_compression_spec, run_compression, compression_outcome)

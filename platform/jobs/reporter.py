@@ -26,8 +26,10 @@ from billing import metering
 from billing import services as billing
 from tenancy.entitlements import entitlements_for
 
-from . import lifecycle
+from . import checkpoint_store, lifecycle
 from .models import Job, JobArtifact, JobCheckpoint, JobEvent, JobMetric
+
+from .staging import job_folder
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL = 1.0
@@ -173,6 +175,13 @@ class JobReporter:
                                                            message=message), "event")
 
     def checkpoint_saved(self, *, step, path, metrics, is_best):
+        if checkpoint_store.enabled() and not self.lease_lost.is_set():
+            # Durable first: the row (the resume point) is written once the copy in storage is whole.
+            try:
+                path = checkpoint_store.store(self.job, checkpoint_dir=str(job_folder(self.job) / "checkpoints"), path=path)
+            except Exception:  # storage down: this checkpoint does not count; training goes on to the next one
+                logger.warning("Job %s: checkpoint at step %s not stored", self.job.pk, step, exc_info=True)
+                return
         self._fenced_write(lambda: JobCheckpoint.objects.create(job=self.job, attempt=self.job.attempts, step=step, path=path,
                                                                is_best=is_best, metrics=metrics), "checkpoint")
 

@@ -354,5 +354,8 @@ CELERY_TASK_ROUTES = {
 }
 # Where workers keep checkpoints: a folder every worker host can reach.
 LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DIR / "checkpoints")))
+# Every checkpoint also copied to the storage API (jobs/checkpoint_store.py), so another host can resume
+# the job: on by default with an S3 bucket (hosts share nothing else); off on one machine's local disk.
+LATHE_CHECKPOINTS_IN_STORAGE = env.bool("LATHE_CHECKPOINTS_IN_STORAGE", default=bool(LATHE_S3_BUCKET))
 LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)
 LATHE_CHECKPOINT_EVERY_STEPS = env.int("LATHE_CHECKPOINT_EVERY_STEPS", default=200)
