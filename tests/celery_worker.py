@@ -40,7 +40,7 @@ def celery_worker(log_path: Path, queue: str | None = None, extra_env: dict | No
         **(extra_env or {}),
     }
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO",
-               "--pool=prefork", "--concurrency=1", f"--queues={queue}", f"--hostname=test-{queue}@%h",
+               "--pool=prefork", "--concurrency=1", f"--queues={queue}", f"--hostname=test-{queue}-{uuid.uuid4().hex[:6]}@%h",
                "--without-gossip", "--without-mingle", "--without-heartbeat"]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

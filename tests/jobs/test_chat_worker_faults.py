@@ -4,22 +4,19 @@ succeeds with its side-by-side generations; the dead attempt bills nothing after
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.utils import timezone
 
 from billing.models import UsageSegment
 from catalog.models import BaseModel, TaskFamily, WeightsSource
-from jobs.models import JobCheckpoint, JobEvent, JobState
+from jobs.models import JobEvent, JobState
 from tenancy.actors import Actor
 from tests.celery_worker import celery_worker
 from tests.tiny_model import CHAT_FACTS, build_tiny_llama
 
 from .test_worker_faults import reap_when_expired
-from .worker_helpers import job_state, wait_for, worker_env
+from .worker_helpers import job_state, kill_after_first_checkpoint, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -58,11 +55,7 @@ def test_killed_worker_mid_chat_fine_tune_is_replaced_and_the_job_resumes(tmp_pa
             format="json")
         assert response.status_code == 201, response.content
         job_id = response.json()["id"]
-        checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
-                              message="a first checkpoint")
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its child, mid-job
-        first.wait(timeout=10)
-        killed_at = timezone.now()
+        checkpoint, killed_at = kill_after_first_checkpoint(job_id, first)
     reap_when_expired(job_id)
     with celery_worker(tmp_path / "b.log", queue=queue, extra_env=env):
         job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=600, message="the resumed job to finish")

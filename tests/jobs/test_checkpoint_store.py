@@ -6,12 +6,9 @@ checkpoint, the other resuming from the bucket and finishing, every second bille
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 from django.core.files.storage import default_storage
-from django.utils import timezone
 
 from billing.models import UsageSegment
 from jobs import checkpoint_store
@@ -19,7 +16,7 @@ from jobs.models import Job, JobCheckpoint, JobEvent, JobState
 from tests.celery_worker import celery_worker
 from tests.corpora.test_s3_storage import BUCKET, free_port
 
-from .worker_helpers import job_state, submit, wait_for, worker_env
+from .worker_helpers import job_state, kill_after_first_checkpoint, submit, wait_for, worker_env
 
 
 def _fake_checkpoint(folder, name="step-0000120", payload=b"weights"):
@@ -109,11 +106,7 @@ def test_a_job_killed_on_one_host_resumes_on_another_from_object_storage(tmp_pat
     with celery_worker(tmp_path / "a.log", extra_env=host("host-a")) as (queue, first):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
         job_id = submit(client, long_dataset, epochs=8, batch_size=4, early_stopping_patience=0)
-        checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
-                              message="a first stored checkpoint")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
-        killed_at = timezone.now()
+        checkpoint, killed_at = kill_after_first_checkpoint(job_id, first)
     assert checkpoint.path.startswith(f"checkpoints/{tenant_a.organization.pk}/{job_id}/step-")
     stored = {o["Key"] for o in bucket.list_objects_v2(Bucket=BUCKET, Prefix=checkpoint.path).get("Contents", [])}
     assert f"{checkpoint.path}/manifest.json" in stored

@@ -15,7 +15,7 @@ from jobs import lifecycle
 from jobs.models import Job, JobCheckpoint, JobEvent, JobState
 from tests.celery_worker import celery_worker
 
-from .worker_helpers import job_state, submit, wait_for, worker_env
+from .worker_helpers import job_state, kill_after_first_checkpoint, submit, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -64,11 +64,7 @@ def test_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(tmp_p
     with celery_worker(tmp_path / "a.log", extra_env=env) as (queue, first):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
         job_id = submit(client, long_dataset, epochs=8, batch_size=4, early_stopping_patience=0)
-        checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
-                              message="a first checkpoint")
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its child, mid-job
-        first.wait(timeout=10)
-        killed_at = timezone.now()
+        checkpoint, killed_at = kill_after_first_checkpoint(job_id, first)
     reap_when_expired(job_id)
     with celery_worker(tmp_path / "b.log", queue=queue, extra_env=env):
         job = wait_for(lambda: (j := job_state(job_id)).is_terminal and j, timeout=240, message="the resumed job to finish")

@@ -41,3 +41,20 @@ def submit(client, dataset, **hyper) -> int:
                            format="json")
     assert response.status_code == 201, response.content
     return response.json()["id"]
+
+
+def kill_after_first_checkpoint(job_id: int, worker) -> tuple:
+    """Wait for the job's first step checkpoint past step 10, SIGKILL the worker's process group (the
+    worker and its child) mid-job; returns (that checkpoint, when the worker was dead)."""
+    import os
+    import signal
+
+    from django.utils import timezone
+
+    from jobs.models import JobCheckpoint
+
+    checkpoint = wait_for(lambda: JobCheckpoint.objects.filter(job_id=job_id, is_best=False, step__gte=10).first(),
+                          message="a first checkpoint")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    return checkpoint, timezone.now()
