@@ -73,6 +73,9 @@ def test_finetune_distill_prune_quantize(tmp_path, fast_jobs, tenant_a, api_for,
     assert max(p["amount"] for p in search["curve"] if p["passed"]) == search["chosen"]
     assert all(p["amount"] > search["chosen"] for p in search["curve"] if not p["passed"])
     assert report["pruning"]["amount"] == search["chosen"] and report["recovery"]["epochs"] == 1
+    recovery = report["recovery"]  # the better of one-shot and recovered is delivered, never a worse one
+    assert recovery["delivered"] == ("one-shot" if recovery["accuracy_recovered"] < recovery["accuracy_one_shot"]
+                                     else "recovered")
     weights = load_file(_download(client, pruned.pk, "model.zip", tmp_path / "pruned") / "model.safetensors")
     encoder = [w for name, w in weights.items() if "encoder" in name and name.endswith(".weight") and w.ndim == 2]
     zeros = sum(int((w == 0).sum()) for w in encoder) / sum(w.numel() for w in encoder)

@@ -46,6 +46,9 @@ class CompressionSpec:
     checkpoint_dir: str | None = None
     training: dict = field(default_factory=dict)  # FineTuneSpec fields: epochs, learning_rate, batch_size, …
     onnx: bool = True  # quantize: also an onnxruntime int8 export, when installed
+    # chat models (task "chat", quantize only: chat_quantize.py)
+    generation_prompts: int = 20  # held-back prompts replied to (exact match, token F1)
+    speed_tokens: int = 32  # new tokens per reply when timing generation at batch 1 and 8
     card: dict = field(default_factory=dict)  # what the model cards say that the worker cannot know (workers/cards.py)
 
 
@@ -134,8 +137,19 @@ def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tup
     reporter.event(level="info", message=f"Pruned {amount:.0%} ({method}); one-shot accuracy {one_shot:.2%}. "
                                          f"Recovery fine-tune for {spec.recovery_epochs} epoch(s).")
     # Zeroed weights (magnitude, heads) stay zero while recovering.
-    return _train(spec, reporter, name="recovery", base_dir=pruned_dir, labels=labels, epochs=spec.recovery_epochs,
-                  keep_zero_weights=method in ("magnitude", "heads")), details
+    recovered_dir = _train(spec, reporter, name="recovery", base_dir=pruned_dir, labels=labels,
+                           epochs=spec.recovery_epochs, keep_zero_weights=method in ("magnitude", "heads"))
+    from transformers import AutoModelForSequenceClassification
+
+    recovered = evaluate(AutoModelForSequenceClassification.from_pretrained(recovered_dir, use_safetensors=True).eval())
+    details["recovery"]["accuracy_recovered"] = round(recovered, 5)
+    if recovered < one_shot:  # recovery is there to help: never deliver a model it made worse
+        details["recovery"]["delivered"] = "one-shot"
+        reporter.event(level="warning", message=f"Recovery lowered accuracy ({one_shot:.2%} → {recovered:.2%}); "
+                                                "the one-shot pruned model is delivered instead.")
+        return pruned_dir, details
+    details["recovery"]["delivered"] = "recovered"
+    return recovered_dir, details
 
 
 def _distill(spec, reporter, fp32, tokenizer, labels) -> tuple[str, dict]:
@@ -156,6 +170,10 @@ def _distill(spec, reporter, fp32, tokenizer, labels) -> tuple[str, dict]:
 
 
 def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
+    if spec.task == "chat":  # a causal LM from a chat fine-tune: int8 only, judged by perplexity
+        from .chat_quantize import run_chat_quantize
+
+        return run_chat_quantize(spec, reporter)
     try:
         return _run(spec, reporter)
     except Stopped as stop:
