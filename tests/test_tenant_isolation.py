@@ -127,7 +127,8 @@ def snapshot(organization: Organization) -> str:
         "uploaded_models": list(UploadedModel.objects.filter(organization=organization).order_by("id")
                                 .values("id", "name", "storage_name", "sha256")),
         "jobs": list(Job.objects.filter(organization=organization).order_by("id")
-                     .values("id", "state", "cancel_requested_at", "spec", "priority", "attempts")),
+                     .values("id", "state", "cancel_requested_at", "pause_requested_at", "spec", "priority",
+                             "attempts", "max_attempts")),
     }, default=str, sort_keys=True)
 
 
@@ -405,6 +406,8 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:job-list": Scoped(check_jobs),
     "api:job-detail": Foreign(_a_job, {"get": None}),
     "api:job-cancel": Foreign(_a_job, {"post": {}}),
+    "api:job-pause": Foreign(_a_job, {"post": {}}),
+    "api:job-resume": Foreign(_a_job, {"post": {}}),
     "api:job-events": Foreign(_a_job, {"get": None}),
     "api:job-metrics": Foreign(_a_job, {"get": None}),
     "api:job-artifacts": Foreign(_a_job, {"get": None}),
@@ -423,7 +426,7 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "openai:model-detail": Foreign(_a_ft_model, {"get": None, "delete": None}),
 }
 # Public by design: the API's own documentation.
-API_PUBLIC = {"api:schema", "api:docs", "api:redoc"}
+API_PUBLIC = {"api:schema", "api:docs", "api:redoc", "openai:openapi"}
 
 # --- dashboard cases ------------------------------------------------------------
 
@@ -455,6 +458,8 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:billing-spend-cap": lambda w: {},
     "dashboard:job-detail": _a_job,
     "dashboard:job-cancel": _a_job,
+    "dashboard:job-pause": _a_job,
+    "dashboard:job-resume": _a_job,
     "dashboard:job-compress": _a_job,
     "dashboard:job-artifact": lambda w: {"job_id": w.a_job.pk, "name": "eval_report.json"},
 }
@@ -467,6 +472,7 @@ NON_ORGANIZATION_ROUTES = {
     "signup": "public", "login": "public", "logout": "public", "password_reset": "public",
     "password_reset_done": "public", "password_reset_confirm": "public", "password_reset_complete": "public",
     "healthz": "public probe", "readyz": "public probe",
+    "metrics": "operators' Prometheus scrape: bearer token or staff session; see tests/core/test_metrics.py",
     "stripe-webhook": "Stripe's deliveries, signature-verified; see tests/billing/test_webhooks.py",
 }
 

@@ -36,7 +36,9 @@ from jobs.api import (
     JobEventListApi,
     JobListApi,
     JobMetricListApi,
+    JobPauseApi,
     JobQuoteApi,
+    JobResumeApi,
 )
 from registry.api import UploadedModelDetailApi, UploadedModelListApi
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
@@ -66,6 +68,8 @@ urlpatterns = [
     path("jobs/quote", JobQuoteApi.as_view(), name="job-quote"),
     path("jobs/<id:job_id>", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<id:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<id:job_id>/pause", JobPauseApi.as_view(), name="job-pause"),
+    path("jobs/<id:job_id>/resume", JobResumeApi.as_view(), name="job-resume"),
     path("jobs/<id:job_id>/events", JobEventListApi.as_view(), name="job-events"),
     path("jobs/<id:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
     path("jobs/<id:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from billing.views import stripe_webhook
 from core.health import healthz, readyz
+from jobs.metrics import metrics_view
 
 admin.site.site_header = "Lathe operations"
 admin.site.site_title = "Lathe admin"
@@ -12,6 +13,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (jobs/metrics.py; LATHE_METRICS_TOKEN)
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
     path("v1/", include("openai_compat.urls")),  # the OpenAI-compatible surface (docs/openai-compatible.md)

@@ -293,11 +293,16 @@ class CompressForm(forms.Form):
     dataset_id = forms.TypedChoiceField(label="Data (evaluation: its validation split; recovery and distillation: its "
                                               "train split)", coerce=int, required=False, empty_value=None)
 
-    def __init__(self, *args, datasets=None, dataset_required=False, base_models=(), **kwargs):
+    def __init__(self, *args, datasets=None, dataset_required=False, base_models=(), chat=False, **kwargs):
         super().__init__(*args, **kwargs)
         guard = kinds.options_of(kinds.CompressionOptions)["max_accuracy_drop"]
         self.fields["max_accuracy_drop"] = compression_field(guard)
         self.fields["max_accuracy_drop"].label = "Largest acceptable accuracy drop (points)"
+        offered = ("quantize",) if chat else kinds.COMPRESSION_KINDS  # chat models: int8 only (docs/chat.md)
+        if chat:
+            self.fields["kind"].choices = [("quantize", "Quantize to int8 (PyTorch)")]
+            self.fields["max_accuracy_drop"].label = (
+                "Largest acceptable perplexity increase (%; also exact-match drop in points when replies are short)")
         if datasets is None:
             del self.fields["dataset_id"]
         else:
@@ -305,7 +310,7 @@ class CompressForm(forms.Form):
                 (d.pk, d.name) for d in datasets]
         self.per_kind: dict[str, list[str]] = {}
         hyperparameters = kinds.options_of(kinds.FineTuneHyperparameters)
-        for kind in kinds.COMPRESSION_KINDS:
+        for kind in offered:
             names = [n for n in kinds.options_of(kinds.KINDS[kind]) if n not in kinds.options_of(kinds.CompressionOptions)]
             for name in names:
                 self.fields[name] = compression_field(kinds.options_of(kinds.KINDS[kind])[name], base_models=base_models)

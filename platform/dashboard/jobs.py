@@ -13,6 +13,7 @@ from jobs import lifecycle, selectors, submission
 from jobs.downloads import artifact_response
 from jobs.estimates import Estimator
 from jobs.models import FINETUNE_KINDS, JobKind, JobState
+from jobs.quote_errors import quote_representation
 from jobs.serializers import JobListQuerySerializer
 
 from .forms import CompressForm, JobLaunchForm, apply_application_error
@@ -37,7 +38,7 @@ def metrics_chart(job) -> dict:
     (the row with `accuracy_before`, workers/compression/run.py) is the
     compression report's, so a job that never trains has no chart data."""
     rows = [row for row in job.metrics.order_by("id").values_list("step", "epoch", "values")
-            if "accuracy_before" not in row[2]]
+            if "accuracy_before" not in row[2] and "perplexity_before" not in row[2]]
     series = []
     for key, label, axis in SERIES:
         points = [[step, values[key]] for step, _epoch, values in rows if isinstance(values.get(key), (int, float))]
@@ -199,8 +200,9 @@ class JobDetailView(OrganizationPageMixin, View):
         context = {"job": job, "chart": metrics_chart(job), "trains": trains(job), "hints": selectors.training_hints(job),
                    "evaluation": selectors.job_evaluation(job), "method": selectors.job_method(job), "eta": selectors.eta(job=job),
                    "compression": compression_chart(job.result.get("compression")),
-                   "compress_form": compress_form(organization=self.organization) if job.state == "succeeded" else None,
-                   "queue_position": position,
+                   "compress_form": compress_form(organization=self.organization, chat=job.kind == JobKind.CHAT_FINETUNE)
+                   if job.state == "succeeded" else None,
+                   "queue_position": position, "quote": quote_representation(job),
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
                    "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
         # htmx polls the live part only.
@@ -214,6 +216,18 @@ class JobCancelView(OrganizationPageMixin, View):
         return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
 
 
+class JobPauseView(OrganizationPageMixin, View):
+    def post(self, request, slug, job_id):
+        self.attempt(request, lambda: lifecycle.job_pause(organization=self.organization, actor=self.actor, job_id=job_id))
+        return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
+
+
+class JobResumeView(OrganizationPageMixin, View):
+    def post(self, request, slug, job_id):
+        self.attempt(request, lambda: lifecycle.job_resume(organization=self.organization, actor=self.actor, job_id=job_id))
+        return redirect(reverse("dashboard:job-detail", args=[slug, job_id]))
+
+
 class JobArtifactDownloadView(OrganizationPageMixin, View):
     def get(self, request, slug, job_id, name):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
@@ -224,9 +238,9 @@ class CompressMixin(OrganizationPageMixin):
     """The 'Compress this model' form (dashboard/forms.CompressForm, generated from
     the compression kinds' declarations), for a job's model and an uploaded one."""
 
-    def compress(self, request, *, back, source_job_id=None, source_model_id=None):
+    def compress(self, request, *, back, source_job_id=None, source_model_id=None, chat=False):
         form = CompressForm(request.POST, datasets=dataset_list(organization=self.organization),
-                            base_models=base_model_list(task_family="classification"))
+                            base_models=base_model_list(task_family="classification"), chat=chat)
         if not form.is_valid():
             for name, errors in form.errors.items():
                 label = form.fields[name].label if name in form.fields else ""
@@ -243,9 +257,9 @@ class CompressMixin(OrganizationPageMixin):
         return redirect("dashboard:job-detail", slug=self.organization.slug, job_id=job.pk)
 
 
-def compress_form(*, organization, dataset_required: bool = False) -> CompressForm:
+def compress_form(*, organization, dataset_required: bool = False, chat: bool = False) -> CompressForm:
     return CompressForm(datasets=list(dataset_list(organization=organization)), dataset_required=dataset_required,
-                        base_models=list(base_model_list(task_family="classification")))
+                        base_models=list(base_model_list(task_family="classification")), chat=chat)
 
 
 class JobCompressView(CompressMixin, View):
@@ -253,4 +267,5 @@ class JobCompressView(CompressMixin, View):
 
     def post(self, request, slug, job_id):
         source = selectors.job_get(organization=self.organization, job_id=job_id)
-        return self.compress(request, back=reverse("dashboard:job-detail", args=[slug, job_id]), source_job_id=source.pk)
+        return self.compress(request, back=reverse("dashboard:job-detail", args=[slug, job_id]), source_job_id=source.pk,
+                             chat=source.kind == JobKind.CHAT_FINETUNE)

@@ -51,6 +51,8 @@ dashboard_patterns = [
     path("o/<slug:slug>/billing/spend-cap", billing.BillingSpendCapView.as_view(), name="billing-spend-cap"),
     path("o/<slug:slug>/jobs/<id:job_id>", jobs.JobDetailView.as_view(), name="job-detail"),
     path("o/<slug:slug>/jobs/<id:job_id>/cancel", jobs.JobCancelView.as_view(), name="job-cancel"),
+    path("o/<slug:slug>/jobs/<id:job_id>/pause", jobs.JobPauseView.as_view(), name="job-pause"),
+    path("o/<slug:slug>/jobs/<id:job_id>/resume", jobs.JobResumeView.as_view(), name="job-resume"),
     path("o/<slug:slug>/jobs/<id:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),
     path("o/<slug:slug>/jobs/<id:job_id>/artifacts/<str:name>", jobs.JobArtifactDownloadView.as_view(), name="job-artifact"),
 ]

@@ -44,7 +44,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ("organization",)
     readonly_fields = [f.name for f in Job._meta.fields if f.name != "priority"]
     inlines = [JobEventInline, JobArtifactInline]
-    actions = ["cancel", "retry", "requeue", "raise_priority", "lower_priority"]
+    actions = ["cancel", "pause", "resume", "retry", "requeue", "raise_priority", "lower_priority"]
 
     def get_queryset(self, request):
         return with_job_usage(super().get_queryset(request))
@@ -63,6 +63,23 @@ class JobAdmin(admin.ModelAdmin):
             lifecycle.job_cancel(organization=job.organization, actor=None, job_id=job.pk)
             count += 1
         self.message_user(request, f"Cancelled (or asked to cancel) {count} job(s).", messages.SUCCESS)
+
+    @admin.action(description="Pause selected fine-tunes (they stop at a checkpoint)")
+    def pause(self, request, queryset):
+        count = 0
+        for job in queryset:
+            if job.pausable:
+                lifecycle.job_pause(organization=job.organization, actor=None, job_id=job.pk)
+                count += 1
+        self.message_user(request, f"Paused (or asked to pause) {count} job(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected paused jobs")
+    def resume(self, request, queryset):
+        count = 0
+        for job in queryset.filter(state=JobState.PAUSED):
+            lifecycle.job_resume(organization=job.organization, actor=None, job_id=job.pk)
+            count += 1
+        self.message_user(request, f"Resumed {count} job(s).", messages.SUCCESS)
 
     @admin.action(description="Retry selected failed jobs")
     def retry(self, request, queryset):
@@ -86,7 +103,13 @@ class JobAdmin(admin.ModelAdmin):
             Job.objects.filter(pk=job.pk).update(priority=min(9, job.priority + 1))
 
     def get_urls(self):
-        return [path("queues/", self.admin_site.admin_view(self.queues_view), name="jobs_queues"), *super().get_urls()]
+        from functools import partial
+
+        from .admin_quotes import quote_accuracy_view  # the quote error per device class (read-only)
+
+        accuracy = self.admin_site.admin_view(partial(quote_accuracy_view, admin_site=self.admin_site))
+        return [path("queues/", self.admin_site.admin_view(self.queues_view), name="jobs_queues"),
+                path("quote-accuracy/", accuracy, name="jobs_quote_accuracy"), *super().get_urls()]
 
     def queues_view(self, request):
         """Queue depths from the database, and the workers online (Celery inspect)."""

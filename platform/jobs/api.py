@@ -122,6 +122,29 @@ class JobCancelApi(OrganizationAPIView):
         return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
 
 
+class JobPauseApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_pause", request=None, responses=JobSerializer, description=(
+        "Fine-tunes only. A queued job is paused at once (state `paused`); a running one stops at its next optimizer "
+        "step, saves a checkpoint, releases its worker and becomes `paused` (`pause_requested_at` set meanwhile). "
+        "Billing stops with the attempt. 409 if the job ended, is paused, pausing or being cancelled."))
+    def post(self, request, job_id: int):
+        lifecycle.job_pause(organization=self.organization, actor=self.actor, job_id=job_id)
+        return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
+
+
+class JobResumeApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_resume", request=None, responses=JobSerializer, description=(
+        "A paused job is queued again; its next attempt continues from the last checkpoint. The paused attempt does "
+        "not count against max_attempts. 409 unless the job is paused."))
+    def post(self, request, job_id: int):
+        lifecycle.job_resume(organization=self.organization, actor=self.actor, job_id=job_id)
+        return Response(JobSerializer(selectors.job_get(organization=self.organization, job_id=job_id)).data)
+
+
 class _CursorListApi(OrganizationAPIView):
     pagination_class = None
     related = ""

@@ -141,13 +141,20 @@ def work_tokens(job: Job) -> float:
     probes at a third of a training token each, plus its training phases."""
     version = job.dataset_version
     spec = job.spec or {}
+    # A fine-tune validated on a set of its own trains on every row of its version (staging.fetch_dataset).
+    separate = job.validation_dataset_version if job.kind in FINETUNE_KINDS else None
+    train_rows = (version.train_count or 0) + ((version.validation_count or 0) if separate is not None else 0)
     if job.kind == JobKind.CHAT_FINETUNE:
-        return int(spec.get("epochs") or 3) * chat_train_tokens(version.report, spec.get("max_length"), version.train_count)
+        return int(spec.get("epochs") or 3) * chat_train_tokens(version.report, spec.get("max_length"), train_rows)
     per_row = tokens_per_row(version.report, model_max_length(job))
-    train, evaluation = (version.train_count or 0) * per_row, (version.validation_count or 0) * per_row
     if job.kind == JobKind.FINETUNE:
-        # A refit trains again on train + validation for (at most) as many epochs.
+        # A carved test split leaves the train split before training (workers.data.carve_test);
+        # a refit trains again on train + validation for (at most) as many epochs.
+        train = train_rows * (1.0 - float(job.test_fraction or 0.0)) * per_row
+        evaluation = ((separate.train_count or 0) + (separate.validation_count or 0)) * tokens_per_row(
+            separate.report, model_max_length(job)) if separate is not None else (version.validation_count or 0) * per_row
         return int(spec.get("epochs") or 3) * (train + ((train + evaluation) if spec.get("refit") else 0))
+    train, evaluation = (version.train_count or 0) * per_row, (version.validation_count or 0) * per_row
     passes = 2 * MEASURE_PASSES  # the source model measured, and the result
     training = 0.0
     if job.kind == JobKind.QUANTIZE:

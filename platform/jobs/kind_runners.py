@@ -25,11 +25,18 @@ STOP_REASONS = {
     "cancelled": "Cancelled while running; the best checkpoint is kept.",
     "budget": "Stopped at its budget of ${max_cost} (max_cost); the best checkpoint is kept.",
     "spend cap": "Stopped: the organization's monthly spend cap (or free allowance) is reached; the best checkpoint is kept.",
+    "paused": "Paused at step {step} with a checkpoint; resume continues from it.",
 }
 
 
-def stop_message(job: Job, reason: str) -> str:
-    return STOP_REASONS[reason].replace("{max_cost}", f"{job.max_cost:.2f}" if job.max_cost is not None else "?")
+def stop_state(reason: str) -> str:
+    """A pause ends the attempt, not the job (lifecycle.job_resume continues it); every other stop cancels."""
+    return JobState.PAUSED if reason == "paused" else JobState.CANCELLED
+
+
+def stop_message(job: Job, reason: str, step: int | None = None) -> str:
+    return (STOP_REASONS[reason].replace("{max_cost}", f"{job.max_cost:.2f}" if job.max_cost is not None else "?")
+            .replace("{step}", str(step if step is not None else job.step)))
 
 
 # --- fine-tune ------------------------------------------------------------------
@@ -59,7 +66,8 @@ def training_outcome(job: Job, outcome, **extra) -> tuple[str | None, dict, str]
     if outcome.status == "succeeded":
         return JobState.SUCCEEDED, result, ""
     if outcome.stop_reason in STOP_REASONS:
-        return JobState.CANCELLED, {**result, "stop_reason": outcome.stop_reason}, stop_message(job, outcome.stop_reason)
+        return (stop_state(outcome.stop_reason), {**result, "stop_reason": outcome.stop_reason},
+                stop_message(job, outcome.stop_reason, step=outcome.global_step))
     return None, result, ""
 
 
@@ -99,10 +107,10 @@ def run_compression(spec, reporter: Reporter) -> dict:
 def compression_outcome(job: Job, report: dict) -> tuple[str | None, dict, str]:
     if "stopped" in report:
         reason = report["stopped"]
-        return (JobState.CANCELLED, {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
+        return (stop_state(reason), {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
     guard = report["guard"]
     if not guard["passed"]:
-        return JobState.FAILED, {"compression": report}, (
+        return JobState.FAILED, {"compression": report}, guard.get("failure") or (  # chat: the worker's wording
             f"Accuracy guard failed: accuracy dropped {guard['accuracy_drop_points']} points, more than the "
             f"{guard['max_accuracy_drop_points']} allowed. The compressed model is kept for inspection.")
     return JobState.SUCCEEDED, {"compression": report}, ""

@@ -21,7 +21,7 @@ from tenancy.actors import Actor
 from tenancy.entitlements import entitlements_for
 from tenancy.models import Organization
 
-from .models import TERMINAL_STATES, Job, JobCheckpoint, JobEvent, JobState
+from .models import FINETUNE_KINDS, TERMINAL_STATES, Job, JobCheckpoint, JobEvent, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,13 @@ def job_finish(*, job: Job, token, state: str, result: dict | None = None, failu
     with transaction.atomic():
         if usage and not record_usage(job=job, token=token, **usage):
             return False
+        if state == JobState.PAUSED:
+            # Not an end: no finished_at, no failure; the attempt it used is given back (a pause is no failure).
+            done = fenced(job.pk, token).update(state=state, lease_token=None, lease_expires_at=None, worker="",
+                                                 result=result or {}, max_attempts=F("max_attempts") + 1, updated_at=now)
+            if done:
+                JobEvent.objects.create(job=job, attempt=job.attempts, message=f"Job paused. {failure_reason}".strip())
+            return bool(done)
         done = fenced(job.pk, token).update(state=state, finished_at=now, lease_token=None, lease_expires_at=None,
                                              result=result or {}, failure_reason=failure_reason[:5000], updated_at=now)
         if done:
@@ -112,13 +119,66 @@ def job_cancel(*, organization: Organization, actor: Actor | None, job_id) -> Jo
         raise Conflict(f"The job already ended ({job.state}).", code="job_finished")
     now = timezone.now()
     with transaction.atomic():
-        # A queued job never starts: cancel it outright.
-        if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(state=JobState.CANCELLED, cancel_requested_at=now,
-                                                                      finished_at=now, updated_at=now):
-            JobEvent.objects.create(job=job, attempt=job.attempts, message="Cancelled before it started.")
+        # A queued job never starts, a paused one never resumes: cancel it outright.
+        if Job.objects.filter(pk=job.pk, state__in=(JobState.QUEUED, JobState.PAUSED)).update(
+                state=JobState.CANCELLED, cancel_requested_at=now, finished_at=now, updated_at=now):
+            JobEvent.objects.create(job=job, attempt=job.attempts, message="Cancelled while paused; its checkpoints are kept."
+                                    if job.state == JobState.PAUSED else "Cancelled before it started.")
         else:  # running: a flag the worker reads between optimizer steps
             Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=now, updated_at=now)
             JobEvent.objects.create(job=job, attempt=job.attempts, level="warning", message="Cancellation requested.")
+    job.refresh_from_db()
+    return job
+
+
+def job_pause(*, organization: Organization, actor: Actor | None, job_id) -> Job:
+    """A queued job is paused at once; a running one is asked to stop at its next
+    step: it checkpoints, releases its lease (billing stops) and becomes paused."""
+    job = Job.objects.filter(organization=organization, pk=job_id).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    if job.is_terminal:
+        raise Conflict(f"The job already ended ({job.state}).", code="job_finished")
+    if job.state == JobState.PAUSED:
+        raise Conflict("The job is already paused.", code="job_paused")
+    if job.kind not in FINETUNE_KINDS:
+        raise Conflict("Only fine-tuning jobs can be paused (they resume from a checkpoint); cancel this one instead.",
+                       code="pause_unsupported")
+    if job.cancel_requested_at is not None:
+        raise Conflict("The job is being cancelled.", code="job_cancelling")
+    if job.pause_requested_at is not None and job.state == JobState.RUNNING:
+        raise Conflict("The job is already pausing: it stops at its next step.", code="job_pausing")
+    now = timezone.now()
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).update(state=JobState.PAUSED, pause_requested_at=now,
+                                                                      updated_at=now):
+            JobEvent.objects.create(job=job, attempt=job.attempts, message="Paused before it started.")
+        elif Job.objects.filter(pk=job.pk, state=JobState.RUNNING, pause_requested_at__isnull=True).update(
+                pause_requested_at=now, updated_at=now):  # a flag the worker reads between optimizer steps
+            JobEvent.objects.create(job=job, attempt=job.attempts, message="Pause requested: the job stops at its next "
+                                                                           "step and keeps a checkpoint.")
+        else:
+            job.refresh_from_db()
+            raise Conflict(f"The job changed meanwhile ({job.state}); try again.", code="job_changed")
+    job.refresh_from_db()
+    return job
+
+
+def job_resume(*, organization: Organization, actor: Actor | None, job_id) -> Job:
+    """paused → queued, dispatched again; the next attempt resumes from the last checkpoint."""
+    job = Job.objects.filter(organization=organization, pk=job_id).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    if job.state != JobState.PAUSED:
+        raise Conflict(f"Only a paused job can be resumed (this one is {job.state}).", code="job_not_paused")
+    now = timezone.now()
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, state=JobState.PAUSED).update(
+                state=JobState.QUEUED, pause_requested_at=None, queued_at=now, updated_at=now):
+            raise Conflict("The job changed meanwhile; try again.", code="job_changed")
+        JobEvent.objects.create(job=job, attempt=job.attempts, message="Resumed: queued to continue from its last checkpoint."
+                                if job.attempts else "Resumed: queued.")
+        transaction.on_commit(lambda: dispatch(job_id=job.pk))
     job.refresh_from_db()
     return job
 
@@ -162,6 +222,9 @@ def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
             taken = taken_from.update(state=JobState.CANCELLED, finished_at=now, **released,
                                       failure_reason=f"Cancelled; the worker was lost before it could stop ({why}). "
                                                      "The best checkpoint is kept.")
+        elif job.pause_requested_at is not None:
+            kind = "paused"  # resumed later from the last checkpoint; the lost attempt is given back
+            taken = taken_from.update(state=JobState.PAUSED, max_attempts=F("max_attempts") + 1, **released)
         elif job.attempts < job.max_attempts:
             kind = "requeued"
             # A cancel landing meanwhile is not re-queued: the sweep below ends it.
@@ -179,10 +242,11 @@ def _take_over(job: Job, *, now, why: str, still: dict, outcome: dict) -> None:
         message, level = {
             "cancelled": ("Cancelled: the cancellation was pending when the worker was lost", "warning"),
             "requeued": ("Re-queued to resume from the last checkpoint", "warning"),
+            "paused": ("Paused: the pause was pending; resume continues from the last checkpoint", "warning"),
             "failed": ("Failed: attempts exhausted after lost workers", "error"),
         }[kind]
         JobEvent.objects.create(job=job, attempt=job.attempts, level=level, message=f"Worker lost ({why}). {message}.{unbilled}")
-        outcome[kind].append(job.pk)
+        outcome.setdefault(kind, []).append(job.pk)
         if kind == "requeued":
             transaction.on_commit(lambda pk=job.pk: dispatch(job_id=pk))
 
@@ -202,7 +266,7 @@ def reap_expired_leases() -> dict:
     ends queued jobs whose cancel is pending (a cancel that raced a re-queue),
     which neither the claim nor the sweeper would ever pick up."""
     now = timezone.now()
-    outcome: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}
+    outcome: dict[str, list[int]] = {"requeued": [], "failed": [], "cancelled": []}  # and "paused", if any
     for job in Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at", "id"):
         last = f"no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "no heartbeat"
         _take_over(job, now=now, why=last, still={"lease_expires_at__lt": now}, outcome=outcome)
@@ -234,7 +298,7 @@ def job_requeue(*, job: Job, reason: str) -> bool:
     if job.state not in TERMINAL_STATES:
         return False
     updated = Job.objects.filter(pk=job.pk, state=job.state).update(
-        state=JobState.QUEUED, attempts=0, cancel_requested_at=None, finished_at=None, failure_reason="",
+        state=JobState.QUEUED, attempts=0, cancel_requested_at=None, pause_requested_at=None, finished_at=None, failure_reason="",
         queued_at=timezone.now(), updated_at=timezone.now())
     if updated:
         JobEvent.objects.create(job=job, message=f"Re-queued by an operator: {reason}.")

@@ -4,6 +4,9 @@ Usage is billing's: a heartbeat records it through billing.metering.record_segme
     queued → running → succeeded | failed | cancelled
                ↘ queued (lease expired or no progress, attempts left: the reaper re-queues)
                ↘ cancelled (the reaper, when a cancel was pending: it is never re-queued)
+    queued → paused (at once);  running → paused (pause requested: the worker stops at its next step,
+             checkpoints, releases the lease; billing stops);  paused → queued (resume: from the last checkpoint)
+             | cancelled.  A paused job is not terminal; the reaper and the sweeper leave it alone.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class JobState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    PAUSED = "paused", "Paused"
 
 
 TERMINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
@@ -83,6 +87,8 @@ class Job(TimeStampedModel):
     worker = models.CharField(max_length=200, blank=True)
     device_class = models.CharField(max_length=40, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    pause_requested_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "A pause asked of the running attempt: it stops at its next step, keeps a checkpoint and the job becomes paused."))
     queued_at = models.DateTimeField(null=True, blank=True)
     last_dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -118,6 +124,12 @@ class Job(TimeStampedModel):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def pausable(self) -> bool:
+        """What lifecycle.job_pause accepts: a queued or running fine-tune, no cancel or pause pending."""
+        return (self.kind in FINETUNE_KINDS and self.cancel_requested_at is None
+                and (self.state == JobState.QUEUED or self.state == JobState.RUNNING and self.pause_requested_at is None))
 
 
 class EventLevel(models.TextChoices):

@@ -30,3 +30,12 @@ def quote(job, *, entitlements: Entitlements | None = None) -> dict:
         "billable_usd": billing.usd(payable), "plan": entitlements.plan_slug,
         "history_jobs": guess.history_jobs, "basis": guess.basis,
     }
+
+
+# --- the stored quote (its error against what the job took: jobs/quote_errors.py) ----------
+
+def submission_quote(job, *, entitlements: Entitlements) -> dict:
+    """The quote to store on a job being submitted (`job` unsaved, as
+    jobs.submission would write it): exactly what POST /jobs/quote answers for
+    the same body at that moment."""
+    return quote(job, entitlements=entitlements)

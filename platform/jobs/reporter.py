@@ -74,7 +74,7 @@ class JobReporter:
 
     def __init__(self, job: Job, token, device_class: str, device_count: int = 1):
         self.job, self.token, self.device_class, self.device_count = job, token, device_class, device_count
-        self.lease_lost, self.cancel_requested = threading.Event(), threading.Event()
+        self.lease_lost, self.cancel_requested, self.pause_requested = threading.Event(), threading.Event(), threading.Event()
         self._stop_heartbeat = threading.Event()
         self._segment_start = timezone.now()
         self._segment_lock = threading.Lock()
@@ -87,7 +87,19 @@ class JobReporter:
 
     # --- lease and usage ---------------------------------------------------------
     def start(self) -> None:
+        # A cancel or pause asked between the claim and the first beat is seen before the first step.
+        try:
+            self._retry(self._read_flags, "cancel/pause check", within=0)
+        except TRANSIENT_DB_ERRORS:
+            pass  # the first beat checks again
         self._thread.start()
+
+    def _read_flags(self) -> None:
+        flags = Job.objects.filter(pk=self.job.pk).values("cancel_requested_at", "pause_requested_at").first() or {}
+        if flags.get("cancel_requested_at") is not None:
+            self.cancel_requested.set()
+        if flags.get("pause_requested_at") is not None:
+            self.pause_requested.set()
 
     def _heartbeat_loop(self) -> None:
         try:
@@ -119,11 +131,10 @@ class JobReporter:
             self._segment_start = ended
 
         def checks():
-            if Job.objects.filter(pk=self.job.pk, cancel_requested_at__isnull=False).exists():
-                self.cancel_requested.set()
+            self._read_flags()
             self.budget_reason = self.budget_reason or self._spend.after(seconds)
         try:
-            self._retry(checks, "cancel/budget check", within=0)
+            self._retry(checks, "cancel/pause/budget check", within=0)
         except TRANSIENT_DB_ERRORS:
             pass  # the next beat checks again
         return True
@@ -217,7 +228,7 @@ class JobReporter:
             return "lease lost"
         if self.cancel_requested.is_set():
             return "cancelled"
-        return self.budget_reason
+        return self.budget_reason or ("paused" if self.pause_requested.is_set() else None)
 
 
 class _SpendWatch:

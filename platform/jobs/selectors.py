@@ -150,3 +150,51 @@ def artifact_get(*, job: Job, name: str) -> JobArtifact:
     if artifact is None:
         raise NotFound("Artifact not found.")
     return artifact
+
+
+# --- quote accuracy (operators) -------------------------------------------------------------
+
+QUOTE_ACCURACY_JOBS = 200  # the last N succeeded jobs with a stored quote
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def quote_accuracy(*, last: int = QUOTE_ACCURACY_JOBS) -> list[dict]:
+    """The quote error per (device class the job ran on, method) over the last
+    `last` succeeded jobs that stored a quote (one query, aggregated here).
+    Each row: `jobs` (quoted and metered), `with_history` (quoted from measured
+    jobs, not the default — the goal's population), and over those with history:
+    `median_abs_error_percent`, `mean_error_percent` (signed: + took longer than
+    quoted), `within_15_percent` and `inside_range` (shares, 0–1); `default_jobs`
+    and `default_median_abs_error_percent` for the ones quoted from the default."""
+    from .quote_errors import WITHIN_PERCENT, quote_error
+
+    jobs = (with_usage(Job.objects.filter(state=JobState.SUCCEEDED).exclude(quote={}))
+            .only("id", "kind", "state", "method", "spec", "device_class", "quote", "finished_at")
+            .order_by("-finished_at", "-id")[:last])
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for job in jobs:
+        error = quote_error(job, actual_seconds=float(job.billed_seconds or 0))
+        if error is not None:
+            groups.setdefault((job.device_class or "unknown", job_method(job)), []).append(error)
+    rows = []
+    for (device_class, method), errors in sorted(groups.items()):
+        learned = [e for e in errors if e["history_jobs"] > 0]
+        defaults = [e for e in errors if e["history_jobs"] == 0]
+        signed = [e["error_percent"] for e in learned]
+        rows.append({
+            "device_class": device_class, "method": method, "jobs": len(errors), "with_history": len(learned),
+            "median_abs_error_percent": _median([abs(x) for x in signed]),
+            "mean_error_percent": sum(signed) / len(signed) if signed else None,
+            "within_15_percent": sum(abs(x) <= WITHIN_PERCENT for x in signed) / len(signed) if signed else None,
+            "inside_range": sum(e["within_range"] for e in learned) / len(learned) if learned else None,
+            "default_jobs": len(defaults),
+            "default_median_abs_error_percent": _median([abs(e["error_percent"]) for e in defaults]),
+        })
+    return rows

@@ -222,6 +222,31 @@ class DatasetRefSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class QuotedSerializer(serializers.Serializer):
+    estimated_seconds = serializers.IntegerField()
+    low_seconds = serializers.IntegerField()
+    high_seconds = serializers.IntegerField()
+    estimated_cost_usd = serializers.CharField()
+    device_class = serializers.CharField()
+    method = serializers.CharField()
+    basis = serializers.CharField()
+    history_jobs = serializers.IntegerField()
+
+
+class QuoteActualSerializer(serializers.Serializer):
+    seconds = serializers.FloatField(help_text="Billed seconds (what the customer pays; work lost to infrastructure "
+                                               "and redone is not billed)")
+    cost_usd = serializers.CharField(help_text="Those seconds at the quoted rate")
+
+
+class JobQuoteSerializer(serializers.Serializer):
+    quoted = QuotedSerializer(help_text="The quote stored at submission: what POST /jobs/quote answered for the body")
+    actual = QuoteActualSerializer(allow_null=True, help_text="Once the job succeeded; null before (or failed, cancelled)")
+    error_percent = serializers.FloatField(allow_null=True, help_text="(actual − quoted) / quoted × 100: + it took longer "
+                                                                      "(and cost more) than quoted")
+    within_range = serializers.BooleanField(allow_null=True, help_text="low_seconds ≤ actual ≤ high_seconds")
+
+
 class JobSerializer(serializers.ModelSerializer):
     dataset = serializers.SerializerMethodField()
     validation_dataset = serializers.SerializerMethodField(help_text=(
@@ -255,6 +280,9 @@ class JobSerializer(serializers.ModelSerializer):
         "the checkpoint (so it is optimistic about unseen data); `test`: the held-out test set (attached with "
         "test_dataset_id or carved with test_fraction), scored once by the delivered model — null until the job "
         "succeeds, or without a test set"))
+    quote = serializers.SerializerMethodField(help_text=(
+        "The quote stored at submission and, once the job succeeded, what it really took (its billed seconds) and "
+        "the signed error; null for jobs submitted before quotes were stored"))
 
     class Meta:
         model = Job
@@ -262,7 +290,7 @@ class JobSerializer(serializers.ModelSerializer):
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "eta_basis", "latest_metrics", "result",
                   "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
-                  "evaluation", "hints", "cancel_requested_at", "queued_at", "started_at", "finished_at", "created_at")
+                  "evaluation", "hints", "quote", "cancel_requested_at", "pause_requested_at", "queued_at", "started_at", "finished_at", "created_at")
         read_only_fields = fields
 
     def to_representation(self, job):
@@ -299,6 +327,13 @@ class JobSerializer(serializers.ModelSerializer):
     @extend_schema_field(JobEvaluationSerializer(allow_null=True))
     def get_evaluation(self, job) -> dict | None:
         return selectors.job_evaluation(job)
+
+    @extend_schema_field(JobQuoteSerializer(allow_null=True))
+    def get_quote(self, job) -> dict | None:
+        from .quote_errors import quote_representation
+
+        self._usage(job, "billed_seconds")  # the job's seconds, read once with the fields below
+        return quote_representation(job)
 
     def get_progress(self, job) -> dict:
         return {"step": job.step, "total_steps": job.total_steps, "epoch": round(job.epoch, 3),

@@ -86,6 +86,9 @@ def _create_queued(*, idempotency_key, fingerprint, organization, entitlements: 
     if dry_run:
         return Job(**values), False
     check_can_start_job(organization=organization, kind=fields["kind"], entitlements=entitlements)
+    from .quotes import submission_quote  # kept with the job: what POST /jobs/quote answered for this body
+
+    values["quote"] = submission_quote(Job(**values), entitlements=entitlements)
     try:
         with transaction.atomic():
             job = Job.objects.create(**values)
@@ -148,9 +151,6 @@ def _compression_source(*, organization, source_job_id, source_model_id):
         raise field_error("source_job_id", "No such job in this organization.", code="not_found")
     if source.state != JobState.SUCCEEDED or not source.artifacts.filter(name="model.zip").exists():
         raise field_error("source_job_id", f"Job {source.pk} has no finished model to compress (it is {source.state}).")
-    if source.kind == JobKind.CHAT_FINETUNE:
-        raise field_error("source_job_id", f"Job {source.pk} is a chat model; compression jobs take encoder classifiers "
-                                           "(chat-model quantization is not offered yet).")
     if source.kind == JobKind.QUANTIZE:
         raise field_error("source_job_id", f"Job {source.pk}'s model is already int8; quantize last in a chain "
                                            "(its source model can be compressed instead).")
@@ -185,6 +185,9 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         raise field_error("kind", f"kind must be finetune or one of {', '.join(COMPRESSION_KINDS)}.")
     source, uploaded = _compression_source(organization=organization, source_job_id=source_job_id,
                                            source_model_id=source_model_id)
+    if source is not None and source.kind == JobKind.CHAT_FINETUNE and kind != "quantize":
+        raise field_error("kind", f"{kind} is not supported for chat models yet; a chat model (job {source.pk}) can be "
+                                  "quantized to int8 (kind quantize).")
     guard = kinds.options_of(kinds.CompressionOptions)["max_accuracy_drop"].metadata
     if hyperparameters.number_problem(max_accuracy_drop, kind=float, low=guard["min"], high=guard["max"]):
         raise field_error("max_accuracy_drop", f"Give the largest acceptable accuracy drop in points, "
@@ -212,7 +215,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
     if dataset_id is not None:
         version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
     model_task = source.dataset_version.task if source else uploaded.task
-    if version.task not in SUPPORTED_TASKS or version.task != model_task:
+    if version.task not in (*SUPPORTED_TASKS, "chat") or version.task != model_task:
         raise field_error("dataset_id", f"The evaluation data is {version.task}; the model was trained for {model_task}.")
     labels = list(source.labels if source else uploaded.labels)
     if not set(labels) >= set(version.report.get("labels", {}).get("counts", {})):
@@ -255,7 +258,9 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         requested=payload, spec=spec, created_by=actor.user, created_by_key=actor.api_key,
         event=f"Queued on '{queue_of(entitlements)}': {what} of "
               f"{f'job {source.pk}' if source else f'uploaded model {uploaded.name}'}'s model, "
-              f"evaluated on {version.dataset.name} v{version.number}; allowed accuracy drop {float(max_accuracy_drop)} points.")
+              f"evaluated on {version.dataset.name} v{version.number}; allowed "
+              + (f"perplexity increase {float(max_accuracy_drop)}%." if version.task == "chat"
+                 else f"accuracy drop {float(max_accuracy_drop)} points."))
 
 
 def compression_name(*, kind: str, spec: dict, source: Job | None, uploaded) -> str:

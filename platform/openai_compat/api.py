@@ -21,7 +21,7 @@ from .errors import openai_exception_handler
 
 class OpenAIView(OrganizationAPIView):
     pagination_class = None
-    schema = None  # not in the native /api/v1/ schema; docs/openai-compatible.md describes this surface
+    schema = None  # not in the native /api/v1/ schema: this surface has its own, openapi.py (GET /v1/openapi.json)
 
     def get_exception_handler(self):
         return openai_exception_handler
@@ -117,19 +117,21 @@ class FineTuningJobCancelApi(OpenAIView):
 
 
 class FineTuningJobPauseApi(OpenAIView):
-    """Pause and resume are not supported yet: the job is looked up (a foreign id is 404), then refused."""
+    """Pause: a queued job is `paused` at once, a running one stops at its next step with a checkpoint
+    (billing stops) and then reads `paused`. Resume: `queued` again, continuing from the last checkpoint."""
 
     parser_classes = [JSONParser]
-    action = "pause"
+    service = staticmethod(lifecycle.job_pause)
 
     def post(self, request, job_id: str):
-        selectors.fine_tuning_job_get(organization=self.organization, job_id=job_id)
-        raise ApplicationError(f"Lathe cannot {self.action} fine-tuning jobs yet: a job runs to its end or is cancelled "
-                               "(POST .../cancel keeps its best checkpoint).", code="unsupported")
+        job = selectors.fine_tuning_job_get(organization=self.organization, job_id=job_id)
+        self.service(organization=self.organization, actor=self.actor, job_id=job.pk)
+        job = selectors.fine_tuning_job_get(organization=self.organization, job_id=job_id)
+        return Response(presenters.job_object(job, entitlements=self.entitlements))
 
 
 class FineTuningJobResumeApi(FineTuningJobPauseApi):
-    action = "resume"
+    service = staticmethod(lifecycle.job_resume)
 
 
 class FineTuningJobEventListApi(OpenAIView):
@@ -174,5 +176,5 @@ class ModelDetailApi(OpenAIView):
 def unsupported_endpoint(request, *args, **kwargs):
     return JsonResponse({"error": {
         "message": f"Lathe's OpenAI-compatible API has no {request.method} {request.path[:200]}: it serves /v1/files, "
-                   "/v1/fine_tuning/jobs and /v1/models (see docs/openai-compatible.md).",
+                   "/v1/fine_tuning/jobs and /v1/models (see docs/openai-compatible.md and GET /v1/openapi.json).",
         "type": "invalid_request_error", "param": None, "code": "unsupported_endpoint"}}, status=404)

@@ -14,6 +14,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: 
 # Lathe's field names → the OpenAI request's.
 PARAM_NAMES = {"dataset_id": "training_file", "dataset_version": "training_file", "base_model": "model",
                "file": "file", "name": "suffix", "hyperparameters.epochs": "hyperparameters.n_epochs",
+               "validation_dataset_id": "validation_file", "validation_dataset_version": "validation_file",
                "hyperparameters.learning_rate": "hyperparameters.learning_rate_multiplier"}
 CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 

@@ -13,7 +13,7 @@ from . import ids, selectors
 # Lathe's job states → OpenAI's status. Files are validated when uploaded and again when the job is created,
 # so a job is never seen in `validating_files`.
 STATUS = {JobState.QUEUED: "queued", JobState.RUNNING: "running", JobState.SUCCEEDED: "succeeded",
-          JobState.FAILED: "failed", JobState.CANCELLED: "cancelled"}
+          JobState.FAILED: "failed", JobState.CANCELLED: "cancelled", JobState.PAUSED: "paused"}
 EVENT_LEVELS = {"info": "info", "warning": "warn", "error": "error"}
 # Checkpoint metrics: Lathe's names → OpenAI's.
 CHECKPOINT_METRICS = {"train_loss": "train_loss", "loss": "train_loss", "eval_loss": "valid_loss",
@@ -81,13 +81,16 @@ def job_object(job: Job, *, entitlements=None) -> dict:
         "seed": request.seed if request and request.seed is not None else job.spec.get("seed", 0),
         "status": STATUS.get(job.state, job.state),
         "trained_tokens": (job.result or {}).get("train_tokens") if succeeded else None,
-        "training_file": ids.encode("file", job.dataset_version_id), "validation_file": None,
+        "training_file": ids.encode("file", job.dataset_version_id), "validation_file": (ids.encode("file", job.validation_dataset_version_id)
+                            if job.validation_dataset_version_id else None),
         "estimated_finish": unix(estimated), "integrations": [],
         "metadata": request.metadata if request else None,
         "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
         "user_provided_suffix": (request.suffix or None) if request else None,
         "lathe": {
-            "job_id": job.pk, "state": job.state, "method": job.method, "base_model": job.base_model.slug if job.base_model else None,
+            "job_id": job.pk, "state": job.state, "method": job.method,
+            # A running job asked to pause reads `running` until it stops at its next step, then `paused`.
+            "pause_requested": job.pause_requested_at is not None and job.state == JobState.RUNNING, "base_model": job.base_model.slug if job.base_model else None,
             "progress": {"step": job.step, "total_steps": job.total_steps, "epoch": round(job.epoch or 0, 3)},
             "billed_seconds": float(billed) if billed is not None else None, "price_usd": _price(job, entitlements),
             "max_cost_usd": str(job.max_cost) if job.max_cost is not None else None,

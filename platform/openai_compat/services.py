@@ -15,7 +15,7 @@ from . import ids, selectors
 from .errors import openai_param
 from .models import FineTuningRequest
 
-MIGRATION_GUIDE = "docs/openai-compatible.md"
+MIGRATION_GUIDE = "docs/openai-migration.md"
 OPENAI_MODEL = re.compile(r"(gpt-|ft:|o[0-9]|babbage|davinci|chatgpt)", re.I)
 SUFFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 MAX_MULTIPLIER = 100  # × the auto rate (2e-4 for LoRA up to 1B parameters): within the declaration's 0.1
@@ -133,9 +133,9 @@ def fine_tuning_job_create(*, organization, actor, data, idempotency_key: str | 
     for required in ("model", "training_file"):
         if not isinstance(data.get(required), str) or not data[required]:
             raise _error(f"{required} is required (a string).", param=required, code="required")
-    if data.get("validation_file") not in (None, ""):
-        raise _error("A separate validation_file is not supported on Lathe yet: the validation split is carved from "
-                     "training_file (10%). Leave validation_file out.", param="validation_file", code="unsupported")
+    validation_file = data.get("validation_file")
+    if validation_file not in (None, "") and not isinstance(validation_file, str):
+        raise _error("validation_file must be a file id (a string).", param="validation_file")
     model = data["model"]
     base = BaseModel.objects.filter(slug=model, is_active=True).first()
     if base is None or base.task_family != "chat":
@@ -145,6 +145,16 @@ def fine_tuning_job_create(*, organization, actor, data, idempotency_key: str | 
     except ApplicationError:
         raise _error(f"training_file {str(data['training_file'])[:80]!r} is not one of your fine-tune files.",
                      param="training_file", code="invalid_training_file") from None
+    validation = None
+    if validation_file:
+        try:
+            validation = selectors.file_get(organization=organization, file_id=validation_file)
+        except ApplicationError:
+            raise _error(f"validation_file {validation_file[:80]!r} is not one of your fine-tune files.",
+                         param="validation_file", code="invalid_validation_file") from None
+        if validation.pk == version.pk:
+            raise _error("validation_file is the training_file; give other conversations to validate on (or leave it "
+                         "out: 10% of training_file is then held back for validation).", param="validation_file")
     suffix = data.get("suffix") or ""
     if not isinstance(suffix, str) or (suffix and not SUFFIX.fullmatch(suffix)):
         raise _error("suffix is 1 to 40 letters, digits, '-' or '_'.", param="suffix")
@@ -171,7 +181,9 @@ def fine_tuning_job_create(*, organization, actor, data, idempotency_key: str | 
                                dataset_version=version.number, base_model=base.slug, method="lora",
                                hyperparameters_in={**hyperparameters, **extra}, name=suffix,
                                idempotency_key=None if dry_run else idempotency_key, dry_run=dry_run,
-                               entitlements=entitlements)
+                               entitlements=entitlements,
+                               validation_dataset_id=validation.dataset_id if validation else None,
+                               validation_dataset_version=validation.number if validation else None)
         except ApplicationError as exc:
             field = next(iter(exc.fields), None)
             param = openai_param(field)

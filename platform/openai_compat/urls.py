@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import api
+from . import api, openapi
 
 app_name = "openai"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("fine_tuning/jobs/<str:job_id>/checkpoints", api.FineTuningJobCheckpointListApi.as_view(), name="job-checkpoints"),
     path("models", api.ModelListApi.as_view(), name="model-list"),
     path("models/<str:model_id>", api.ModelDetailApi.as_view(), name="model-detail"),
+    path("openapi.json", openapi.openapi_json, name="openapi"),  # public: the schema of this surface
     # Anything else OpenAI serves (chat completions, batches, ...): an OpenAI-shaped 404 naming what is here.
     # Unnamed and public: it reads nothing and says the same to everyone.
     re_path(r"^.*$", api.unsupported_endpoint),

@@ -144,6 +144,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "api/v1/jobs/quote"): Endpoint(lambda w: "/api/v1/jobs/quote", lambda w: (_finetune(w), *_compressions(w), _chat(w)),
                                             control=True),
     ("POST", "api/v1/jobs/<id:job_id>/cancel"): Endpoint(lambda w: f"/api/v1/jobs/{w.job_id}/cancel"),
+    ("POST", "api/v1/jobs/<id:job_id>/pause"): Endpoint(lambda w: f"/api/v1/jobs/{w.job_id}/pause"),
+    ("POST", "api/v1/jobs/<id:job_id>/resume"): Endpoint(lambda w: f"/api/v1/jobs/{w.job_id}/resume"),
     ("PATCH", "api/v1/billing/spend-cap"): Endpoint(lambda w: "/api/v1/billing/spend-cap",
                                                     lambda w: ({"spend_cap_usd": "10.00"},), control=True),
     ("POST", "api/v1/billing/checkout"): Endpoint(lambda w: "/api/v1/billing/checkout",

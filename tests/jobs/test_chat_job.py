@@ -99,7 +99,10 @@ def test_a_chat_fine_tune_is_submitted_run_metered_and_shown(api, client, tenant
 
     client.force_login(tenant_a.owner)
     page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
-    assert 'data-testid="chat-generations"' in page and 'data-testid="compress-form"' not in page
+    assert 'data-testid="chat-generations"' in page
+    compress = re.search(r'data-testid="compress-form".*?</form>', page, re.S).group(0)  # chat models: int8 only
+    assert re.findall(r'<option value="(\w+)"', re.search(r'name="kind".*?</select>', compress, re.S).group(0)) == ["quantize"]
+    assert "perplexity increase" in compress and 'data-kind="prune"' not in compress
     assert "<script>alert(1)</script>" not in page  # the odd line's content is escaped wherever it shows
 
 

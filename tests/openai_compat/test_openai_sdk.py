@@ -39,7 +39,7 @@ def test_a_fine_tune_from_upload_to_model_through_the_sdk(client, tenant_a):
     with pytest.raises(openai.BadRequestError) as refused:
         client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=uploaded.id)
     assert refused.value.param == "model" and "tiny-llama" in refused.value.message
-    assert "openai-compatible" in refused.value.message and not Job.objects.exists()
+    assert "openai-migration" in refused.value.message and not Job.objects.exists()
 
     created = client.fine_tuning.jobs.create(
         model="tiny-llama", training_file=uploaded.id, suffix="facts", seed=7, metadata={"team": "search"},
@@ -87,9 +87,9 @@ def test_a_fine_tune_from_upload_to_model_through_the_sdk(client, tenant_a):
     assert client.fine_tuning.jobs.cancel(second.id).status == "cancelled"
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.cancel(second.id)
-    with pytest.raises(openai.BadRequestError, match="cannot pause"):
+    with pytest.raises(openai.ConflictError, match="already ended"):
         client.fine_tuning.jobs.pause(second.id)
-    with pytest.raises(openai.BadRequestError, match="cannot resume"):
+    with pytest.raises(openai.ConflictError, match="Only a paused job"):
         client.fine_tuning.jobs.resume(second.id)
     listed = client.fine_tuning.jobs.list(limit=1)
     assert [j.id for j in listed.data] == [second.id] and listed.has_more  # newest first, one a page
@@ -107,6 +107,39 @@ def test_a_fine_tune_from_upload_to_model_through_the_sdk(client, tenant_a):
     assert client.files.delete(unused.id).deleted
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(unused.id)
+
+
+def test_pause_and_resume_through_the_sdk(client, tenant_a):
+    """A running job paused through the SDK stops at its next step with a checkpoint (the real runner, in process),
+    reads `paused`, and resumed continues from that checkpoint to success; a queued one pauses at once."""
+    uploaded = client.files.create(file=("facts.jsonl", chat_jsonl()), purpose="fine-tune")
+    created = client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, method=supervised(n_epochs=2))
+    queued = client.fine_tuning.jobs.pause(created.id)
+    assert queued.status == "paused" and queued.finished_at is None
+    with pytest.raises(openai.ConflictError, match="already paused"):
+        client.fine_tuning.jobs.pause(created.id)
+    assert client.fine_tuning.jobs.resume(created.id).status == "queued"
+
+    job = Job.objects.get()
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    pausing = client.fine_tuning.jobs.pause(created.id)
+    assert pausing.status == "running" and pausing.model_extra["lathe"]["pause_requested"]  # until its next step
+    assert runner.run_claimed_job(claimed, token) == JobState.PAUSED
+    paused = client.fine_tuning.jobs.retrieve(created.id)
+    assert paused.status == "paused" and paused.error is None and paused.fine_tuned_model is None
+    assert not paused.model_extra["lathe"]["pause_requested"]
+    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(created.id).data]
+    stopped_at = Job.objects.get().result["global_step"]
+    assert stopped_at in steps and stopped_at < Job.objects.get().total_steps
+
+    assert client.fine_tuning.jobs.resume(created.id).status == "queued"
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
+    done = client.fine_tuning.jobs.retrieve(created.id)
+    assert done.status == "succeeded" and done.fine_tuned_model
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(created.id)]
+    assert any(m.startswith(f"Resumed from checkpoint at step {stopped_at} ") for m in messages), messages
+    assert Job.objects.get().attempts == 2
 
 
 def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, make_tenant):
@@ -131,7 +164,17 @@ def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, ma
     uploaded = client.files.create(file=("facts.jsonl", chat_jsonl()), purpose="fine-tune")
     with pytest.raises(openai.BadRequestError) as validation:
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, validation_file=uploaded.id)
-    assert validation.value.param == "validation_file"
+    assert validation.value.param == "validation_file" and "is the training_file" in validation.value.message
+    with pytest.raises(openai.BadRequestError) as unknown_validation:
+        client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, validation_file="file-999999")
+    assert unknown_validation.value.param == "validation_file"
+    held_back = client.files.create(file=("checks.jsonl", chat_jsonl()), purpose="fine-tune")
+    validated = client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id,
+                                               validation_file=held_back.id)
+    assert client.fine_tuning.jobs.retrieve(validated.id).validation_file == held_back.id
+    stored = Job.objects.get(pk=int(validated.id.split("-")[1]))
+    assert stored.validation_dataset_version.pk == int(held_back.id.split("-")[1])
+    client.fine_tuning.jobs.cancel(validated.id)
     with pytest.raises(openai.BadRequestError) as epochs:
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, method=supervised(n_epochs=500))
     assert epochs.value.param == "method.supervised.hyperparameters.n_epochs"
@@ -145,7 +188,7 @@ def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, ma
                                          extra_headers={"Idempotency-Key": "once"})
     again = client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id,
                                            extra_headers={"Idempotency-Key": "once"})
-    assert again.id == job.id and Job.objects.count() == 1
+    assert again.id == job.id and Job.objects.count() == 2  # this one and the validated one above
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, suffix="other",
                                        extra_headers={"Idempotency-Key": "once"})
@@ -156,6 +199,7 @@ def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, ma
         sdk(live_server, "lth_not-a-key").models.list()
     other = sdk(live_server, make_tenant("Beta", "owner-b@example.com").key(scopes=["read", "write"]))
     for call in (lambda: other.fine_tuning.jobs.retrieve(job.id), lambda: other.fine_tuning.jobs.cancel(job.id),
+                 lambda: other.fine_tuning.jobs.pause(job.id), lambda: other.fine_tuning.jobs.resume(job.id),
                  lambda: other.fine_tuning.jobs.list_events(job.id), lambda: other.files.retrieve(uploaded.id),
                  lambda: other.files.delete(uploaded.id), lambda: other.fine_tuning.jobs.retrieve("ftjob-x")):
         with pytest.raises(openai.NotFoundError):
@@ -163,7 +207,7 @@ def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, ma
     assert list(other.fine_tuning.jobs.list()) == [] and list(other.files.list()) == []
     with pytest.raises(openai.PermissionDeniedError):
         sdk(live_server, tenant_a.key(scopes=["read"])).fine_tuning.jobs.cancel(job.id)
-    assert Job.objects.get().state == JobState.QUEUED
+    assert Job.objects.get(pk=int(job.id.split("-")[1])).state == JobState.QUEUED
 
 
 def test_a_rate_limited_caller_gets_the_sdks_rate_limit_error(live_server, client, tenant_a):

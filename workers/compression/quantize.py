@@ -53,8 +53,10 @@ def save_int8(model: torch.nn.Module, tokenizer, folder: str) -> str:
             tensors[f"{name}.bias"] = bias.detach().contiguous()
         quantized.append(name)
     prefixes = tuple(f"{n}." for n in quantized)
+    stored = set()  # a tied tensor (an LM head sharing the embeddings) is stored once; loading ties it again
     for key, value in model.state_dict().items():
-        if torch.is_tensor(value) and not key.startswith(prefixes):  # embeddings, norms, buffers
+        if torch.is_tensor(value) and not key.startswith(prefixes) and (value.numel() == 0 or value.data_ptr() not in stored):
+            stored.add(value.data_ptr())  # embeddings, norms, buffers
             tensors[key] = value.detach().contiguous().clone()
     save_file(tensors, os.path.join(folder, QUANT_FILE))
     model.config.save_pretrained(folder)

@@ -309,9 +309,12 @@ LOGGING = {
     "filters": {"request_id": {"()": "core.logging.RequestIDFilter"}},
     "formatters": {
         "default": {"format": "%(asctime)s %(levelname)s [%(request_id)s %(client_ip)s] %(name)s: %(message)s"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "default"},
+        # LATHE_LOG_FORMAT=json: one JSON object a line (core.logging.JsonFormatter) for log shippers.
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"],
+                    "formatter": "json" if env.str("LATHE_LOG_FORMAT", default="text") == "json" else "default"},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -327,6 +330,11 @@ LATHE_STORAGE_QUOTA_BYTES = env.int("LATHE_STORAGE_QUOTA_BYTES", default=1000 * 
 LATHE_MODEL_MAX_FILE_BYTES = env.int("LATHE_MODEL_MAX_FILE_BYTES", default=2 * 1000 * 1000 * 1000)
 # Uploads above this go to a temporary file rather than memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Metrics ----------------------------------------------------------------
+# Prometheus scrapes /metrics with "Authorization: Bearer <token>" (jobs/metrics.py); staff sessions may
+# read it too. Unset: /metrics answers 404 to everyone else (not exposed by default).
+LATHE_METRICS_TOKEN = env.str("LATHE_METRICS_TOKEN", default="")
 
 # --- Jobs -------------------------------------------------------------------
 LATHE_DEFAULT_QUEUE = env.str("LATHE_DEFAULT_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
