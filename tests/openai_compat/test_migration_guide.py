@@ -52,7 +52,7 @@ def test_the_migration_guide_example_runs_against_a_live_server(live_server, ten
     assert f"finished succeeded ft:tiny-llama:acme:support-bot:{first.pk}" in output
     assert "downloaded model.zip:" in output and "config.json present" in output
     assert "second cancelled" in output and second.state == JobState.CANCELLED
-    assert "third paused\nthird queued\n" in output and f"third succeeded ft:tiny-llama:acme::{third.pk}" in output
+    assert "third paused\nthird resumed: True\n" in output and f"third succeeded ft:tiny-llama:acme::{third.pk}" in output
     assert first.state == third.state == JobState.SUCCEEDED
     # The third job really paused and came back: its events say so, in that order.
     messages = list(JobEvent.objects.filter(job=third).order_by("pk").values_list("message", flat=True))
