@@ -11,22 +11,10 @@ import pytest
 
 from jobs.estimates import estimate
 from jobs.models import Job, JobKind
-from tests.jobs.history import measured_job, row_lengths, tokenized_dataset
+from tests.jobs.history import measured_job, row_lengths
+from tests.jobs.history import model, version  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
-PARAMETERS = 1_000_000
-
-
-@pytest.fixture
-def model(tiny_bert):
-    type(tiny_bert).objects.filter(pk=tiny_bert.pk).update(parameter_count=PARAMETERS)
-    tiny_bert.refresh_from_db()
-    return tiny_bert
-
-
-@pytest.fixture
-def version(tenant_a, model, media):
-    return tokenized_dataset(tenant_a, model)
 
 
 @pytest.fixture

@@ -5,11 +5,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobState
 from tests.jobs.conftest import slice_csv
+
+PARAMETERS = 1_000_000
+
+
+@pytest.fixture
+def model(tiny_bert):
+    """The tiny BERT with a parameter count the estimator prices by."""
+    type(tiny_bert).objects.filter(pk=tiny_bert.pk).update(parameter_count=PARAMETERS)
+    tiny_bert.refresh_from_db()
+    return tiny_bert
+
+
+@pytest.fixture
+def version(tenant_a, model, media):
+    return tokenized_dataset(tenant_a, model)
 
 
 def measured_job(organization, version, base_model, *, method: str = "full", device_class: str = "cpu",

@@ -25,22 +25,10 @@ from jobs import selectors
 from jobs.models import Job, JobKind, JobState
 from jobs.quote_errors import quote_error
 from tests.jobs.history import measured_job, tokenized_dataset
+from tests.jobs.history import model, version  # noqa: F401 (fixtures)
 from workers.data import carve_test
 
 pytestmark = pytest.mark.django_db
-PARAMETERS = 1_000_000
-
-
-@pytest.fixture
-def model(tiny_bert):
-    type(tiny_bert).objects.filter(pk=tiny_bert.pk).update(parameter_count=PARAMETERS)
-    tiny_bert.refresh_from_db()
-    return tiny_bert
-
-
-@pytest.fixture
-def version(tenant_a, model, media):
-    return tokenized_dataset(tenant_a, model)
 
 
 @pytest.fixture
