@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 from django.apps import apps
 from django.db import connection
-from django.urls import URLPattern, URLResolver, get_resolver
+from tests.url_routes import url_patterns
 from rest_framework.test import APIClient
 
 from billing.models import StripeEvent
@@ -162,22 +162,15 @@ FUNCTION_VIEW_METHODS = {"stripe/webhook": ("POST",)}
 def write_routes() -> set[tuple[str, str]]:
     """(method, route) of every write handler under the JSON prefixes."""
     found = set()
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern) and route.startswith(JSON_ROUTE_PREFIXES):
-                view_class = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
-                if view_class is None:
-                    methods = FUNCTION_VIEW_METHODS.get(route)
-                    assert methods is not None, f"{route}: a function view; name its write methods in FUNCTION_VIEW_METHODS"
-                else:
-                    methods = [m for m in WRITE_METHODS if hasattr(view_class, m.lower())]
-                found.update((method, route) for method in methods)
-
-    walk(get_resolver().url_patterns, "")
+    for route, _pattern, view_class in url_patterns():
+        if not route.startswith(JSON_ROUTE_PREFIXES):
+            continue
+        if view_class is None:
+            methods = FUNCTION_VIEW_METHODS.get(route)
+            assert methods is not None, f"{route}: a function view; name its write methods in FUNCTION_VIEW_METHODS"
+        else:
+            methods = [m for m in WRITE_METHODS if hasattr(view_class, m.lower())]
+        found.update((method, route) for method in methods)
     return found
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import URLPattern, URLResolver, get_resolver
+from tests.url_routes import url_patterns
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -63,19 +63,11 @@ MULTIPART_ROUTES = {("POST", "v1/files")}
 
 def v1_write_routes() -> set[tuple[str, str]]:
     found = set()
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern) and route.startswith("v1/"):
-                view_class = getattr(pattern.callback, "cls", None)
-                if view_class is None:
-                    continue  # the unnamed catch-all 404 (openai_compat.api.unsupported_endpoint) writes nothing
-                found.update((m, route) for m in WRITE_METHODS if hasattr(view_class, m.lower()))
-
-    walk(get_resolver().url_patterns, "")
+    for route, pattern, _view_class in url_patterns():
+        view_class = getattr(pattern.callback, "cls", None)
+        if not route.startswith("v1/") or view_class is None:
+            continue  # the unnamed catch-all 404 (openai_compat.api.unsupported_endpoint) writes nothing
+        found.update((m, route) for m in WRITE_METHODS if hasattr(view_class, m.lower()))
     return found
 
 

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from openapi_spec_validator import validate
 
@@ -17,30 +16,22 @@ from tenancy.actors import Actor
 
 from .conftest import chat_jsonl
 
+from tests.url_routes import url_patterns
+
 pytestmark = pytest.mark.django_db
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def v1_routes() -> set[tuple[str, str]]:
-    """(method, OpenAPI path) of every /v1/ route, from the URL resolver and each view's handlers."""
+    """(method, OpenAPI path) of every named /v1/ route, from the URL resolver and each view's handlers."""
     found = set()
-
-    def walk(patterns, prefix):
-        for pattern in patterns:
-            route = prefix + str(pattern.pattern)
-            if isinstance(pattern, URLResolver):
-                walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern) and route.startswith("v1/") and pattern.name:
-                path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
-                view_class = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
-                if view_class is None:  # a function view: the methods its decorator allows (require_GET)
-                    methods = ("get",)
-                else:
-                    methods = [m for m in METHODS if hasattr(view_class, m)]
-                found.update((m, path) for m in methods)
-
-    walk(get_resolver().url_patterns, "")
+    for route, pattern, view_class in url_patterns():
+        if route.startswith("v1/") and pattern.name:
+            path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+            # a function view: the methods its decorator allows (require_GET)
+            methods = ("get",) if view_class is None else [m for m in METHODS if hasattr(view_class, m)]
+            found.update((m, path) for m in methods)
     return found
 
 
