@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import cards, checkpoints
+from . import cards, checkpoints, distributed
 from .archive import zip_folder
 from .data import carve_test, collate, encode, epoch_batches, read_jsonl
 from .evaluation import classification_metrics
@@ -58,9 +58,10 @@ class FineTuneResult:
 
 
 def resolve_device(spec: FineTuneSpec) -> torch.device:
-    if spec.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec.device)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if spec.device == "auto" else torch.device(spec.device)
+    if device.type == "cuda" and distributed.world()[1] > 1:  # one GPU per rank (torchrun's LOCAL_RANK)
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def resolve_precision(spec: FineTuneSpec, device: torch.device) -> str:
@@ -311,7 +312,11 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
 
     spec, reporter, device, precision = run.spec, run.reporter, run.device, run.precision
     examples = phase.examples
-    batches_per_epoch = math.ceil(len(examples) / spec.batch_size)
+    _rank, world_size = distributed.world()
+    batches_per_epoch = distributed.batches_per_rank(math.ceil(len(examples) / spec.batch_size))
+    if not batches_per_epoch:
+        raise ValueError(f"{len(examples)} examples make fewer batches of {spec.batch_size} than the "
+                         f"{world_size} processes training together: use a smaller batch_size or fewer processes.")
     steps_per_epoch = math.ceil(batches_per_epoch / spec.gradient_accumulation_steps)
     phase_steps = steps_per_epoch * phase.epochs
     total_steps = run.total_steps = phase.first_step + phase_steps + phase.steps_after
@@ -346,14 +351,16 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
     running_loss, running_count, tokens_seen, stop_reason = 0.0, 0, 0, None
     loss_key = "train_loss" if phase.name == "selection" else f"{phase.name}_train_loss"
     model.train()
+    train_model = distributed.wrap(model, device)  # DDP across the ranks; `model` itself when alone
     epoch = state["epoch"]
     while epoch < phase.epochs and stop_reason is None:
-        batches = epoch_batches(examples, spec.batch_size, seed=spec.seed, epoch=epoch, group_by_length=spec.group_by_length)
+        batches = distributed.shard(epoch_batches(examples, spec.batch_size, seed=spec.seed, epoch=epoch,
+                                                  group_by_length=spec.group_by_length))
         for index in range(state["batch_in_epoch"], len(batches)):
             batch = {k: v.to(device, non_blocking=True) for k, v in collate(examples, batches[index], run.pad_id).items()}
             labels = batch.pop("labels")
             with _autocast(device, precision):
-                logits = model(**batch).logits
+                logits = train_model(**batch).logits
             if phase.soft_targets is None:
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=spec.label_smoothing)
             else:
@@ -363,8 +370,8 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
             scaler.scale(loss).backward()
             running_loss += float(loss.detach()) * spec.gradient_accumulation_steps
             running_count += 1
-            state["examples_seen"] += len(batches[index])
-            tokens_seen += sum(len(examples[i]["input_ids"]) for i in batches[index])
+            state["examples_seen"] += len(batches[index]) * world_size  # every rank a batch this size
+            tokens_seen += sum(len(examples[i]["input_ids"]) for i in batches[index]) * world_size
             last_in_epoch = index == len(batches) - 1
             if (index + 1) % spec.gradient_accumulation_steps and not last_in_epoch:
                 continue
@@ -388,7 +395,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
                 running_loss, running_count = 0.0, 0
             if step % spec.checkpoint_every_steps == 0 and not last_in_epoch:
                 checkpoint(index + 1, epoch)
-            stop_reason = reporter.should_stop()
+            stop_reason = distributed.agree_stop(reporter.should_stop())  # rank 0's answer, on every rank
             if stop_reason:
                 if stop_reason != "lease lost":  # the checkpoints belong to the new owner now
                     checkpoint(index + 1, epoch)
@@ -427,6 +434,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
     state["epochs_run"] = epoch
     if stop_reason is None and average is not None and average.seen > 1:
         _finish_average(run, model, phase, state, average)
+    distributed.barrier()  # rank 0's last checkpoint written before any rank reads it back
     return state, stop_reason, tokens_seen
 
 
@@ -453,6 +461,8 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     """Selection (train split; validation picks the epoch), then with `refit`
     a fresh fit on train + validation for the chosen epochs; with a test file,
     the final model scored once on it, after everything was chosen."""
+    if spec.world_size > 1 and distributed.world()[1] == 1:  # the worker: start the ranks, relay rank 0's reports
+        return distributed.launch(spec, reporter, processes=spec.world_size)
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
     device = resolve_device(spec)
@@ -472,7 +482,8 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     if not train:
         raise ValueError("The training split is empty.")
     refit = bool(spec.refit and validation)
-    steps_per_epoch = lambda rows: math.ceil(math.ceil(rows / spec.batch_size) / spec.gradient_accumulation_steps)  # noqa: E731
+    steps_per_epoch = lambda rows: math.ceil(  # noqa: E731
+        distributed.batches_per_rank(math.ceil(rows / spec.batch_size)) / spec.gradient_accumulation_steps)
 
     masks = zero_weight_masks(model) if spec.keep_zero_weights else []
     soft_targets = None
@@ -532,7 +543,7 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
         test_metrics = {**evaluate(model, test, spec, device, precision, run.pad_id), "rows": len(test)}
         reporter.event(level="info", message=f"Test split ({len(test)} rows, never used for training or selection): "
                                              f"accuracy {test_metrics['accuracy']:.4f}, macro-F1 {test_metrics['macro_f1']:.4f}.")
-    if best is not None and stop_reason != "lease lost":
+    if best is not None and stop_reason != "lease lost" and distributed.is_main():
         export(spec, model, tokenizer, best, state, reporter, precision=precision, device=device,
                data={"train_rows": len(train), "validation_rows": len(validation), "test_rows": len(test)},
                test_metrics=test_metrics, refit=refit_info if stop_reason is None else None)

@@ -36,6 +36,9 @@ class FineTuneSpec(FineTuneHyperparameters):
     # pre_classifier, workers.finetune.HEAD_MODULES; [] reproduces the classifier alone).
     lora_head_modules: list[str] | None = None
     torch_threads: int | None = None
+    # Processes (devices) of this host the fine-tune runs across with torch.distributed (workers/distributed.py);
+    # 1: the single-device loop.
+    world_size: int = 1
     # Recovery after unstructured pruning: weights that are zero when training
     # starts stay zero (re-masked after every optimizer step).
     keep_zero_weights: bool = False
