@@ -9,6 +9,7 @@ Accelerate would add a config layer over the same launcher for a loop we already
     worker (Celery child)  ──torchrun──▶  rank 0 ─┐  DDP all-reduce (gloo on CPU, NCCL on CUDA)
         │  Reporter (the lease, the database)      rank 1 ─┘
         ◀── calls from rank 0 over a local socket (multiprocessing.connection, random authkey)
+    (each rank: workers/distributed_rank.py)
 
 Rank 0 reports through `RemoteReporter`: every Reporter call goes to the worker, which makes it on its own
 thread (so the platform's fenced, lease-checked writes stay where they are). The other ranks report nothing
@@ -28,7 +29,7 @@ import secrets
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Listener
 from pathlib import Path
 
 ADDRESS_ENV, AUTHKEY_ENV = "LATHE_DIST_REPORTER_ADDRESS", "LATHE_DIST_REPORTER_AUTHKEY"
@@ -171,50 +172,15 @@ class RemoteReporter:
                 self.broken = True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """One rank (run by torchrun): join the group, train, rank 0 hands the result back."""
-    import torch
-    import torch.distributed as dist
-
-    from .finetune import run_finetune
-    from .spec import FineTuneSpec
-
-    spec_path = (argv or sys.argv[1:])[0]
-    spec = FineTuneSpec(**json.loads(Path(spec_path).read_text()))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = spec.device != "cpu" and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
-    try:
-        if dist.get_rank() == 0:
-            reporter = RemoteReporter(Client(parse_address(os.environ[ADDRESS_ENV]), authkey=bytes.fromhex(os.environ[AUTHKEY_ENV])))
-        else:
-            reporter = FollowerReporter()
-        try:
-            result = run_finetune(spec, reporter)
-        except Exception as exc:
-            if dist.get_rank() == 0:  # the worker reports what went wrong, not torchrun's summary of it
-                reporter.send_error(f"{type(exc).__name__}: {exc}")
-            raise
-        if dist.get_rank() == 0:
-            reporter.send_result(result)
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
 # --- in the worker ----------------------------------------------------------------------------------------
 
 class DistributedRunError(RuntimeError):
     pass
 
 
-def launch(spec, reporter, *, processes: int):
+def launch(spec, reporter, *, processes: int) -> dict:
     """Run `spec` (a FineTuneSpec with world_size == processes) on `processes` ranks of this host and
-    return rank 0's FineTuneResult; the Reporter calls happen on this thread."""
-    from .finetune import FineTuneResult
-
+    return rank 0's FineTuneResult as a dict; the Reporter calls happen on this thread."""
     os.makedirs(spec.output_dir, exist_ok=True)
     spec_path = os.path.join(spec.output_dir, "distributed-spec.json")
     with open(spec_path, "w") as fh:
@@ -228,7 +194,7 @@ def launch(spec, reporter, *, processes: int):
            "OMP_NUM_THREADS": str(spec.torch_threads or 1)}
     log_path = os.path.join(spec.output_dir, "distributed.log")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-               "--max-restarts=0", "-m", "workers.distributed", spec_path]
+               "--max-restarts=0", "-m", "workers.distributed_rank", spec_path]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     accepted: queue.Queue = queue.Queue()
@@ -253,7 +219,7 @@ def launch(spec, reporter, *, processes: int):
             except (EOFError, OSError):
                 break
             if method == "result":
-                result = FineTuneResult(**kwargs)
+                result = kwargs
                 break
             if method == "error":
                 failure = kwargs["message"]
@@ -294,6 +260,3 @@ def parse_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host, int(port)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -462,7 +462,7 @@ def run_finetune(spec: FineTuneSpec, reporter: Reporter) -> FineTuneResult:
     a fresh fit on train + validation for the chosen epochs; with a test file,
     the final model scored once on it, after everything was chosen."""
     if spec.world_size > 1 and distributed.world()[1] == 1:  # the worker: start the ranks, relay rank 0's reports
-        return distributed.launch(spec, reporter, processes=spec.world_size)
+        return FineTuneResult(**distributed.launch(spec, reporter, processes=spec.world_size))
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
     device = resolve_device(spec)
