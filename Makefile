@@ -12,7 +12,7 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 .PHONY: up install install-test migrate seed test test-fast test-loaded browser schema check-deploy clean help
 
 help:
-	@echo "make up     install, migrate, seed, run web + worker + maintenance worker + scheduler (Ctrl-C stops all)"
+	@echo "make up     install, migrate, seed, run web + worker + inference worker + maintenance worker + scheduler (Ctrl-C stops all)"
 	@echo "make test   install test dependencies and run the whole suite"
 	@echo "make test-fast   the suite without real worker processes or the browser"
 	@echo "make test-loaded the whole suite with both cores kept busy (LOAD_PROCS, RUNS)"

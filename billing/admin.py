@@ -6,7 +6,8 @@ from django.contrib import admin, messages
 from core.admin import ReadOnlyAdmin
 
 from . import gateway, services
-from .models import (BillingAccount, EventStatus, Invoice, LedgerEntry, Plan, PlanRate, Reconciliation, SpendAlert, StripeEvent,
+from .models import (BillingAccount, EventStatus, InferenceUsage, Invoice, LedgerEntry, Plan, PlanRate, Reconciliation,
+                     SpendAlert, StripeEvent,
                      UsageSegment)
 
 
@@ -67,11 +68,21 @@ class UsageSegmentAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "organization", "job", "attempt", "device_class", "seconds", "amount_micros", "billable",
-                    "period_start", "export_status", "export_attempts", "exported_at")
-    list_filter = ("export_status", "billable", "device_class")
+    list_display = ("id", "organization", "usage_kind", "job", "attempt", "device_class", "seconds", "amount_micros",
+                    "billable", "period_start", "export_status", "export_attempts", "exported_at")
+    list_filter = ("usage_kind", "export_status", "billable", "device_class")
     search_fields = ("organization__slug", "job__id", "stripe_customer_id")
     list_select_related = ("organization", "job")
+
+
+@admin.register(InferenceUsage)
+class InferenceUsageAdmin(ReadOnlyAdmin):
+    """Inference requests' worker time as metered (immutable); hourly ledger entries price it."""
+
+    list_display = ("id", "organization", "reference", "source_key", "device_class", "seconds", "ended_at", "ledger_entry")
+    list_filter = ("device_class",)
+    search_fields = ("organization__slug", "reference", "source_key")
+    list_select_related = ("organization",)
 
 
 @admin.register(StripeEvent)

@@ -4,7 +4,9 @@
    from a lost worker, the attempt's usage after the checkpoint the next attempt
    resumes from is excluded (`metering.exclude_lost_work`: billed once, not twice).
 2. `rollup_usage`: segments of closed attempts become immutable ledger entries
-   (one per job attempt, device and period), each segment in exactly one.
+   (one per job attempt, device and period), each segment in exactly one;
+   `rollup_inference_usage`: inference requests' worker time, per organization, device
+   and closed hour, into entries of kind `inference` (no job).
 3. `export_pending`: billable entries of metered subscriptions go to Stripe as
    meter events (identifier and idempotency key = the entry), through the
    entries themselves as an outbox; a duplicate-identifier answer counts as
@@ -27,7 +29,8 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from . import gateway, services
-from .models import BillingAccount, ExportStatus, LedgerEntry, Reconciliation, SpendAlert, SubscriptionStatus, UsageSegment
+from .models import (BillingAccount, ExportStatus, InferenceUsage, LedgerEntry, Reconciliation, SpendAlert, SubscriptionStatus,
+                     UsageKind, UsageSegment)
 
 logger = logging.getLogger(__name__)
 METERED_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE,
@@ -77,6 +80,49 @@ def rollup_usage() -> list[LedgerEntry]:
                 stripe_customer_id=account.stripe_customer_id if export == ExportStatus.PENDING else "",
                 stripe_meter_event_name=account.plan.stripe_meter_event_name if export == ExportStatus.PENDING else "")
             UsageSegment.objects.filter(pk__in=[s.pk for s in members]).update(ledger_entry=entry)
+            created.append(entry)
+    return created
+
+
+def _hour(moment):
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def rollup_inference_usage(now=None) -> list[LedgerEntry]:
+    """Inference requests' metered worker time of every closed hour (UTC) becomes ledger entries of kind
+    `inference` (no job): one per organization, device, hour and billing period; each request in exactly one.
+    The open hour's usage is counted as unrolled (services.unrolled_micros) until then."""
+    now = now or timezone.now()
+    created = []
+    with transaction.atomic():
+        rows = list(InferenceUsage.objects.select_for_update(skip_locked=True)
+                    .filter(ledger_entry__isnull=True, ended_at__lt=_hour(now)).order_by("id"))
+        if not rows:
+            return []
+        accounts: dict[int, BillingAccount] = {}
+        groups: dict[tuple, list] = defaultdict(list)
+        for row in rows:
+            account = accounts.get(row.organization_id)
+            if account is None:
+                account = accounts[row.organization_id] = services.account_for(organization=row.organization)
+            period = services.period_for(account, row.ended_at)
+            groups[(row.organization_id, row.device_class, row.device_count, _hour(row.ended_at), period.start,
+                    period.end)].append(row)
+        for (org_id, device_class, devices, hour, start, end), members in groups.items():
+            account = accounts[org_id]
+            rate = account.plan.rate_for(device_class)
+            seconds = sum((r.seconds for r in members), Decimal("0"))
+            export = _export_status(account)
+            entry = LedgerEntry.objects.create(
+                organization_id=org_id, usage_kind=UsageKind.INFERENCE, job=None, attempt=0, plan=account.plan,
+                device_class=device_class, device_count=devices, seconds=seconds, usd_per_second=rate,
+                amount_micros=services.amount_micros(seconds=seconds, device_count=devices, usd_per_second=rate),
+                billable=True, note=f"Inference {hour:%Y-%m-%d %H}:00 UTC: {len(members)} request(s)",
+                period_start=start, period_end=end, usage_started_at=min(r.started_at for r in members),
+                usage_ended_at=max(r.ended_at for r in members), export_status=export,
+                stripe_customer_id=account.stripe_customer_id if export == ExportStatus.PENDING else "",
+                stripe_meter_event_name=account.plan.stripe_meter_event_name if export == ExportStatus.PENDING else "")
+            InferenceUsage.objects.filter(pk__in=[r.pk for r in members]).update(ledger_entry=entry)
             created.append(entry)
     return created
 

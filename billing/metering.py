@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
 
-from .models import LedgerEntry, UsageExclusion, UsageSegment
+from .models import InferenceUsage, LedgerEntry, UsageExclusion, UsageSegment
 from .services import amount_micros
 
 RUNNING = "running"  # jobs.models.JobState.RUNNING, by value (billing sits below jobs)
@@ -34,6 +34,17 @@ def record_segment(*, job, lease_token, attempt: int, device_class: str, device_
     return UsageSegment.objects.create(organization_id=job.organization_id, job_id=job.pk, attempt=attempt,
                                        lease_token=lease_token, device_class=device_class, device_count=device_count,
                                        started_at=started_at, ended_at=ended_at, seconds=seconds)
+
+
+def record_inference(*, organization, reference: str, source_key: str, device_class: str, device_count: int,
+                     started_at: datetime, ended_at: datetime) -> InferenceUsage:
+    """Meter one inference request's worker time (serving's worker, in the transaction that finishes the
+    request). `reference` names the request once: a second call for it bills nothing more."""
+    seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
+    usage, _created = InferenceUsage.objects.get_or_create(reference=reference[:100], defaults=dict(
+        organization_id=organization.pk, source_key=source_key[:200], device_class=device_class,
+        device_count=device_count, started_at=started_at, ended_at=ended_at, seconds=seconds))
+    return usage
 
 
 def exclude_lost_work(*, job, attempt: int, after: datetime | None, reason: str) -> int:

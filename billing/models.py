@@ -127,14 +127,21 @@ class ExportStatus(models.TextChoices):
     TOO_OLD = "too_old", "Too old for Stripe: handle manually"
 
 
+class UsageKind(models.TextChoices):
+    JOB = "job", "Jobs"
+    INFERENCE = "inference", "Inference"
+
+
 class LedgerEntry(models.Model):
-    """Immutable usage rolled up from a job attempt's usage segments: seconds,
-    device, rate and amount. Also the outbox row of its Stripe meter event
-    (identifier = 'lathe-ledger-<id>', the same idempotency key)."""
+    """Immutable usage rolled up from a job attempt's usage segments (kind `job`), or from an hour of an
+    organization's inference requests (kind `inference`, no job): seconds, device, rate and amount. Also
+    the outbox row of its Stripe meter event (identifier = 'lathe-ledger-<id>', the same idempotency key)."""
 
     organization = models.ForeignKey("tenancy.Organization", on_delete=models.PROTECT, related_name="ledger_entries")
-    job = models.ForeignKey("jobs.Job", on_delete=models.PROTECT, related_name="ledger_entries")
-    attempt = models.PositiveSmallIntegerField()
+    usage_kind = models.CharField(max_length=20, choices=UsageKind.choices, default=UsageKind.JOB, db_index=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries",
+                            help_text="The job whose attempt this is; empty for inference.")
+    attempt = models.PositiveSmallIntegerField(help_text="The job's attempt; 0 for inference.")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
     device_class = models.CharField(max_length=40)
     device_count = models.PositiveSmallIntegerField(default=1)
@@ -274,3 +281,27 @@ class UsageExclusion(models.Model):
     segment = models.OneToOneField(UsageSegment, on_delete=models.CASCADE, related_name="exclusion")
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class InferenceUsage(models.Model):
+    """Immutable: the worker time of one inference request (model load included when it was cold), written by
+    the inference worker in the transaction that finishes the request (serving.tasks → metering.record_inference).
+    Rolled up per organization, device and closed hour into `inference` ledger entries (ledger.rollup_inference_usage).
+    The request is named by `reference` (serving sits above billing: no foreign key)."""
+
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.PROTECT, related_name="inference_usage")
+    reference = models.CharField(max_length=100, unique=True, help_text="inference-<request id>")
+    source_key = models.CharField(max_length=200)
+    device_class = models.CharField(max_length=40)
+    device_count = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(db_index=True)
+    seconds = models.DecimalField(max_digits=12, decimal_places=3)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="inference_usage", help_text="Set once, when its hour is rolled up.")
+
+    class Meta:
+        ordering = ("id",)
+        verbose_name_plural = "inference usage"
+        indexes = [models.Index(fields=["organization", "ended_at"])]

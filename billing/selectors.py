@@ -4,11 +4,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 
 from . import metering, services
-from .models import BillingAccount, Invoice, LedgerEntry, Plan, SpendAlert, UsageSegment
+from .models import BillingAccount, InferenceUsage, Invoice, LedgerEntry, Plan, SpendAlert, UsageSegment
 
 
 def plan_list():
@@ -36,6 +36,17 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
         day = per_day[row["day"].isoformat()]
         day["seconds"] += float(row["seconds"])
         day["micros"] += services.price(row, plan)
+    inference = InferenceUsage.objects.filter(organization=organization, ended_at__gte=period.start, ended_at__lt=period.end)
+    for row in inference.annotate(day=TruncDate("ended_at")).values("day", "device_class", "device_count").annotate(
+            seconds=Sum("seconds")):
+        day = per_day[row["day"].isoformat()]
+        day["seconds"] += float(row["seconds"])
+        day["micros"] += services.price(row, plan)
+    inference_line = {"seconds": 0.0, "micros": 0, "requests": 0}
+    for row in inference.values("device_class", "device_count").annotate(seconds=Sum("seconds"), requests=Count("id")):
+        inference_line["seconds"] += float(row["seconds"])
+        inference_line["micros"] += services.price(row, plan)
+        inference_line["requests"] += row["requests"]
     per_job: dict = defaultdict(lambda: {"seconds": 0.0, "micros": 0})
     for row in segments.values("job_id", "job__name", "job__kind", "device_class", "device_count").annotate(
             seconds=Sum("seconds")):
@@ -62,6 +73,10 @@ def usage_summary(*, organization, previous: bool = False) -> dict:
                             "running_seconds": round(running.get(j, 0.0), 3)} for j, v in per_job.items()),
                           key=lambda r: -float(r["usd"]))[:100],
         "ledger_entries": LedgerEntry.objects.filter(organization=organization, period_start=period.start).count(),
+        # Its own line beside the jobs: try-it and chat completions, worker time at the same per-second rates.
+        "inference": {"seconds": round(inference_line["seconds"], 3), "usd": services.usd(inference_line["micros"]),
+                      "requests": inference_line["requests"]},
+        "jobs_usd": services.usd(sum(v["micros"] for v in per_job.values())),
     }
 
 

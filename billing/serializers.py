@@ -85,6 +85,12 @@ class UsageJobSerializer(serializers.Serializer):
     running_seconds = serializers.FloatField(help_text="Of `seconds`, those metered by the attempt still running.")
 
 
+class UsageInferenceSerializer(serializers.Serializer):
+    seconds = serializers.FloatField(help_text="Worker seconds of try-it and chat-completion requests (cold loads included)")
+    usd = serializers.CharField()
+    requests = serializers.IntegerField()
+
+
 class UsageSerializer(serializers.Serializer):
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
@@ -100,6 +106,8 @@ class UsageSerializer(serializers.Serializer):
     per_day = UsageDaySerializer(many=True)
     per_job = UsageJobSerializer(many=True)
     ledger_entries = serializers.IntegerField()
+    jobs_usd = serializers.CharField(help_text="This period's job usage (the per_job rows together)")
+    inference = UsageInferenceSerializer(help_text="This period's inference: its own line beside the jobs")
 
 
 class SpendCapSerializer(RequestSerializer):

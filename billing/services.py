@@ -23,7 +23,7 @@ from tenancy.entitlements import Entitlements
 from tenancy.models import Organization, Role
 
 from . import gateway
-from .models import MICROS_PER_CENT, BillingAccount, LedgerEntry, Plan, PlanKind, UsageSegment
+from .models import MICROS_PER_CENT, BillingAccount, InferenceUsage, LedgerEntry, Plan, PlanKind, UsageSegment
 
 logger = logging.getLogger(__name__)
 DEFAULT_PLAN_SLUG = "free"
@@ -154,11 +154,13 @@ class PeriodUsage:
 
 
 def unrolled_micros(*, organization: Organization, plan: Plan | Entitlements, since: datetime) -> int:
-    """Usage already metered but not in the ledger yet (attempts still running)."""
+    """Usage already metered but not in the ledger yet (attempts still running, inference of the open hour)."""
     rows = (UsageSegment.objects.filter(organization=organization, ledger_entry__isnull=True, ended_at__gte=since,
                                         exclusion__isnull=True)
             .values("device_class", "device_count").annotate(seconds=Sum("seconds")))
-    return sum(price(row, plan) for row in rows)
+    inference = (InferenceUsage.objects.filter(organization=organization, ledger_entry__isnull=True, ended_at__gte=since)
+                 .values("device_class", "device_count").annotate(seconds=Sum("seconds")))
+    return sum(price(row, plan) for row in rows) + sum(price(row, plan) for row in inference)
 
 
 def period_usage(*, organization: Organization, when: datetime | None = None,
@@ -212,6 +214,23 @@ def check_can_start_job(*, organization: Organization, kind: str,
         raise PaymentRequired(f"The monthly spend cap of ${dollars(usage.cap_micros)} is reached (spent "
                               f"${dollars(usage.overage_micros)} beyond the included compute); raise it on the Billing page.",
                               code="spend_cap_reached")
+    return entitlements
+
+
+def check_can_infer(*, organization: Organization) -> Entitlements:
+    """Try-it and chat completions: 402 when the subscription is past due or the period's spend cap (the
+    free plan's allowance) is used up, as for a new job; every plan includes inference."""
+    entitlements = entitlements_of(organization=organization)
+    if entitlements.blocked_status:
+        raise PaymentRequired(f"The subscription is {entitlements.blocked_status}: update the payment method on "
+                              "the Billing page to run models.", code="payment_past_due")
+    usage = period_usage(organization=organization, entitlements=entitlements)
+    if usage.is_capped:
+        if entitlements.plan_is_free:
+            raise PaymentRequired(f"The free plan's ${dollars(usage.included_micros)} of compute this period is used up "
+                                  f"(resets {usage.period.end:%Y-%m-%d}); upgrade on the Billing page.", code="allowance_used")
+        raise PaymentRequired(f"The monthly spend cap of ${dollars(usage.cap_micros)} is reached; raise it on the "
+                              "Billing page.", code="spend_cap_reached")
     return entitlements
 
 

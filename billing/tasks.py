@@ -39,14 +39,16 @@ def sweep_stripe_events() -> int:
 def rollup_and_export() -> dict:
     from tenancy.models import Organization
 
-    from .ledger import check_spend_alerts, export_pending, rollup_usage
-    from .models import UsageSegment
+    from .ledger import check_spend_alerts, export_pending, rollup_inference_usage, rollup_usage
+    from .models import InferenceUsage, UsageSegment
 
-    entries = rollup_usage()
+    entries = rollup_usage() + rollup_inference_usage()
     # Alerts follow usage as it happens: organizations with new ledger rows or
     # with usage metered in the last minute (a long job still running).
     recent = UsageSegment.objects.filter(created_at__gte=timezone.now() - timedelta(seconds=90)).values_list(
         "organization_id", flat=True)
+    recent = set(recent) | set(InferenceUsage.objects.filter(created_at__gte=timezone.now() - timedelta(seconds=90))
+                               .values_list("organization_id", flat=True))
     for organization in Organization.objects.filter(pk__in={e.organization_id for e in entries} | set(recent)):
         check_spend_alerts(organization=organization)
     return {"rolled_up": len(entries), "exported": export_pending()}

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from billing.models import BillingAccount
 from corpora.models import Dataset, DatasetVersion
-from jobs.models import Job, JobArtifact
+from jobs.models import Job, JobArtifact, PredictionInput
 from registry.models import UploadedModel
 from tenancy.actors import Actor
 from tenancy.models import Invitation, Membership, Organization, Role
@@ -50,6 +50,7 @@ class World:
     a_dataset: Dataset
     a_job: Job
     a_model: object
+    a_inputs: object = None  # a file of inputs for batch predictions
 
 
 def _dataset_for(tenant, name):
@@ -77,7 +78,27 @@ def world(make_tenant, make_user, settings, tmp_path):
     a_job = _job_for(a, a_dataset)
     _job_for(b, b_dataset)
     return World(a, b, a_member, b_member, a_invitation, token, ApiKey.objects.get(name="a-key"), b.key(name="b-key"),
-                 a_dataset, a_job, _model_for(a, tmp_path / "a-model"))
+                 a_dataset, a_job, _model_for(a, tmp_path / "a-model"), _inputs_for(a, "secret-a"))
+
+
+def _inputs_for(tenant, name):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from jobs.prediction_inputs import prediction_input_upload
+
+    content = "id,text\n" + "".join(f"{name}-{i},{name} question {i}\n" for i in range(5))
+    return prediction_input_upload(organization=tenant.organization, actor=Actor.for_membership(tenant.owner_membership),
+                                   uploaded=SimpleUploadedFile(f"{name}.csv", content.encode()), name=name)
+
+
+def check_prediction_inputs(world, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    assert world.a_inputs.pk not in _ids(client.get("/api/v1/prediction-inputs"))
+    created = client.post("/api/v1/prediction-inputs", {"file": SimpleUploadedFile("b.jsonl", b'{"text": "b asks"}\n')},
+                          format="multipart")
+    assert created.status_code == 201, created.content
+    assert PredictionInput.objects.get(pk=created.json()["id"]).organization_id == world.b.organization.pk
 
 
 def _model_upload(tenant, folder, name):
@@ -124,6 +145,8 @@ def snapshot(organization: Organization) -> str:
                                  .values("id", "dataset_id", "number", "sha256", "source_file", "train_file")),
         "billing": list(BillingAccount.objects.filter(organization=organization).values(
             "plan_id", "status", "spend_cap_cents", "stripe_customer_id")),
+        "prediction_inputs": list(PredictionInput.objects.filter(organization=organization).order_by("id")
+                                  .values("id", "name", "storage_name")),
         "uploaded_models": list(UploadedModel.objects.filter(organization=organization).order_by("id")
                                 .values("id", "name", "storage_name", "sha256")),
         "jobs": list(Job.objects.filter(organization=organization).order_by("id")
@@ -283,6 +306,11 @@ def check_jobs(world, client):
     assert foreign.status_code == 400 and "source_model_id" in foreign.json()["error"]["fields"]
     foreign = client.post("/api/v1/jobs", {"kind": "quantize", "source_job_id": world.a_job.pk}, format="json")
     assert foreign.status_code == 400 and "source_job_id" in foreign.json()["error"]["fields"]
+    # A's job or A's uploaded model as the model of B's batch predictions: not found.
+    for model in ({"job_id": world.a_job.pk}, {"uploaded_model_id": world.a_model.pk}):
+        foreign = client.post("/api/v1/jobs", {"kind": "predict", "model": model, "dataset_id": b_dataset.pk},
+                              format="json")
+        assert foreign.status_code == 404, foreign.content
 
 
 def check_audit_log(world, client):
@@ -304,6 +332,17 @@ def _a_dataset(w):
 
 def _a_version(w):
     return {"dataset_id": w.a_dataset.pk, "number": 1}
+
+
+def _a_comparison(w):
+    """A's finished comparison (kind evaluate) with a leaderboard row, made once per world."""
+    if getattr(w, "_a_comparison", None) is None:
+        row = {"key": f"job-{w.a_job.pk}/model.zip", "name": "secret model", "metric": "accuracy", "accuracy": 0.9,
+               "throughput_batch32": 100.0, "size_bytes": 1, "cost_per_1m_usd": 1.0, "recommended": True}
+        w._a_comparison = Job.objects.create(
+            organization=w.a.organization, kind="evaluate", state="succeeded", dataset_version=w.a_job.dataset_version,
+            spec={"models": []}, result={"leaderboard": {"metric": "accuracy", "rows": [row]}})
+    return {"job_id": w._a_comparison.pk}
 
 
 
@@ -373,6 +412,16 @@ def _a_ft_model(w):
     return {"model_id": _a_chat(w)[2]}
 
 
+def check_openai_chat_completions(world, client):
+    """A's fine-tuned model named in B's chat completion: not found (no worker is asked, nothing is written)."""
+    from serving.models import InferenceRequest
+
+    response = client.post("/v1/chat/completions", {"model": _a_chat(world)[2], "messages": [
+        {"role": "user", "content": "what are A's secrets?"}]}, format="json")
+    assert response.status_code == 404 and response.json()["error"]["param"] == "model", response.content
+    assert not InferenceRequest.objects.exists()
+
+
 API_CASES: dict[str, Foreign | Scoped] = {
     "api:organization": Scoped(check_organization),
     "api:member-list": Scoped(check_members),
@@ -391,6 +440,8 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:dataset-version-preview": Foreign(_a_version, {"get": None}),
     "api:dataset-version-csv": Foreign(lambda w: {**_a_version(w), "kind": "preview"}, {"get": None}),
     "api:model-list": Scoped(check_models),
+    "api:prediction-input-list": Scoped(check_prediction_inputs),
+    "api:prediction-input-detail": Foreign(lambda w: {"input_id": w.a_inputs.pk}, {"get": None, "delete": None}),
     "api:plan-list": Scoped(check_plans),
     "api:base-model-list": Scoped(check_base_models),
     "api:base-model-detail": Scoped(check_base_models),
@@ -412,6 +463,8 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "api:job-metrics": Foreign(_a_job, {"get": None}),
     "api:job-artifacts": Foreign(_a_job, {"get": None}),
     "api:job-artifact-download": Foreign(lambda w: {"job_id": w.a_job.pk, "name": "eval_report.json"}, {"get": None}),
+    "api:job-leaderboard": Foreign(_a_comparison, {"get": None}),
+    "api:job-leaderboard-csv": Foreign(_a_comparison, {"get": None}),
     "openai:file-list": Scoped(check_openai_files),
     "openai:file-detail": Foreign(_a_file, {"get": None, "delete": None}),
     "openai:file-content": Foreign(_a_file, {"get": None}),
@@ -424,6 +477,9 @@ API_CASES: dict[str, Foreign | Scoped] = {
     "openai:job-checkpoints": Foreign(_a_ftjob, {"get": None}),
     "openai:model-list": Scoped(check_openai_models),
     "openai:model-detail": Foreign(_a_ft_model, {"get": None, "delete": None}),
+    "openai:chat-completions": Scoped(check_openai_chat_completions),
+    "api:job-predict": Foreign(_a_job, {"post": {"inputs": ["what did A train on?"]}}),
+    "api:model-predict": Foreign(lambda w: {"model_id": w.a_model.pk}, {"post": {"inputs": ["what did A upload?"]}}),
 }
 # Public by design: the API's own documentation.
 API_PUBLIC = {"api:schema", "api:docs", "api:redoc", "openai:openapi"}
@@ -449,6 +505,7 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:models": lambda w: {},
     "dashboard:model-detail": lambda w: {"model_id": w.a_model.pk},
     "dashboard:model-compress": lambda w: {"model_id": w.a_model.pk},
+    "dashboard:model-predict": lambda w: {"model_id": w.a_model.pk},
     "dashboard:model-delete": lambda w: {"model_id": w.a_model.pk},
     "dashboard:jobs": lambda w: {},
     "dashboard:job-quote": lambda w: {},
@@ -462,6 +519,12 @@ DASHBOARD_OBJECT_KWARGS: dict[str, Callable[[World], dict]] = {
     "dashboard:job-resume": _a_job,
     "dashboard:job-compress": _a_job,
     "dashboard:job-artifact": lambda w: {"job_id": w.a_job.pk, "name": "eval_report.json"},
+    "dashboard:job-try": _a_job,
+    "dashboard:model-try": lambda w: {"model_id": w.a_model.pk},
+    "dashboard:job-compare": _a_job,
+    "dashboard:job-predict": _a_job,
+    "dashboard:compare": lambda w: {},
+    "dashboard:job-leaderboard-csv": _a_comparison,
 }
 DASHBOARD_POST_BODY = {"name": "Renamed by B", "role": "owner", "email": "x@example.com", "scopes": ["read"]}
 # Not organization pages (no slug): each has a reason and its own tests.
@@ -516,6 +579,8 @@ def test_api_route_is_isolated(world, route_name, credential):
     client = b_credentials(world)[credential]
     if route_name.startswith("openai:"):
         _a_chat(world)  # A's chat file, fine-tune and model exist before the snapshot
+    if "leaderboard" in route_name:
+        _a_comparison(world)  # A's comparison exists before the snapshot
     before = snapshot(world.a.organization)
     case = API_CASES[route_name]
     if isinstance(case, Foreign):
@@ -540,6 +605,8 @@ def test_api_route_is_isolated(world, route_name, credential):
 @pytest.mark.parametrize("route_name", sorted(DASHBOARD_OBJECT_KWARGS))
 def test_dashboard_page_is_isolated(client, world, route_name):
     client.force_login(world.b.owner)
+    if "leaderboard" in route_name:
+        _a_comparison(world)  # A's comparison exists before the snapshot
     before_a, object_kwargs = snapshot(world.a.organization), DASHBOARD_OBJECT_KWARGS[route_name](world)
     # A's slug (with A's objects) is a 404 for B ...
     foreign = reverse(route_name, kwargs={"slug": world.a.organization.slug, **object_kwargs})

@@ -154,9 +154,37 @@ class ChatFineTuneHyperparameters:
     seed: int = option(13, type=int, min=0, max=2**31 - 1, help="Random seed (shuffling, initialization)")
 
 
+@dataclass
+class PredictOptions:
+    """A predict job: one model (`model`, a reference the platform resolves) over a file of inputs;
+    these are its options (top level of the request, as compression's)."""
+
+    title = "Batch predictions"
+
+    batch_size: int = option(32, type=int, min=1, max=512, help="Inputs per forward pass")
+    max_new_tokens: int = option(128, type=int, min=1, max=2048, help=(
+        "Chat models: the longest reply, in tokens (greedy decoding)"))
+    chunk_rows: int = option(256, type=int, min=1, max=100_000, help=(
+        "Rows per output chunk: a lost worker's successor resumes after the last complete chunk"))
+
+
+@dataclass
+class EvaluateOptions:
+    """An evaluate job (the comparison): several models of the organization scored on one labelled
+    dataset version, on one worker class; these are its options."""
+
+    title = "Compare models"
+
+    accuracy_tolerance: float = option(1.0, type=float, min=0.0, max=100.0, help=(
+        "The cheapest model within this many points of the most accurate one is marked"))
+    latency_samples: int = option(50, type=int, min=5, max=1000, help="Single-input calls timed per model (p50/p95)")
+    max_new_tokens: int = option(64, type=int, min=1, max=2048, help="Chat models: the longest reply, in tokens")
+
+
 # kind → its declaration (fine-tune, chat fine-tune: the hyperparameters; compression: the top-level options).
 KINDS: dict[str, type] = {"finetune": FineTuneHyperparameters, "quantize": QuantizeOptions, "prune": PruneOptions,
-                          "distill": DistillOptions, "chat_finetune": ChatFineTuneHyperparameters}
+                          "distill": DistillOptions, "chat_finetune": ChatFineTuneHyperparameters,
+                          "predict": PredictOptions, "evaluate": EvaluateOptions}
 COMPRESSION_KINDS = ("quantize", "prune", "distill")
 
 

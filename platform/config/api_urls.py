@@ -34,13 +34,18 @@ from jobs.api import (
     JobCancelApi,
     JobDetailApi,
     JobEventListApi,
+    JobLeaderboardApi,
+    JobLeaderboardCsvApi,
     JobListApi,
     JobMetricListApi,
     JobPauseApi,
     JobQuoteApi,
     JobResumeApi,
+    PredictionInputDetailApi,
+    PredictionInputListApi,
 )
 from registry.api import UploadedModelDetailApi, UploadedModelListApi
+from serving.api import JobPredictApi, ModelPredictApi
 from tenancy.api import InvitationDetailApi, InvitationListApi, MemberDetailApi, MemberListApi, OrganizationDetailApi
 
 app_name = "api"
@@ -66,6 +71,8 @@ urlpatterns = [
     path("datasets/<id:dataset_id>/versions/<id:number>/<slug:kind>.csv", DatasetVersionCsvApi.as_view(), name="dataset-version-csv"),
     path("jobs", JobListApi.as_view(), name="job-list"),
     path("jobs/quote", JobQuoteApi.as_view(), name="job-quote"),
+    path("prediction-inputs", PredictionInputListApi.as_view(), name="prediction-input-list"),
+    path("prediction-inputs/<id:input_id>", PredictionInputDetailApi.as_view(), name="prediction-input-detail"),
     path("jobs/<id:job_id>", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<id:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<id:job_id>/pause", JobPauseApi.as_view(), name="job-pause"),
@@ -73,6 +80,9 @@ urlpatterns = [
     path("jobs/<id:job_id>/events", JobEventListApi.as_view(), name="job-events"),
     path("jobs/<id:job_id>/metrics", JobMetricListApi.as_view(), name="job-metrics"),
     path("jobs/<id:job_id>/artifacts", JobArtifactListApi.as_view(), name="job-artifacts"),
+    path("jobs/<id:job_id>/predict", JobPredictApi.as_view(), name="job-predict"),
+    path("jobs/<id:job_id>/leaderboard", JobLeaderboardApi.as_view(), name="job-leaderboard"),
+    path("jobs/<id:job_id>/leaderboard.csv", JobLeaderboardCsvApi.as_view(), name="job-leaderboard-csv"),
     path("jobs/<id:job_id>/artifacts/<str:name>", JobArtifactDownloadApi.as_view(), name="job-artifact-download"),
     path("plans", PlanListApi.as_view(), name="plan-list"),
     path("billing/plan", BillingPlanApi.as_view(), name="billing-plan"),
@@ -84,6 +94,7 @@ urlpatterns = [
     path("billing/portal", BillingPortalApi.as_view(), name="billing-portal"),
     path("models", UploadedModelListApi.as_view(), name="model-list"),
     path("models/<id:model_id>", UploadedModelDetailApi.as_view(), name="model-detail"),
+    path("models/<id:model_id>/predict", ModelPredictApi.as_view(), name="model-predict"),
     # Public documentation of the API: no credentials, so throttled per client IP
     # (generating the schema costs far more than an ordinary request).
     path("schema", SpectacularAPIView.as_view(**PUBLIC), name="schema"),

@@ -5,8 +5,9 @@ tweet "@united ...", a bullet "- fast delivery"): it is accepted as ordinary
 text on the way in and neutralised here on the way out, with OWASP's rule for
 CSV injection: such a cell gets a leading apostrophe, and every cell is quoted
 (embedded quotes doubled). Every CSV Lathe writes (dataset previews, label
-reports, rejected rows, later prediction files) goes through `write_csv` or
-`csv_response`, so the rule lives in one place.
+reports, rejected rows; the worker's prediction files) goes through `write_csv` or
+`csv_response`, so the rule lives in one place: workers/csv_safe.py (Django-free, the worker writes
+with it too), re-exported here.
 
 Free of Django at import time (the preflight, which counts such cells, imports it).
 """
@@ -14,38 +15,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Iterable, Iterator, Sequence
 
-# OWASP "CSV Injection": cells starting with these are run by spreadsheets.
-FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+from workers.csv_safe import FORMULA_LEADERS, looks_like_formula, neutralize, write_csv  # noqa: F401  the rule, once
+
 UTF8_BOM = "\ufeff"  # Excel reads UTF-8 (accents) only with it
-
-
-def looks_like_formula(value) -> bool:
-    return isinstance(value, str) and value.startswith(FORMULA_LEADERS)
-
-
-def neutralize(value):
-    """The cell as written: text that a spreadsheet would execute gets a leading
-    `'`; numbers stay numbers; lists and dicts become JSON; None is empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return value
-    if not isinstance(value, str):
-        value = json.dumps(value, ensure_ascii=False)
-    return "'" + value if value.startswith(FORMULA_LEADERS) else value
-
-
-def write_csv(fh, header: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Header then rows to a text file handle, every cell neutralised and quoted."""
-    writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow([neutralize(h) for h in header])
-    for row in rows:
-        writer.writerow([neutralize(cell) for cell in row])
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence], *, bom: bool = True) -> Iterator[str]:

@@ -82,7 +82,8 @@ def api_exception_handler(exc, context):
         exc = suspicious_request_error(exc)
     if isinstance(exc, ApplicationError):
         return Response(
-            error_body(code=exc.code, message=exc.message, fields=exc.fields), status=exc.status_code
+            error_body(code=exc.code, message=exc.message, fields=exc.fields), status=exc.status_code,
+            headers=getattr(exc, "headers", None),  # e.g. Retry-After on serving's 503
         )
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(detail=getattr(exc, "message_dict", None) or exc.messages)

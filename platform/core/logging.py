@@ -1,14 +1,36 @@
 import logging
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .client_ip import current_client_ip
 from .request_id import get_request_id
 
 
+# The job a worker thread is running (jobs.runner sets it): its records carry the organization and job id.
+_job_context: ContextVar[tuple[int, int] | None] = ContextVar("lathe_job_context", default=None)
+
+
+@contextmanager
+def job_log_context(*, organization_id: int, job_id: int):
+    token = _job_context.set((organization_id, job_id))
+    try:
+        yield
+    finally:
+        _job_context.reset(token)
+
+
 class RequestIDFilter(logging.Filter):
-    """Adds `request_id` and `client_ip` to every log record (`-` outside a request)."""
+    """Adds `request_id` and `client_ip` to every log record (`-` outside a request), and `organization` /
+    `job_id` inside a job's run (job_log_context) unless the record names them itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        job = _job_context.get()
+        if job is not None:
+            if getattr(record, "organization", None) is None:
+                record.organization = job[0]
+            if getattr(record, "job_id", None) is None:
+                record.job_id = job[1]
         # django.request passes the request itself (logged after middleware ran).
         request = getattr(record, "request", None)
         record.request_id = getattr(request, "request_id", None) or get_request_id()

@@ -65,6 +65,9 @@ ERROR_STATUSES = {
     "413": "The body or uploaded file is over the limit (the message names it)",
     "415": "Unsupported Content-Type, or (uploads) an unsupported file type or encoding",
     "429": "Rate limit exceeded (see Retry-After)",
+    "502": "The inference worker could not answer with this model (the message says why)",
+    "503": "No inference worker is running (`no_inference_worker`, see Retry-After)",
+    "504": "No answer within LATHE_INFERENCE_TIMEOUT_S (`inference_timeout`)",
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 

@@ -197,7 +197,7 @@ class JobLaunchForm(forms.Form):
     # The hyperparameters the form offers (the API takes every declared one).
     HYPERPARAMETERS = ("epochs", "learning_rate", "batch_size", "max_length", "early_stopping_patience", "lora_r", "seed")
 
-    def __init__(self, *args, datasets=(), base_models=(), kind: str = "finetune", **kwargs):
+    def __init__(self, *args, datasets=(), base_models=(), kind: str = "finetune", device_classes=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.fields["kind"].initial = kind
@@ -213,6 +213,10 @@ class JobLaunchForm(forms.Form):
             label="Validation set", coerce=int, required=False, empty_value=None,
             choices=[("", "— carved from the dataset —"), *((d.pk, d.name) for d in datasets)],
             help_text="optional: another dataset whose every row validates (the dataset is then trained on whole)")
+        if device_classes and len(device_classes) > 1:  # a choice only where the fleet offers one (jobs/fleet.py)
+            self.fields["device_class"] = forms.ChoiceField(
+                label="Device class", required=False, choices=[("", "any worker"), *((c, c) for c in device_classes)],
+                help_text="optional: run only on a worker of this class (priced at your plan's rate for it)")
         if kind == "finetune":  # a held-out test set, scored once by the delivered model (jobs.submission._test_set)
             self.fields["test_dataset_id"] = forms.TypedChoiceField(
                 label="Test set", coerce=int, required=False, empty_value=None,
@@ -231,7 +235,8 @@ class JobLaunchForm(forms.Form):
                   "method": data["method"] or self.DEFAULT_METHOD[self.kind], "name": data["name"],
                   "max_cost": data.get("max_cost"),
                   "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None},
-                  "validation_dataset_id": data.get("validation_dataset_id")}
+                  "validation_dataset_id": data.get("validation_dataset_id"),
+                  "device_class": data.get("device_class") or ""}
         if self.kind == "finetune":
             fraction = data.get("test_fraction")
             kwargs.update(test_dataset_id=data.get("test_dataset_id"),
@@ -251,6 +256,32 @@ class AutoOrNumberField(forms.CharField):
         if value == "auto" or not value:
             return value or None
         return self.number.clean(value)
+
+
+class CompareForm(forms.Form):
+    """A comparison of models of the organization's choosing (kind evaluate, docs/comparison.md): the models
+    (2–10, one family), the labelled dataset every one is scored on, and the tolerance that picks the
+    recommended one; the service checks the rest (same family, task and labels)."""
+
+    models = forms.MultipleChoiceField(label="Models (2 to 10)", widget=forms.CheckboxSelectMultiple)
+    dataset_id = forms.TypedChoiceField(label="Labelled dataset (every row is scored)", coerce=int)
+    name = forms.CharField(label="Name", required=False, max_length=100,
+                           widget=forms.TextInput(attrs={"placeholder": "optional", "size": 30}))
+
+    def __init__(self, *args, sources=(), datasets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sources = {s.key: s for s in sources}
+        self.fields["models"].choices = [(s.key, f"{s.name} ({s.variant}, {s.family})") for s in sources]
+        self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
+        for name in ("accuracy_tolerance", "latency_samples"):
+            self.fields[name] = declared_field(kinds.options_of(kinds.EvaluateOptions)[name],
+                                               blank_means="the declared default")
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {"models": [self.sources[key].reference() for key in data["models"]], "dataset_id": data["dataset_id"],
+                "name": data.get("name") or "",
+                "options": {n: data[n] for n in ("accuracy_tolerance", "latency_samples") if data.get(n) is not None}}
 
 
 def compression_field(f, *, base_models=()) -> forms.Field:

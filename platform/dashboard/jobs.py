@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.views import View
 
 from catalog.selectors import base_model_list
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 from corpora.selectors import dataset_list
-from jobs import lifecycle, selectors, submission
+from jobs import fleet, lifecycle, selectors, submission
 from jobs.downloads import artifact_response
 from jobs.estimates import Estimator
 from jobs.models import FINETUNE_KINDS, JobKind, JobState
@@ -17,6 +17,7 @@ from jobs.quote_errors import quote_representation
 from jobs.serializers import JobListQuerySerializer
 
 from .forms import CompressForm, JobLaunchForm, apply_application_error
+from .predictions import predict_context
 from .views import OrganizationPageMixin
 
 # What the job page's chart draws (static/js/charts.js): per step, two scales.
@@ -132,7 +133,8 @@ def launch_form(organization, data=None, *, kind: str | None = None) -> JobLaunc
     if kind != "finetune" and not models:
         return None
     datasets = [d for d in dataset_list(organization=organization) if takes(d.task)]
-    return JobLaunchForm(data, datasets=datasets, base_models=models, kind=kind)
+    return JobLaunchForm(data, datasets=datasets, base_models=models, kind=kind,
+                         device_classes=fleet.known_device_classes())
 
 
 def launch_submit(kind: str):
@@ -204,10 +206,98 @@ class JobDetailView(OrganizationPageMixin, View):
                    if job.state == "succeeded" else None,
                    "queue_position": position, "quote": quote_representation(job),
                    "events": list(job.events.order_by("-id")[:50]), "artifacts": list(job.artifacts.order_by("name")),
-                   "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0}
+                   "fraction": round(100 * job.step / job.total_steps, 1) if job.total_steps else 0,
+                   **comparison_context(job), **predict_context(job)}
         # htmx polls the live part only.
         template = "dashboard/partials/job_live.html" if request.headers.get("HX-Request") == "true" else "dashboard/job_detail.html"
         return self.render_page(request, template, context)
+
+
+def comparison_context(job) -> dict:
+    """An evaluate job's leaderboard and chart; a succeeded model job's 'Compare all my variants' button."""
+    from jobs.leaderboard import board_of, scatter
+
+    if job.kind == JobKind.EVALUATE:
+        board = board_of(job)
+        return {"leaderboard": board, "leaderboard_chart": scatter(board)}
+    if job.state != JobState.SUCCEEDED:
+        return {}
+    from jobs.model_sources import variants_of
+
+    variants = variants_of(organization=job.organization, job_id=job.pk)
+    if len(variants) < 2:
+        return {}
+    return {"compare_variants": len(variants), "compare_dataset": _family_dataset(job)}
+
+
+def _family_dataset(job):
+    """The dataset version a family's comparison scores on: its fine-tune's own (the root of the chain)."""
+    root = job
+    while root.source_job_id:
+        root = root.source_job
+    return root.dataset_version
+
+
+class JobCompareVariantsView(OrganizationPageMixin, View):
+    """One click: an evaluate job over this model and all its variants, on its fine-tune's dataset version."""
+
+    def post(self, request, slug, job_id):
+        from jobs.model_sources import variants_of
+
+        back = reverse("dashboard:job-detail", args=[slug, job_id])
+        job = selectors.job_get(organization=self.organization, job_id=job_id)
+        variants = variants_of(organization=self.organization, job_id=job.pk)
+        version = _family_dataset(job)
+        created, error = self.attempt(request, lambda: submission.evaluate_submit(
+            organization=self.organization, actor=self.actor, models=[v.reference() for v in variants],
+            dataset_id=version.dataset_id, dataset_version=version.number))
+        if error:
+            return redirect(back)
+        comparison, _created = created
+        messages.success(request, f"Job {comparison.pk} queued: comparing {len(variants)} variants.")
+        return redirect("dashboard:job-detail", slug=slug, job_id=comparison.pk)
+
+
+class CompareView(OrganizationPageMixin, View):
+    """A comparison of the models the organization picks, on the dataset it picks."""
+
+    section = "jobs"
+    template = "dashboard/compare.html"
+
+    def form(self, data=None):
+        from jobs.model_sources import source_list
+
+        from .forms import CompareForm
+
+        return CompareForm(data, sources=source_list(organization=self.organization),
+                           datasets=list(dataset_list(organization=self.organization)))
+
+    def get(self, request, slug):
+        return self.render_page(request, self.template, {"form": self.form()})
+
+    def post(self, request, slug):
+        form = self.form(request.POST)
+        if form.is_valid():
+            try:
+                job, _created = submission.evaluate_submit(organization=self.organization, actor=self.actor,
+                                                           **form.service_kwargs())
+            except NotFound as error:  # a model deleted meanwhile: said on the form, like any refusal
+                form.add_error(None, error.message)
+            except ApplicationError as error:
+                apply_application_error(form, error)
+            else:
+                messages.success(request, f"Job {job.pk} queued: comparing {len(form.cleaned_data['models'])} models.")
+                return redirect("dashboard:job-detail", slug=slug, job_id=job.pk)
+        return self.render_page(request, self.template, {"form": form}, status=400)
+
+
+class JobLeaderboardCsvView(OrganizationPageMixin, View):
+    def get(self, request, slug, job_id):
+        from core.csv_export import csv_response
+        from jobs.leaderboard import csv_rows, evaluate_job_get
+
+        name, header, rows = csv_rows(evaluate_job_get(organization=self.organization, job_id=job_id))
+        return csv_response(name, header, rows)
 
 
 class JobCancelView(OrganizationPageMixin, View):
@@ -242,10 +332,7 @@ class CompressMixin(OrganizationPageMixin):
         form = CompressForm(request.POST, datasets=dataset_list(organization=self.organization),
                             base_models=base_model_list(task_family="classification"), chat=chat)
         if not form.is_valid():
-            for name, errors in form.errors.items():
-                label = form.fields[name].label if name in form.fields else ""
-                for error in errors:
-                    messages.error(request, f"{label}: {error}" if label else error)
+            self.form_errors_to_messages(request, form)
             return redirect(back)
         created, error = self.attempt(request, lambda: submission.compression_submit(
             organization=self.organization, actor=self.actor, source_job_id=source_job_id,

@@ -11,6 +11,7 @@ from django.views import View
 from registry import selectors, services
 
 from .jobs import CompressMixin, compress_form
+from .predictions import predict_form_for_upload
 from .views import OrganizationPageMixin, submit
 
 
@@ -47,7 +48,8 @@ class ModelDetailView(OrganizationPageMixin, View):
         model = selectors.uploaded_model_get(organization=self.organization, model_id=model_id)
         return self.render_page(request, "dashboard/model_detail.html", {
             "model": model, "jobs": model.jobs.order_by("-created_at")[:50],
-            "compress_form": compress_form(organization=self.organization, dataset_required=True)})
+            "compress_form": compress_form(organization=self.organization, dataset_required=True),
+            "predict_form": predict_form_for_upload(model)})
 
 
 class ModelCompressView(CompressMixin, View):

@@ -3,7 +3,7 @@ from django.urls import include, path
 
 import core.converters  # noqa: F401  (registers <id:…>: bounded ids)
 
-from . import billing, datasets, jobs, overview, uploaded_models, views
+from . import billing, datasets, jobs, overview, predictions, try_it, uploaded_models, views
 
 # Auth pages keep Django's un-namespaced names (login, password_reset_done, ...),
 # which contrib.auth reverses itself; the dashboard proper is namespaced.
@@ -42,7 +42,9 @@ dashboard_patterns = [
     path("o/<slug:slug>/models", uploaded_models.ModelListView.as_view(), name="models"),
     path("o/<slug:slug>/models/<id:model_id>", uploaded_models.ModelDetailView.as_view(), name="model-detail"),
     path("o/<slug:slug>/models/<id:model_id>/compress", uploaded_models.ModelCompressView.as_view(), name="model-compress"),
+    path("o/<slug:slug>/models/<id:model_id>/predict", predictions.ModelPredictView.as_view(), name="model-predict"),
     path("o/<slug:slug>/models/<id:model_id>/delete", uploaded_models.ModelDeleteView.as_view(), name="model-delete"),
+    path("o/<slug:slug>/models/<id:model_id>/try", try_it.ModelTryView.as_view(), name="model-try"),
     path("o/<slug:slug>/jobs", jobs.JobListView.as_view(), name="jobs"),
     path("o/<slug:slug>/jobs/quote", billing.JobQuoteView.as_view(), name="job-quote"),
     path("o/<slug:slug>/billing", billing.BillingView.as_view(), name="billing"),
@@ -54,6 +56,11 @@ dashboard_patterns = [
     path("o/<slug:slug>/jobs/<id:job_id>/pause", jobs.JobPauseView.as_view(), name="job-pause"),
     path("o/<slug:slug>/jobs/<id:job_id>/resume", jobs.JobResumeView.as_view(), name="job-resume"),
     path("o/<slug:slug>/jobs/<id:job_id>/compress", jobs.JobCompressView.as_view(), name="job-compress"),
+    path("o/<slug:slug>/jobs/<id:job_id>/try", try_it.JobTryView.as_view(), name="job-try"),
+    path("o/<slug:slug>/compare", jobs.CompareView.as_view(), name="compare"),
+    path("o/<slug:slug>/jobs/<id:job_id>/compare", jobs.JobCompareVariantsView.as_view(), name="job-compare"),
+    path("o/<slug:slug>/jobs/<id:job_id>/predict", predictions.JobPredictView.as_view(), name="job-predict"),
+    path("o/<slug:slug>/jobs/<id:job_id>/leaderboard.csv", jobs.JobLeaderboardCsvView.as_view(), name="job-leaderboard-csv"),
     path("o/<slug:slug>/jobs/<id:job_id>/artifacts/<str:name>", jobs.JobArtifactDownloadView.as_view(), name="job-artifact"),
 ]
 

@@ -132,6 +132,13 @@ class OrganizationPageMixin(LoginRequiredMixin):
             # A missing object and another organization's look the same: 404.
             raise Http404(missing.message) from None
 
+    def form_errors_to_messages(self, request, form) -> None:
+        """A form posted from another page (it redirects back): each error as a message, with its field's label."""
+        for name, errors in form.errors.items():
+            label = form.fields[name].label if name in form.fields else ""
+            for error in errors:
+                messages.error(request, f"{label}: {error}" if label else error)
+
     def attempt(self, request, action):
         """(result, None), or (None, error) with the refusal shown as a message.
         NotFound is not a refusal: it propagates and becomes the 404 above."""

@@ -1,15 +1,15 @@
 """Operators: jobs by state and queue with cancel / retry / requeue / priority
 actions and their billed seconds, and a queue & worker overview page (usage
 segments are billing's admin)."""
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from billing.metering import with_job_usage
 
 from . import lifecycle
-from .models import Job, JobArtifact, JobEvent, JobState
+from .models import Job, JobArtifact, JobEvent, JobState, PredictionInput, Worker
 
 
 class JobEventInline(admin.TabularInline):
@@ -112,20 +112,74 @@ class JobAdmin(admin.ModelAdmin):
                 path("quote-accuracy/", accuracy, name="jobs_quote_accuracy"), *super().get_urls()]
 
     def queues_view(self, request):
-        """Queue depths from the database, and the workers online (Celery inspect)."""
-        from celery import current_app as app  # the project's app; apps never import config
+        """Per queue and device class: depth, the oldest waiting job, workers online and their current job
+        (jobs/fleet.py: what the workers registered, read from the database — no broker broadcast needed)."""
+        from django.utils import timezone
 
-        depths = list(Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING]).values("queue", "state")
-                      .annotate(n=Count("id")).order_by("queue", "state"))
-        running = {j.worker: j for j in Job.objects.filter(state=JobState.RUNNING)}
-        workers, inspect_error = [], None
-        try:
-            replies = app.control.inspect(timeout=1.0).active_queues() or {}
-            for name, queues in sorted(replies.items()):
-                job = running.get(name)
-                workers.append({"name": name, "queues": ", ".join(q["name"] for q in queues), "job": job})
-        except Exception as exc:  # e.g. a broker without broadcast (the filesystem transport)
-            inspect_error = f"{type(exc).__name__}: {exc}"
-        context = {**self.admin_site.each_context(request), "title": "Queues and workers", "depths": depths,
-                   "workers": workers, "running": list(running.values()), "inspect_error": inspect_error}
+        from . import fleet
+
+        now = timezone.now()
+        running = list(Job.objects.filter(state=JobState.RUNNING).order_by("pk"))
+        context = {**self.admin_site.each_context(request), "title": "Queues and workers",
+                   "rows": fleet.fleet_overview(now), "running": running,
+                   "stale": list(fleet.stale_workers(now)), "online_seconds": settings.LATHE_WORKER_ONLINE_SECONDS}
         return TemplateResponse(request, "admin/jobs/queues.html", context)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """The fleet's workers as they registered; drain one before taking its host down (it finishes its job
+    and claims no new one), undo it to put the worker back to work."""
+
+    list_display = ("name", "device_class", "device_count", "online", "draining", "current_job", "last_seen_at",
+                    "started_at", "queue_list")
+    list_filter = ("device_class", "draining")
+    search_fields = ("name",)
+    readonly_fields = [f.name for f in Worker._meta.fields]
+    actions = ["drain", "undrain"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(boolean=True, description="Online")
+    def online(self, obj):
+        from . import fleet
+
+        return obj.stopped_at is None and obj.last_seen_at >= fleet.online_cutoff()
+
+    @admin.display(description="Current job")
+    def current_job(self, obj):
+        job = Job.objects.filter(state=JobState.RUNNING, worker=obj.name).values_list("pk", flat=True).first()
+        return job or "idle"
+
+    @admin.display(description="Queues")
+    def queue_list(self, obj):
+        return ", ".join(obj.queues)
+
+    @admin.action(description="Drain: finish the current job, take no more")
+    def drain(self, request, queryset):
+        from . import fleet
+
+        count = fleet.worker_set_draining(workers=list(queryset), draining=True)
+        self.message_user(request, f"Draining {count} worker(s): each finishes its current job and claims no new one.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Undo drain: take jobs again")
+    def undrain(self, request, queryset):
+        from . import fleet
+
+        count = fleet.worker_set_draining(workers=list(queryset), draining=False)
+        self.message_user(request, f"{count} worker(s) take jobs again.", messages.SUCCESS)
+
+
+@admin.register(PredictionInput)
+class PredictionInputAdmin(admin.ModelAdmin):
+    """Files of inputs organizations uploaded for batch predictions (read-only: they are the customers')."""
+
+    list_display = ("id", "organization", "name", "task", "file_format", "rows", "labelled_rows", "size_bytes", "created_at")
+    list_filter = ("task", "file_format")
+    search_fields = ("name", "organization__name", "organization__slug")
+    readonly_fields = [f.name for f in PredictionInput._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -8,7 +8,10 @@ from core.errors import field_error
 
 from billing.serializers import QuoteSerializer
 
-from . import lifecycle, selectors, submission
+from core.parsers import JSONParser, StrictMultiPartParser
+from corpora.limits import limits_for, refuse_oversized_body
+
+from . import lifecycle, prediction_inputs, selectors, submission
 from .downloads import artifact_response
 from .quotes import quote
 from .serializers import (
@@ -18,6 +21,8 @@ from .serializers import (
     JobListQuerySerializer,
     JobMetricSerializer,
     JobSerializer,
+    PredictionInputSerializer,
+    PredictionInputUploadSerializer,
     KIND_DEFAULT_METHOD,
     JobSubmitSerializer,
     job_request_schema,
@@ -78,6 +83,13 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         raise field_error(given[0], f"{given[0]} applies to finetune jobs (a held-out test set for a classifier), "
                                     f"not {data['kind']}.")
     organization, actor, entitlements = view.organization, view.actor, view.entitlements
+    if data["kind"] == "predict" or any(name in request.data for name in PREDICT_ONLY_FIELDS) or (
+            data["kind"] != "evaluate" and "max_new_tokens" in request.data):
+        return _predict_from_request(request, data, organization=organization, actor=actor, entitlements=entitlements,
+                                     key=key, dry_run=dry_run)
+    if data["kind"] == "evaluate" or any(name in request.data for name in EVALUATE_ONLY_FIELDS):
+        return _evaluate_from_request(request, data, organization=organization, actor=actor, entitlements=entitlements,
+                                      key=key, dry_run=dry_run)
     if data["kind"] in KIND_DEFAULT_METHOD:  # the kinds that start from a catalog model and a dataset
         for required in ("dataset_id", "base_model"):
             if data.get(required) in (None, ""):
@@ -93,7 +105,8 @@ def submit_from_request(view, request, *, dry_run: bool = False):
             dataset_version=data.get("dataset_version"), base_model=data["base_model"],
             method=data.get("method") or KIND_DEFAULT_METHOD[data["kind"]],
             hyperparameters_in=data["hyperparameters"], name=data["name"], max_cost=data.get("max_cost"),
-            idempotency_key=key, dry_run=dry_run, entitlements=entitlements, **test_set)
+            idempotency_key=key, dry_run=dry_run, entitlements=entitlements, device_class=data["device_class"],
+            **test_set)
     return submission.compression_submit(
         organization=organization, actor=actor, kind=data["kind"], source_job_id=data.get("source_job_id"),
         source_model_id=data.get("source_model_id"),
@@ -101,7 +114,95 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         dataset_version=data.get("dataset_version"), name=data["name"], prune_method=data.get("prune_method"),
         options={k: data[k] for k in submission.numeric_options() if k in data},
         student_base_model=data.get("student_base_model"), hyperparameters_in=data["hyperparameters"] or None,
-        max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run, entitlements=entitlements)
+        max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run, entitlements=entitlements,
+        device_class=data["device_class"])
+
+
+def _refuse_fields_not_taken(request, accepted: set, *, what: str) -> None:
+    """A field of the body the kind does not take is a 400 naming it and what it does take (never dropped)."""
+    stray = sorted(str(name) for name in request.data if name not in accepted)
+    if stray:
+        raise field_error(stray[0], f"{stray[0]} does not apply to {what} {', '.join(sorted(accepted - {'kind'}))}.")
+
+
+PREDICT_ONLY_FIELDS = ("model", "batch_size", "chunk_rows", "inputs_id")
+
+
+def _predict_from_request(request, data, *, organization, actor, entitlements, key, dry_run):
+    """kind predict (docs/predictions.md): the fields it takes, the others refused by name (never dropped)."""
+    from workers.kinds import PredictOptions, options_of
+
+    if data["kind"] != "predict":
+        given = next((name for name in (*PREDICT_ONLY_FIELDS, "max_new_tokens") if name in request.data))
+        raise field_error(given, f"{given} applies to batch predictions (kind predict)"
+                                 + (" and comparisons (kind evaluate)" if given == "max_new_tokens" else "")
+                                 + f", not {data['kind']}.")
+    options = list(options_of(PredictOptions))
+    accepted = {"kind", "model", "dataset_id", "dataset_version", "inputs_id", "name", "max_cost", "device_class",
+                *options}
+    _refuse_fields_not_taken(request, accepted, what="batch predictions; they take")
+    return submission.predict_submit(
+        organization=organization, actor=actor, model=data.get("model"), dataset_id=data.get("dataset_id"),
+        dataset_version=data.get("dataset_version"), options={k: data[k] for k in options if k in data},
+        name=data["name"], max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run,
+        entitlements=entitlements, device_class=data.get("device_class") or "", inputs_id=data.get("inputs_id"))
+
+
+EVALUATE_ONLY_FIELDS = ("models", "accuracy_tolerance", "latency_samples")
+
+
+def _evaluate_from_request(request, data, *, organization, actor, entitlements, key, dry_run):
+    """kind evaluate (docs/comparison.md): the fields it takes, the others refused by name (never dropped)."""
+    from workers.kinds import EvaluateOptions, options_of
+
+    if data["kind"] != "evaluate":
+        given = next(name for name in EVALUATE_ONLY_FIELDS if name in request.data)
+        raise field_error(given, f"{given} applies to comparisons (kind evaluate), not {data['kind']}.")
+    options = list(options_of(EvaluateOptions))
+    accepted = {"kind", "models", "dataset_id", "dataset_version", "name", "max_cost", "device_class", *options}
+    _refuse_fields_not_taken(request, accepted, what="a comparison; it takes")
+    return submission.evaluate_submit(
+        organization=organization, actor=actor, models=data.get("models"), dataset_id=data.get("dataset_id"),
+        dataset_version=data.get("dataset_version"), options={k: data[k] for k in options if k in data},
+        name=data["name"], max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run,
+        entitlements=entitlements, device_class=data.get("device_class") or "")
+
+
+class JobLeaderboardApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_leaderboard", responses=inline_serializer("JobLeaderboard", {
+        "job_id": serializers.IntegerField(), "state": serializers.CharField(),
+        "metric": serializers.CharField(allow_null=True, help_text="accuracy (classifiers) or exact_match (chat)"),
+        "accuracy_tolerance": serializers.FloatField(), "device_class": serializers.CharField(allow_null=True),
+        "device_count": serializers.IntegerField(allow_null=True),
+        "usd_per_second": serializers.CharField(allow_null=True, help_text="The plan's rate for the device class"),
+        "recommended": serializers.CharField(allow_null=True, help_text="The key of the recommended model"),
+        "rows": serializers.ListField(child=serializers.DictField())}),
+        description="A comparison's (kind evaluate) table, best quality first: per model accuracy and macro-F1 (chat: "
+                    "exact_match, token_f1), latency_ms_p50/p95 at batch 1, throughput_batch32, size_bytes, "
+                    "cost_per_1m_usd (1e6 / throughput × the plan's usd_per_second for the device class × devices) "
+                    "and `recommended`: the cheapest within accuracy_tolerance points of the best. Rows are empty "
+                    "until the job succeeds. Another kind of job is a 404.")
+    def get(self, request, job_id: int):
+        from .leaderboard import board_of, evaluate_job_get
+
+        return Response(board_of(evaluate_job_get(organization=self.organization, job_id=job_id)))
+
+
+class JobLeaderboardCsvApi(OrganizationAPIView):
+    serializer_class = JobSerializer
+
+    @extend_schema(operation_id="jobs_leaderboard_csv", responses={(200, "text/csv"): OpenApiTypes.STR},
+                   description="The leaderboard as a CSV download (the same rows and columns; cells that begin with "
+                               "=, +, -, @, tab or CR are prefixed with an apostrophe). 409 until the job succeeds.")
+    def get(self, request, job_id: int):
+        from core.csv_export import csv_response
+
+        from .leaderboard import csv_rows, evaluate_job_get
+
+        name, header, rows = csv_rows(evaluate_job_get(organization=self.organization, job_id=job_id))
+        return csv_response(name, header, rows)
 
 
 class JobDetailApi(OrganizationAPIView):
@@ -196,3 +297,43 @@ class JobArtifactDownloadApi(OrganizationAPIView):
     def get(self, request, job_id: int, name: str):
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         return artifact_response(job=job, artifact=selectors.artifact_get(job=job, name=name))
+
+
+# --- files of inputs for batch predictions -----------------------------------------------------------
+
+class PredictionInputListApi(OrganizationAPIView):
+    serializer_class = PredictionInputSerializer
+    parser_classes = [StrictMultiPartParser, JSONParser]
+
+    @extend_schema(operation_id="prediction_inputs_list", responses=PredictionInputSerializer(many=True))
+    def get(self, request):
+        page = self.paginate_queryset(prediction_inputs.prediction_input_list(organization=self.organization))
+        return self.get_paginated_response(PredictionInputSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="prediction_inputs_create", request={"multipart/form-data": PredictionInputUploadSerializer},
+                   responses={201: PredictionInputSerializer}, description=(
+                       "Upload a file of inputs for batch predictions (labels and ids optional); every row is checked "
+                       "before it is kept. Predict with POST /jobs, kind predict and inputs_id."))
+    def post(self, request):
+        refuse_oversized_body(request, limit=limits_for(organization=self.organization).max_file_bytes)
+        payload = PredictionInputUploadSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        created = prediction_inputs.prediction_input_upload(
+            organization=self.organization, actor=self.actor, uploaded=payload.validated_data["file"],
+            name=payload.validated_data["name"])
+        return Response(PredictionInputSerializer(created).data, status=status.HTTP_201_CREATED)
+
+
+class PredictionInputDetailApi(OrganizationAPIView):
+    serializer_class = PredictionInputSerializer
+
+    @extend_schema(operation_id="prediction_inputs_retrieve", responses=PredictionInputSerializer)
+    def get(self, request, input_id: int):
+        return Response(PredictionInputSerializer(prediction_inputs.prediction_input_get(
+            organization=self.organization, input_id=input_id)).data)
+
+    @extend_schema(operation_id="prediction_inputs_destroy", responses={204: None},
+                   description="Refused (409) while a predict job uses the file.")
+    def delete(self, request, input_id: int):
+        prediction_inputs.prediction_input_delete(organization=self.organization, actor=self.actor, input_id=input_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -47,6 +47,7 @@ STARTUP_SECONDS = 20.0  # loading, tokenizing, exporting, until a method's histo
 EVAL_TOKEN = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 MEASURE_PASSES = 4  # compression's measure(): accuracy + 3 timed throughput passes over the evaluation rows
 PRUNE_SEARCH_PROBES = 6  # sparsity "auto": bisection probes of one evaluation pass each
+GENERATED_TOKEN = 8  # predict with a chat model: one decoding step at batch 1 costs about 8 prompt tokens' forward
 ETA_QUEUE_LIMIT = 500  # jobs ahead read for a queued job's ETA
 
 # Token·parameters per second until a device class has history for a method.
@@ -139,8 +140,16 @@ def work_tokens(job: Job) -> float:
     A fine-tune: the train split's real tokens × epochs (all of them: early
     stopping can only end it sooner). Compression: its evaluation passes and
     probes at a third of a training token each, plus its training phases."""
-    version = job.dataset_version
     spec = job.spec or {}
+    if job.kind == JobKind.PREDICT and job.dataset_version_id is None and job.prediction_input_id:
+        # An uploaded input file has no length report: its rows at the default length (or a default
+        # conversation and every reply at max_new_tokens, as for a chat dataset below).
+        inputs = job.prediction_input
+        if inputs.task != "chat":
+            return inputs.rows * tokens_per_row({}, model_max_length(job)) * EVAL_TOKEN
+        new = int(spec.get("max_new_tokens") or 128)
+        return inputs.rows * (DEFAULT_TOKENS_PER_CONVERSATION + new * GENERATED_TOKEN) * EVAL_TOKEN
+    version = job.dataset_version
     # A fine-tune validated on a set of its own trains on every row of its version (staging.fetch_dataset).
     separate = job.validation_dataset_version if job.kind in FINETUNE_KINDS else None
     train_rows = (version.train_count or 0) + ((version.validation_count or 0) if separate is not None else 0)
@@ -155,6 +164,17 @@ def work_tokens(job: Job) -> float:
             separate.report, model_max_length(job)) if separate is not None else (version.validation_count or 0) * per_row
         return int(spec.get("epochs") or 3) * (train + ((train + evaluation) if spec.get("refit") else 0))
     train, evaluation = (version.train_count or 0) * per_row, (version.validation_count or 0) * per_row
+    if job.kind == JobKind.EVALUATE:  # every row, each model: its scored pass + 3 timed ones (workers/serving/evaluate.py)
+        return len(spec.get("models") or ()) * MEASURE_PASSES * (train + evaluation) * EVAL_TOKEN
+    if job.kind == JobKind.PREDICT:  # every row once, forward only (workers/serving/predict.py)
+        rows = (version.train_count or 0) + (version.validation_count or 0)
+        if version.task != "chat":
+            return rows * per_row * EVAL_TOKEN
+        # A reply: its prompt once, then each new token one decoding step at batch 1 (memory-bound: worth
+        # GENERATED_TOKEN prompt tokens); every reply counted at max_new_tokens, so this is an upper bound.
+        prompt = chat_train_tokens(version.report, None, 1) or DEFAULT_TOKENS_PER_CONVERSATION
+        new = int(spec.get("max_new_tokens") or 128)
+        return rows * (prompt + new * GENERATED_TOKEN) * EVAL_TOKEN
     passes = 2 * MEASURE_PASSES  # the source model measured, and the result
     training = 0.0
     if job.kind == JobKind.QUANTIZE:
@@ -213,7 +233,8 @@ class Estimator:
         return self._throughput[key]
 
     def estimate(self, job: Job) -> Estimate:
-        device_class = job.device_class or self.device_class(job.queue)
+        # Where it ran, else the class it asked for, else where its queue's jobs ran lately.
+        device_class = job.device_class or job.requested_device_class or self.device_class(job.queue)
         method = method_of(job)
         tokens = work_tokens(job)
         measured = self.throughput(device_class, method)
@@ -289,8 +310,14 @@ def record(*, job: Job, result: dict, seconds: float, device_class: str) -> dict
         if not tokens or not loop:
             return None
         return {**base, "tokens": int(tokens), "work_seconds": round(min(float(loop), seconds), 3)}
-    if "compression" not in result or job.attempts != 1 or seconds <= 0:
-        return None
+    if job.kind == JobKind.PREDICT:  # the rows this attempt predicted (a resumed one did fewer) over its loop's seconds
+        report = result.get("predictions") or {}
+        done, rows, loop = report.get("predicted_rows"), report.get("rows"), report.get("predict_seconds")
+        if not done or not rows or not loop:
+            return None
+        return {**base, "tokens": round(work_tokens(job) * done / rows), "work_seconds": round(min(float(loop), seconds), 3)}
+    if not ("compression" in result or "leaderboard" in result) or job.attempts != 1 or seconds <= 0:
+        return None  # (a comparison's "leaderboard": its work_tokens over its seconds, as compression's)
     return {**base, "tokens": round(work_tokens(job)), "work_seconds": round(seconds, 3)}
 
 
@@ -315,11 +342,13 @@ def finish_of_running(job: Job, estimator: Estimator) -> tuple[datetime, str]:
     step time (the median of its recent steps, as the worker measured it),
     from its last progress report; before that (or for compression, whose
     steps are phases of unequal length), its start + its estimate."""
-    if (job.kind in FINETUNE_KINDS and job.step_seconds and job.total_steps and job.progress_at
-            and job.step < job.total_steps):
+    if ((job.kind in FINETUNE_KINDS or job.kind == JobKind.PREDICT) and job.step_seconds and job.total_steps
+            and job.progress_at and job.step < job.total_steps):
         left = job.total_steps - job.step
+        unit = "row" if job.kind == JobKind.PREDICT else "step"  # a predict job's steps are its rows
         return (job.progress_at + timedelta(seconds=left * job.step_seconds),
-                f"{left} steps left × {job.step_seconds:.2f} s a step (median of its recent steps)")
+                f"{left} {unit}s left × {job.step_seconds:{'.3g' if unit == 'row' else '.2f'}} s a {unit} "
+                f"(median of its recent {unit}s)")
     own = estimator.estimate(job)
     started = job.started_at or timezone.now()
     return started + timedelta(seconds=own.seconds), f"started + its estimate of {_minutes(own.seconds)} ({own.basis})"

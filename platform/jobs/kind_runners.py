@@ -53,7 +53,14 @@ def build_finetune_spec(job: Job, folder: Path) -> FineTuneSpec:
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
         checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
+        world_size=devices_per_job(job),
     )
+
+
+def devices_per_job(job: Job) -> int:
+    """How many devices of this host the job trains on: LATHE_DISTRIBUTED_PROCESSES for classifier fine-tunes
+    (torch.distributed, workers/distributed.py); every other kind runs on one."""
+    return max(1, settings.LATHE_DISTRIBUTED_PROCESSES) if job.kind == JobKind.FINETUNE else 1
 
 
 def training_outcome(job: Job, outcome, **extra) -> tuple[str | None, dict, str]:
@@ -148,6 +155,101 @@ def chat_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
         tokens_per_second=round(outcome.input_tokens / outcome.train_seconds, 1) if outcome.train_seconds else None)
 
 
+# --- evaluate (the comparison: docs/comparison.md) -----------------------------------------
+
+def build_evaluate_spec(job: Job, folder: Path):
+    """Every model of the comparison unpacked (the serving cache, keyed by the archive's sha256) and every
+    row of the dataset version next to the job; a model deleted since submission fails the job, named."""
+    from workers.serving.evaluate import EvaluateSpec
+
+    from .model_sources import source_get, unpacked
+    from .staging import _every_row, _stage
+
+    stored = dict(job.spec)
+    models = []
+    for entry in stored.pop("models"):
+        source = source_get(organization=job.organization, **entry["reference"])
+        models.append({"key": source.key, "name": source.name, "folder": str(unpacked(source))})
+    version = job.dataset_version
+    data = _stage(folder / "data" / "evaluate.jsonl", _every_row(version))
+    return strict(EvaluateSpec, stored, models=models, data_file=str(data), task=version.task, labels=list(job.labels),
+                  threads=settings.LATHE_WORKER_THREADS or None)
+
+
+def run_evaluate(spec, reporter: Reporter) -> dict:
+    from workers.serving.evaluate import run_evaluate as run
+
+    return run(spec, reporter)
+
+
+def evaluate_outcome(job: Job, report: dict) -> tuple[str | None, dict, str]:
+    """The measurements priced: cost per 1M predictions at the organization's plan rate for the device class
+    the job ran on (the ledger's rate for its seconds), and the recommended row."""
+    from tenancy.entitlements import entitlements_for
+    from workers.serving.evaluate import leaderboard
+
+    if "stopped" in report:
+        reason = report["stopped"]
+        return (stop_state(reason), {"stop_reason": reason}, stop_message(job, reason)) if reason in STOP_REASONS else (None, {}, "")
+    device_class = job.device_class or report["device_class"]
+    entitlements = entitlements_for(organization=job.organization)
+    rate = entitlements.rate_for(device_class)
+    rows = leaderboard(report["models"], accuracy_tolerance=report["accuracy_tolerance"], usd_per_second=rate,
+                       device_count=report["device_count"])
+    board = {**{k: v for k, v in report.items() if k != "models"}, "device_class": device_class,
+             "usd_per_second": str(rate), "plan": entitlements.plan_slug, "metric": rows[0]["metric"], "rows": rows}
+    return JobState.SUCCEEDED, {"leaderboard": board}, ""
+
+
+# --- predict (batch predictions: docs/predictions.md) -------------------------------------
+
+PREDICT_STOPS = {
+    "cancelled": "Cancelled after {done} of {rows} rows; a cancelled job writes no predictions file.",
+    "budget": "Stopped at its budget of ${max_cost} (max_cost) after {done} of {rows} rows.",
+    "spend cap": "Stopped: the organization's monthly spend cap (or free allowance) is reached, after {done} of {rows} rows.",
+}
+
+
+def build_predict_spec(job: Job, folder: Path):
+    """The model unpacked (the serving cache, keyed by the archive's sha256) and every row of the dataset
+    version next to the job (train then validation split, as the submission counted them); a model deleted
+    since submission fails the job, named."""
+    from workers.serving.predict import PredictSpec
+
+    from .model_sources import source_get, unpacked
+    from .staging import _every_row, _stage
+
+    stored = dict(job.spec)
+    source = source_get(organization=job.organization, **stored.pop("model"))
+    if job.prediction_input_id:  # an uploaded file, as uploaded (its name tells the reader CSV from JSONL)
+        inputs = job.prediction_input
+        data = _stage(folder / "data" / f"predict.{inputs.file_format}", [inputs.storage_name])
+        task = inputs.task
+    else:
+        version = job.dataset_version
+        data, task = _stage(folder / "data" / "predict.jsonl", _every_row(version)), version.task
+    return strict(PredictSpec, stored, model_folder=str(unpacked(source)), input_file=str(data), task=task,
+                  output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+                  checkpoint_dir=str(folder / "checkpoints"), threads=settings.LATHE_WORKER_THREADS or None)
+
+
+def run_predict(spec, reporter: Reporter) -> dict:
+    from workers.serving.predict import run_predict as run
+
+    return run(spec, reporter)
+
+
+def predict_outcome(job: Job, report: dict) -> tuple[str | None, dict, str]:
+    if "stopped" in report:
+        reason = report["stopped"]
+        if reason not in PREDICT_STOPS:
+            return None, {}, ""  # the lease was lost: the job is someone else's now
+        message = (PREDICT_STOPS[reason].replace("{done}", f"{report['rows_done']:,}").replace("{rows}", f"{report['rows']:,}")
+                   .replace("{max_cost}", f"{job.max_cost:.2f}" if job.max_cost is not None else "?"))
+        return stop_state(reason), {"stop_reason": reason, "rows_done": report["rows_done"]}, message
+    return JobState.SUCCEEDED, {"predictions": report}, ""
+
+
 # --- the table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -175,4 +277,6 @@ KIND_RUNNERS: dict[str, KindRunner] = {
     JobKind.FINETUNE: KindRunner(build_finetune_spec, run_finetune, finetune_outcome),
     JobKind.QUANTIZE: _COMPRESSION, JobKind.PRUNE: _COMPRESSION, JobKind.DISTILL: _COMPRESSION,
     JobKind.CHAT_FINETUNE: KindRunner(build_chat_spec, run_chat, chat_outcome),
+    JobKind.PREDICT: KindRunner(build_predict_spec, run_predict, predict_outcome),
+    JobKind.EVALUATE: KindRunner(build_evaluate_spec, run_evaluate, evaluate_outcome),
 }

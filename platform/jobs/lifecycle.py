@@ -21,6 +21,7 @@ from tenancy.actors import Actor
 from tenancy.entitlements import entitlements_for
 from tenancy.models import Organization
 
+from . import fleet
 from .models import FINETUNE_KINDS, TERMINAL_STATES, Job, JobCheckpoint, JobEvent, JobState
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def dispatch(*, job_id: int) -> None:
     if job is None:
         return
     try:
-        current_app.send_task("jobs.tasks.run_job", args=[job.pk], queue=job.queue, priority=job.priority)
+        current_app.send_task("jobs.tasks.run_job", args=[job.pk], queue=fleet.routed_queue(job), priority=job.priority)
     except Exception:
         logger.exception("Doorbell for job %s failed; the sweeper will retry", job_id)
         return
@@ -42,12 +43,16 @@ def dispatch(*, job_id: int) -> None:
 
 
 def job_claim(*, job_id: int, worker: str, device_class: str) -> tuple[Job, uuid.UUID] | None:
-    """queued → running under a new lease, if nobody else has it and the
-    organization is under its concurrency limit. None means: not yours."""
+    """queued → running under a new lease, if nobody else has it, the worker may take it (its device class,
+    not draining: fleet.claim_refusal) and the organization is under its concurrency limit. None means: not yours."""
     token, now = uuid.uuid4(), timezone.now()
     with transaction.atomic():
         job = Job.objects.filter(pk=job_id, state=JobState.QUEUED).select_related("organization").first()
         if job is None:
+            return None
+        refusal = fleet.claim_refusal(job=job, worker=worker, device_class=device_class)
+        if refusal:
+            logger.info("Job %s not claimed: %s", job_id, refusal)
             return None
         Organization.objects.select_for_update().get(pk=job.organization_id)  # serializes the limit check
         entitlements = entitlements_for(organization=job.organization)  # once per claim

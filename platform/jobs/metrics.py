@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from billing.models import EventStatus, ExportStatus, LedgerEntry, StripeEvent
 
+from . import fleet
 from .models import TERMINAL_STATES, Job, JobEvent, JobState
 
 # The reaper's JobEvent messages (jobs.lifecycle._take_over): "Worker lost (<why>). <outcome>…".
@@ -62,6 +63,12 @@ class LatheCollector:
             oldest.add_metric([row["queue"]], _seconds(now - since) if since else 0.0)
         yield depth
         yield oldest
+        workers = GaugeMetricFamily("lathe_workers_online", "Job and inference workers seen within the online window, "
+                                    "per device class (draining ones apart).", labels=["device_class", "draining"])
+        for row in (fleet.online_workers(now).values("device_class", "draining").annotate(n=Count("id"))
+                    .order_by("device_class", "draining")):
+            workers.add_metric([row["device_class"], str(row["draining"]).lower()], row["n"])
+        yield workers
 
     def _jobs(self):
         by_state = GaugeMetricFamily("lathe_jobs", "Jobs by state and kind.", labels=["state", "kind"])

@@ -35,6 +35,8 @@ class JobKind(models.TextChoices):
     PRUNE = "prune", "Prune"
     DISTILL = "distill", "Distill"
     CHAT_FINETUNE = "chat_finetune", "Chat fine-tune"
+    PREDICT = "predict", "Batch predictions"
+    EVALUATE = "evaluate", "Compare models"
 
 
 COMPRESSION_KINDS = (JobKind.QUANTIZE, JobKind.PRUNE, JobKind.DISTILL)
@@ -52,7 +54,11 @@ class Job(TimeStampedModel):
     kind = models.CharField(max_length=20, choices=JobKind.choices, default=JobKind.FINETUNE)
     state = models.CharField(max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
     name = models.CharField(max_length=100, blank=True)
-    dataset_version = models.ForeignKey("corpora.DatasetVersion", on_delete=models.PROTECT, related_name="jobs")
+    dataset_version = models.ForeignKey("corpora.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="jobs", help_text=(
+                                            "The data (every kind but a predict job over an uploaded input file)."))
+    prediction_input = models.ForeignKey("jobs.PredictionInput", null=True, blank=True, on_delete=models.PROTECT,
+                                         related_name="jobs", help_text="Predict jobs: an uploaded file of inputs.")
     base_model = models.ForeignKey("catalog.BaseModel", null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
                                    help_text="Fine-tunes: the catalog model. Compression: the source's (none for an uploaded model).")
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.FULL)
@@ -85,7 +91,9 @@ class Job(TimeStampedModel):
     lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
-    device_class = models.CharField(max_length=40, blank=True)
+    device_class = models.CharField(max_length=40, blank=True, help_text="The class of the worker that ran the attempt.")
+    requested_device_class = models.CharField(max_length=40, blank=True, help_text=(
+        "The device class the job asked for (only such a worker claims it); blank: any worker of its queue."))
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     pause_requested_at = models.DateTimeField(null=True, blank=True, help_text=(
         "A pause asked of the running attempt: it stops at its next step, keeps a checkpoint and the job becomes paused."))
@@ -130,6 +138,51 @@ class Job(TimeStampedModel):
         """What lifecycle.job_pause accepts: a queued or running fine-tune, no cancel or pause pending."""
         return (self.kind in FINETUNE_KINDS and self.cancel_requested_at is None
                 and (self.state == JobState.QUEUED or self.state == JobState.RUNNING and self.pause_requested_at is None))
+
+
+class PredictionInput(TimeStampedModel):
+    """A file of inputs uploaded for batch predictions (CSV or JSONL; labels optional, ids optional), checked
+    row by row at upload (workers/serving/predict.read_inputs) and kept as uploaded."""
+
+    organization = models.ForeignKey("tenancy.Organization", on_delete=models.CASCADE, related_name="prediction_inputs")
+    name = models.CharField(max_length=200)
+    file_format = models.CharField(max_length=10, help_text="csv | jsonl")
+    task = models.CharField(max_length=40, help_text="text_classification | text_pair_classification | chat")
+    rows = models.PositiveIntegerField()
+    labelled_rows = models.PositiveIntegerField(default=0, help_text="Rows with a label (or a reference reply).")
+    storage_name = models.CharField(max_length=300)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"prediction input {self.pk} ({self.name})"
+
+
+class Worker(models.Model):
+    """A worker process of the fleet, as it registered itself (jobs/fleet.py): what it runs on, which queues it
+    consumes, when it was last seen. An operator drains one from admin: it finishes its job and takes no more."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery's hostname, e.g. worker@gpu-host-3")
+    device_class = models.CharField(max_length=40)
+    device_count = models.PositiveSmallIntegerField(default=1)
+    queues = models.JSONField(default=list, help_text="The queues it consumes (its class's queues included).")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set on a clean shutdown.")
+    draining = models.BooleanField(default=False, help_text="Finish the current job, claim no new one.")
+    drain_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("device_class", "name")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.device_class})"
 
 
 class EventLevel(models.TextChoices):

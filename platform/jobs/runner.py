@@ -11,10 +11,12 @@ import traceback
 
 from django.db import DatabaseError, connection
 
+from core.logging import job_log_context
+
 from workers.devices import device_class as detect_device_class
 
 from . import estimates, lifecycle
-from .kind_runners import KIND_RUNNERS
+from .kind_runners import KIND_RUNNERS, devices_per_job
 from .models import Job, JobState
 from .reporter import TRANSIENT_DB_ERRORS, JobReporter, with_db_retry
 
@@ -22,6 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 def run_claimed_job(job: Job, token) -> str:
+    """The attempt, with the organization and job id on every log line it writes (core.logging)."""
+    with job_log_context(organization_id=job.organization_id, job_id=job.pk):
+        return _run_claimed_job(job, token)
+
+
+def _run_claimed_job(job: Job, token) -> str:
     """The attempt under `token`: run it, then commit its outcome. The heartbeat
     lives exactly as long as the attempt (try/finally). An attempt that dies on a
     database outage outlasting the retries commits nothing: its lease runs out and
@@ -31,6 +39,8 @@ def run_claimed_job(job: Job, token) -> str:
         # heartbeat's own connection, and the server ends the idle session (idle_in_transaction_session_timeout).
         raise RuntimeError("run_claimed_job must not run inside a transaction (it runs for longer than a lease).")
     device_class, device_count = detect_device_class()
+    # A job across several devices is metered as that many devices × seconds (the ledger's device_count).
+    device_count = max(device_count, devices_per_job(job))
     attempt_started = time.monotonic()  # the attempt's metered time starts with its reporter
     reporter = JobReporter(job, token, device_class, device_count)
     reporter.start()

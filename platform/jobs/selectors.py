@@ -10,7 +10,7 @@ from .models import FINETUNE_KINDS, Job, JobArtifact, JobKind, JobState, Method
 
 
 def job_list(*, organization, state: str | None = None, kind: str | None = None, created_after=None, created_before=None) -> QuerySet[Job]:
-    qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset",
+    qs = Job.objects.filter(organization=organization).select_related("base_model", "source_model", "dataset_version__dataset", "prediction_input",
                                                                      "test_dataset_version__dataset",
                                                                      "validation_dataset_version__dataset")
     if state:
@@ -42,6 +42,8 @@ JOB_METHODS = {
     JobKind.PRUNE: PRUNE_METHODS,                     # the prune_method (workers/kinds.py)
     JobKind.DISTILL: ("distill",),                    # knowledge distillation into a student
     JobKind.CHAT_FINETUNE: tuple(Method.values),      # full | lora, on a causal LM
+    JobKind.PREDICT: ("predict", "generate"),         # batch predictions: a classifier's, a chat model's replies
+    JobKind.EVALUATE: ("evaluate",),                  # the comparison: no training, every model scored
 }
 METHOD_VALUES = list(dict.fromkeys(m for methods in JOB_METHODS.values() for m in methods))
 
@@ -54,7 +56,16 @@ def job_method(job: Job) -> str:
         return job.method
     if job.kind == JobKind.PRUNE:
         return job.spec.get("prune_method") or "magnitude"
+    if job.kind == JobKind.PREDICT and predict_task(job) == "chat":
+        return "generate"
     return JOB_METHODS[job.kind][0]
+
+
+def predict_task(job: Job) -> str | None:
+    """What a predict job's inputs are: its uploaded file's task, else its dataset version's."""
+    if job.prediction_input_id:
+        return job.prediction_input.task
+    return job.dataset_version.task if job.dataset_version_id else None
 
 
 # Under-training: the rule, once (the job page and the API's `hints`).

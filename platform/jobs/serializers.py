@@ -12,7 +12,7 @@ from core.serializers import BoundedCharField, QuerySerializer, RequestSerialize
 
 from . import selectors
 from .estimates import Estimator
-from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method
+from .models import Job, JobArtifact, JobEvent, JobKind, JobMetric, JobState, Method, PredictionInput
 
 
 def _help(declaration, name: str) -> str:
@@ -114,8 +114,16 @@ class JobSubmitSerializer(RequestSerializer):
     test_fraction = serializers.FloatField(required=False, allow_null=True, help_text=(
         "Fine-tune: instead of test_dataset_id, carve this share (0.02–0.5) of the train split as the test set "
         "before training (seeded, stratified by label, duplicates on one side; the same rows for every job)"))
+    inputs_id = serializers.IntegerField(required=False, help_text=(
+        "Predict: an uploaded file of inputs (POST /api/v1/prediction-inputs) instead of dataset_id; labels optional"))
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
     source_model_id = serializers.IntegerField(required=False, help_text="Compression: an uploaded model instead (needs dataset_id)")
+    models = serializers.JSONField(required=False, help_text=(
+        'Evaluate: the 2–10 models compared, each {"job_id": 12}, {"job_id": 12, "artifact": "model-onnx-int8.zip"} '
+        'or {"uploaded_model_id": 3} (GET /api/v1/jobs/{id}/leaderboard has the result; docs/comparison.md)'))
+    model = serializers.JSONField(required=False, help_text=(
+        'Predict: the model, {"job_id": 12}, {"job_id": 12, "artifact": "model-onnx-int8.zip"} or '
+        '{"uploaded_model_id": 3} (docs/predictions.md)'))
     # The compression options: generated below from their declaration (workers/kinds.py).
     max_accuracy_drop = serializers.FloatField(required=False,
                                                default=kinds.default_of(kinds.CompressionOptions, "max_accuracy_drop"),
@@ -130,11 +138,18 @@ class JobSubmitSerializer(RequestSerializer):
                             help_text='Optional. Compression default: what and of which model, e.g. "int8 of <source name>"')
     max_cost = serializers.DecimalField(max_digits=12, decimal_places=4, required=False, allow_null=True,
                                         help_text="Budget in USD: the job stops there, keeps its best checkpoint and says why")
+    device_class = BoundedCharField(required=False, allow_blank=True, default="", max_length=40, help_text=(
+        "The class of worker to run on, e.g. nvidia-h100 (GET the fleet's classes from the error a wrong one "
+        "gives); default: any worker of the plan's queue. Priced at the plan's rate for that class"))
 
     def get_fields(self):
         fields = super().get_fields()
         for name in kinds.compression_option_names():  # each compression kind's options, typed by their declaration
             fields[name] = _typed_option_field(_declaring(name), name)
+        for name in kinds.options_of(kinds.EvaluateOptions):  # checked by submission.evaluate_submit
+            fields.setdefault(name, DeclaredOptionField(declaration=kinds.EvaluateOptions, option=name, required=False))
+        for name in kinds.options_of(kinds.PredictOptions):  # checked by submission.predict_submit
+            fields.setdefault(name, DeclaredOptionField(declaration=kinds.PredictOptions, option=name, required=False))
         return fields
 
     def to_internal_value(self, data):
@@ -157,8 +172,12 @@ KIND_INPUTS = {
     "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters",
                       "validation_dataset_id", "validation_dataset_version"),
+    "evaluate": ("models", "dataset_id", "dataset_version"),
+    "predict": ("model", "dataset_id", "dataset_version", "inputs_id"),
 }
 KIND_REQUIRED = {"finetune": ("dataset_id", "base_model"), "chat_finetune": ("dataset_id", "base_model")}
+KIND_REQUIRED["evaluate"] = ("models", "dataset_id")
+KIND_REQUIRED["predict"] = ("model",)  # and dataset_id or inputs_id
 KIND_DEFAULT_METHOD = {"finetune": Method.FULL, "chat_finetune": Method.LORA}
 # The declaration of a kind's `hyperparameters` (compression trains with the fine-tune's).
 KIND_HYPERPARAMETERS = {"chat_finetune": kinds.ChatFineTuneHyperparameters}
@@ -182,11 +201,11 @@ def kind_request_serializer(kind: str) -> type[serializers.Serializer]:
     if kind in KIND_HYPERPARAMETERS:
         fields["hyperparameters"] = HyperparametersField(declaration=KIND_HYPERPARAMETERS[kind], required=False,
                                                          help_text='Each value may be "auto"')
-    if kind in kinds.COMPRESSION_KINDS:
+    if kind in (*kinds.COMPRESSION_KINDS, "evaluate", "predict"):
         declaration = kinds.KINDS[kind]
         fields.update({name: DeclaredOptionField(declaration=declaration, option=name, required=f.metadata["required"])
                        for name, f in kinds.options_of(declaration).items()})
-    fields.update(name=like("name"), max_cost=like("max_cost"))
+    fields.update(name=like("name"), max_cost=like("max_cost"), device_class=like("device_class"))
     title = "".join(part.capitalize() for part in kind.split("_"))
     return type(f"{title}JobSerializer", (serializers.Serializer,), fields)  # component: <Kind>JobRequest
 
@@ -214,6 +233,26 @@ class ScoreSetSerializer(serializers.Serializer):
 class JobEvaluationSerializer(serializers.Serializer):
     selection = ScoreSetSerializer()
     test = ScoreSetSerializer(allow_null=True)
+
+
+class PredictionInputRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    rows = serializers.IntegerField()
+
+
+class PredictionInputUploadSerializer(RequestSerializer):
+    file = serializers.FileField(help_text=(
+        "CSV (a header with text, or text_a and text_b; optional id and label columns) or JSONL (one object a line: "
+        "text | text_a + text_b | messages; optional id and label). Every row is checked; a 400 names the line"))
+    name = BoundedCharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class PredictionInputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PredictionInput
+        fields = ("id", "name", "file_format", "task", "rows", "labelled_rows", "size_bytes", "sha256", "created_at")
+        read_only_fields = fields
 
 
 class DatasetRefSerializer(serializers.Serializer):
@@ -248,7 +287,9 @@ class JobQuoteSerializer(serializers.Serializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    dataset = serializers.SerializerMethodField()
+    dataset = serializers.SerializerMethodField(help_text="The data; null for a predict job over an uploaded input file")
+    prediction_input = serializers.SerializerMethodField(help_text=(
+        "Predict jobs over an uploaded input file (inputs_id): that file; null otherwise"))
     validation_dataset = serializers.SerializerMethodField(help_text=(
         "Fine-tunes given validation_dataset_id: the dataset version every row of which validated; null when the "
         "training dataset's own validation split did"))
@@ -286,10 +327,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ("id", "name", "kind", "state", "dataset", "validation_dataset", "test_dataset", "test_fraction", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
+        fields = ("id", "name", "kind", "state", "dataset", "prediction_input", "validation_dataset", "test_dataset", "test_fraction", "base_model", "method", "source_job", "source_model", "max_accuracy_drop",
                   "requested", "spec", "labels", "queue", "max_cost",
                   "priority", "attempts", "max_attempts", "progress", "queue_position", "eta", "eta_basis", "latest_metrics", "result",
-                  "failure_reason", "device_class", "billed_seconds", "excluded_seconds", "running_seconds",
+                  "failure_reason", "device_class", "requested_device_class", "billed_seconds", "excluded_seconds", "running_seconds",
                   "evaluation", "hints", "quote", "cancel_requested_at", "pause_requested_at", "queued_at", "started_at", "finished_at", "created_at")
         read_only_fields = fields
 
@@ -304,9 +345,14 @@ class JobSerializer(serializers.ModelSerializer):
         return None if version is None else {"id": version.dataset_id, "version": version.number,
                                              "name": version.dataset.name}
 
-    @extend_schema_field(DatasetRefSerializer)
-    def get_dataset(self, job) -> dict:
+    @extend_schema_field(DatasetRefSerializer(allow_null=True))
+    def get_dataset(self, job) -> dict | None:
         return self._dataset_ref(job.dataset_version)
+
+    @extend_schema_field(PredictionInputRefSerializer(allow_null=True))
+    def get_prediction_input(self, job) -> dict | None:
+        inputs = job.prediction_input
+        return None if inputs is None else {"id": inputs.pk, "name": inputs.name, "rows": inputs.rows}
 
     @extend_schema_field(DatasetRefSerializer(allow_null=True))
     def get_validation_dataset(self, job) -> dict | None:

@@ -27,7 +27,7 @@ from tenancy.models import Organization
 
 from workers import kinds
 
-from . import estimates, hyperparameters
+from . import estimates, fleet, hyperparameters
 from .lifecycle import dispatch
 from .models import Job, JobEvent, JobKind, JobState, Method
 
@@ -66,9 +66,12 @@ class _Started:
     replay: Job | None
 
 
-def _start(*, organization, payload: dict, idempotency_key, dry_run: bool, entitlements) -> _Started:
+def _start(*, organization, payload: dict, idempotency_key, dry_run: bool, entitlements,
+           device_class: str = "") -> _Started:
     """Every submission's first steps: the body's fingerprint, the job an Idempotency-Key already made with
     it (then nothing else is read), else the entitlements (the caller's, or read here once)."""
+    if device_class:  # absent: the fingerprint of older requests holds
+        payload = {**payload, "device_class": device_class}
     fingerprint = _fingerprint(payload)
     replay = None if dry_run else _idempotent_replay(organization, idempotency_key, fingerprint)
     if replay:
@@ -77,9 +80,12 @@ def _start(*, organization, payload: dict, idempotency_key, dry_run: bool, entit
 
 
 def _create_queued(*, idempotency_key, fingerprint, organization, entitlements: Entitlements, event: str,
-                   dry_run: bool = False, **fields) -> tuple[Job, bool]:
+                   dry_run: bool = False, device_class: str = "", **fields) -> tuple[Job, bool]:
     """Write the job `queued` and ring on commit; with `dry_run`, the same job
-    unsaved (for quotes), no billing check."""
+    unsaved (for quotes), no billing check. `device_class`: the class of worker the job asks for (fleet.py)."""
+    fields["requested_device_class"] = fleet.checked_device_class(device_class)
+    if fields["requested_device_class"]:
+        event += f" It asks for a {fields['requested_device_class']} worker."
     values = dict(organization=organization, queue=queue_of(entitlements), priority=entitlements.priority,
                   max_attempts=settings.LATHE_JOB_MAX_ATTEMPTS, queued_at=timezone.now(),
                   idempotency_key=idempotency_key or None, request_fingerprint=fingerprint, **fields)
@@ -161,7 +167,8 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
                        max_accuracy_drop: float | None = None, dataset_id=None, dataset_version: int | None = None, name: str = "",
                        prune_method: str | None = None, options: dict | None = None, student_base_model: str | None = None,
                        hyperparameters_in: dict | None = None, max_cost=None, idempotency_key: str | None = None,
-                       dry_run: bool = False, entitlements: Entitlements | None = None) -> tuple[Job, bool]:
+                       dry_run: bool = False, entitlements: Entitlements | None = None,
+                       device_class: str = "") -> tuple[Job, bool]:
     """Compress the model of an earlier succeeded job of any kind but int8
     (chains: fine-tune → distill → prune → quantize) or an uploaded model,
     measured before and after on an evaluation dataset version whose train split
@@ -177,7 +184,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
                "name": name, "prune_method": prune_method, "options": options, "student_base_model": student_base_model,
                "hyperparameters": hyperparameters_in or {}, "max_cost": str(max_cost) if max_cost is not None else None}
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
-                     entitlements=entitlements)
+                     entitlements=entitlements, device_class=device_class)
     if started.replay:
         return started.replay, False
     fingerprint, entitlements = started.fingerprint, started.entitlements
@@ -250,6 +257,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
             + (f" with {spec['recovery_epochs']} recovery epoch(s)" if spec.get("recovery_epochs") else "")}[kind]
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        device_class=device_class,
         kind=kind,
         name=(name or "").strip() or compression_name(kind=kind, spec=spec, source=source, uploaded=uploaded),
         dataset_version=version, base_model=base_model, method=Method.FULL,
@@ -270,6 +278,183 @@ def compression_name(*, kind: str, spec: dict, source: Job | None, uploaded) -> 
     what = {"quantize": "int8", "prune": f"{spec.get('prune_method') or 'magnitude'} prune", "distill": "distillation"}[kind]
     name = f"{what} of {of}"
     return name if len(name) <= 100 else name[:99] + "…"
+
+
+MAX_COMPARED_MODELS = 10
+
+
+def _declared_options(declaration: type, options: dict, *, what: str) -> dict:
+    """A kind's top-level options (its declaration in workers/kinds.py), type- and range-checked; absent: the
+    default; an option it does not declare is a 400 naming it."""
+    declared = kinds.options_of(declaration)
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        raise field_error(unknown[0], f"{unknown[0]} is not an option of {what}; its options are "
+                                      f"{', '.join(declared)}.")
+    out = {}
+    for name, f in declared.items():
+        value = options.get(name)
+        if value in (None, ""):
+            out[name] = kinds.default_of(declaration, name)
+            continue
+        meta = f.metadata
+        problem = hyperparameters.number_problem(value, kind=meta["type"], low=meta["min"], high=meta["max"])
+        if problem:
+            raise field_error(name, f"{name} {problem}.")
+        out[name] = meta["type"](value)
+    return out
+
+
+def evaluate_submit(*, organization: Organization, actor: Actor, models, dataset_id, dataset_version: int | None = None,
+                    options: dict | None = None, name: str = "", max_cost=None, idempotency_key: str | None = None,
+                    dry_run: bool = False, entitlements: Entitlements | None = None,
+                    device_class: str = "") -> tuple[Job, bool]:
+    """The comparison (kind evaluate, docs/comparison.md): 2–10 distinct models of the organization, of one
+    family (classifiers, or chat models) and trained for the dataset's task and labels, each scored on every
+    row of one labelled dataset version on one worker: quality, latency at batch 1, throughput at batch 32,
+    size, and cost per 1M predictions at the plan's rate; the cheapest within `accuracy_tolerance` marked.
+    `device_class`: the class of worker every model is measured on (fleet.py), as for every kind."""
+    from .model_sources import CHAT, parse_reference, source_get
+
+    options = dict(options or {})
+    payload = {"kind": JobKind.EVALUATE, "models": models, "dataset_id": dataset_id, "dataset_version": dataset_version,
+               "options": options, "name": name, "max_cost": str(max_cost) if max_cost is not None else None}
+    started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                     entitlements=entitlements, device_class=device_class)
+    if started.replay:
+        return started.replay, False
+    fingerprint, entitlements = started.fingerprint, started.entitlements
+    if not isinstance(models, list) or not 2 <= len(models) <= MAX_COMPARED_MODELS:
+        raise field_error("models", f"models must be a list of 2 to {MAX_COMPARED_MODELS} model references, e.g. "
+                                    '[{"job_id": 12}, {"job_id": 14, "artifact": "model-onnx-int8.zip"}].')
+    sources = [source_get(organization=organization, field=f"models[{i}]",
+                          **parse_reference(value, field=f"models[{i}]")) for i, value in enumerate(models)]
+    keys = [s.key for s in sources]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise field_error("models", f"Each model once: {', '.join(repeated)} is given more than once.")
+    families = {s.family for s in sources}
+    if len(families) > 1:
+        raise field_error("models", "Compare classifiers with classifiers and chat models with chat models, "
+                                    "not both in one comparison.")
+    family = families.pop()
+    if dataset_id in (None, ""):
+        raise field_error("dataset_id", "Give the labelled dataset every model is scored on.", code="required")
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int):
+        raise field_error("dataset_id", "dataset_id must be an integer id.")
+    version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
+    labels: list[str] = []
+    if family == CHAT:
+        if version.task != "chat":
+            raise field_error("dataset_id", f"Chat models are compared on a chat dataset; this one is {version.task}.")
+    else:
+        if version.task not in SUPPORTED_TASKS:
+            raise field_error("dataset_id", f"Classifiers are compared on labelled text; this dataset is {version.task}.")
+        labels = sorted(version.report.get("labels", {}).get("counts", {}))
+        for i, source in enumerate(sources):
+            if source.task != version.task:
+                raise field_error(f"models[{i}]", f"{source.name} was trained for {source.task}; the dataset is "
+                                                  f"{version.task}.")
+            unknown = sorted(set(labels) - set(source.labels))
+            if unknown:
+                shown = ", ".join(repr(label) for label in unknown[:5]) + (
+                    f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                raise field_error(f"models[{i}]", f"The dataset has labels {source.name} does not know: {shown}.")
+    if not (version.train_count or 0) + (version.validation_count or 0):
+        raise field_error("dataset_id", "The dataset version has no rows to score.")
+    unknown_options = sorted(set(options) - set(kinds.options_of(kinds.EvaluateOptions)))
+    if unknown_options:
+        raise field_error(unknown_options[0], f"{unknown_options[0]} is not an option of a comparison; its options "
+                                              f"are {', '.join(kinds.options_of(kinds.EvaluateOptions))}.")
+    spec = {"models": [{"key": s.key, "name": s.name, "reference": s.reference()} for s in sources],
+            **_declared_options(kinds.EvaluateOptions, options, what="a comparison")}
+    if len((name or "").strip()) > 100:
+        raise field_error("name", "at most 100 characters")
+    default_name = f"Compare {len(sources)} models on {version.dataset.name} v{version.number}"
+    return _create_queued(
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        kind=JobKind.EVALUATE, dry_run=dry_run, max_cost=_max_cost(max_cost), device_class=device_class,
+        name=(name or "").strip() or default_name[:100], dataset_version=version, base_model=None, method=Method.FULL,
+        requested=payload, spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
+        event=f"Queued on '{queue_of(entitlements)}': comparison of {', '.join(s.name for s in sources)} on every row of "
+              f"{version.dataset.name} v{version.number}; the cheapest within {spec['accuracy_tolerance']:g} points of "
+              "the best is marked.")
+
+
+PREDICT_TASKS = (*SUPPORTED_TASKS, "chat")
+
+
+def predict_submit(*, organization: Organization, actor: Actor, model, dataset_id=None, dataset_version: int | None = None,
+                   options: dict | None = None, name: str = "", max_cost=None, idempotency_key: str | None = None,
+                   dry_run: bool = False, entitlements: Entitlements | None = None,
+                   device_class: str = "", inputs_id=None) -> tuple[Job, bool]:
+    """Batch predictions (kind predict, docs/predictions.md): one model of the organization (`model`: a
+    reference, jobs/model_sources.py) over every row of one dataset version (train and validation splits, in
+    that order, as staging stages them); the model's family must fit the data (a classifier of the same task
+    for text, a chat model for chat lines). The rows' labels (or the conversations' last assistant messages)
+    make the evaluation report."""
+    from .model_sources import CHAT, parse_reference, source_get
+
+    options = dict(options or {})
+    payload = {"kind": JobKind.PREDICT, "model": model, "dataset_id": dataset_id, "dataset_version": dataset_version,
+               "options": options, "name": name, "max_cost": str(max_cost) if max_cost is not None else None}
+    if inputs_id is not None:  # absent: the fingerprint of older requests holds
+        payload["inputs_id"] = inputs_id
+    started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                     entitlements=entitlements, device_class=device_class)
+    if started.replay:
+        return started.replay, False
+    fingerprint, entitlements = started.fingerprint, started.entitlements
+    if model in (None, ""):
+        raise field_error("model", 'Give the model to predict with: {"job_id": 12}, {"job_id": 12, "artifact": '
+                                   '"model-onnx-int8.zip"} or {"uploaded_model_id": 3}.', code="required")
+    source = source_get(organization=organization, field="model", **parse_reference(model, field="model"))
+    version, inputs = None, None
+    if inputs_id is not None:
+        from .prediction_inputs import prediction_input_get
+
+        if dataset_id not in (None, ""):
+            raise field_error("inputs_id", "Give dataset_id or inputs_id (an uploaded input file), not both.")
+        if isinstance(inputs_id, bool) or not isinstance(inputs_id, int):
+            raise field_error("inputs_id", "inputs_id must be an integer id (POST /api/v1/prediction-inputs).")
+        inputs = prediction_input_get(organization=organization, input_id=inputs_id)
+        task, rows, what = inputs.task, inputs.rows, f"{inputs.name} (uploaded)"
+    else:
+        if dataset_id in (None, ""):
+            raise field_error("dataset_id", "Give the dataset whose rows are predicted, or inputs_id (an uploaded "
+                                            "input file).", code="required")
+        if isinstance(dataset_id, bool) or not isinstance(dataset_id, int):
+            raise field_error("dataset_id", "dataset_id must be an integer id.")
+        version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
+        task, rows = version.task, (version.train_count or 0) + (version.validation_count or 0)
+        what = f"{version.dataset.name} v{version.number}"
+    data_field = "inputs_id" if inputs is not None else "dataset_id"
+    if task not in PREDICT_TASKS:
+        raise field_error(data_field, f"Batch predictions read {', '.join(PREDICT_TASKS)} data; this is {task}.")
+    if (source.family == CHAT) != (task == "chat"):
+        kind_of = "a chat model (it answers conversations)" if source.family == CHAT else "a classifier (it labels text)"
+        raise field_error("model", f"{source.name} is {kind_of}; the data is {task}: predict "
+                                   f"{'chat lines' if source.family == CHAT else 'text'} with it, or choose a "
+                                   f"{'classifier' if source.family == CHAT else 'chat model'}.")
+    if source.family != CHAT and source.task != task:
+        raise field_error("model", f"{source.name} was trained for {source.task}; the data is {task}.")
+    if not rows:
+        raise field_error(data_field, "There are no rows to predict.")
+    spec = {"model": source.reference(), **_declared_options(kinds.PredictOptions, options, what="batch predictions")}
+    if len((name or "").strip()) > 100:
+        raise field_error("name", "at most 100 characters")
+    default_name = f"Predictions of {source.name} on {what}"
+    source_job = Job.objects.filter(organization=organization, pk=source.job_id).first() if source.job_id else None
+    return _create_queued(
+        idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        kind=JobKind.PREDICT, dry_run=dry_run, max_cost=_max_cost(max_cost), device_class=device_class,
+        name=(name or "").strip() or (default_name if len(default_name) <= 100 else default_name[:99] + "…"),
+        dataset_version=version, prediction_input=inputs,
+        base_model=source_job.base_model if source_job else None, method=Method.FULL,
+        source_job=source_job, source_model_id=source.uploaded_model_id, requested=payload, spec=spec,
+        labels=list(source.labels), created_by=actor.user, created_by_key=actor.api_key,
+        event=f"Queued on '{queue_of(entitlements)}': predictions of {source.name} for every row ({rows:,}) of "
+              f"{what}, in chunks of {spec['chunk_rows']:,} rows.")
 
 
 def queue_of(entitlements: Entitlements) -> str:
@@ -366,7 +551,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
                max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
                entitlements: Entitlements | None = None, test_dataset_id=None, test_dataset_version: int | None = None,
                test_fraction=None, validation_dataset_id=None,
-               validation_dataset_version: int | None = None) -> tuple[Job, bool]:
+               validation_dataset_version: int | None = None, device_class: str = "") -> tuple[Job, bool]:
     """Validate, resolve 'auto', write the job `queued`, ring the doorbell on
     commit. Returns (job, created); a repeated Idempotency-Key returns the first job.
     `entitlements`: those the caller read for this request (else read here, once).
@@ -381,7 +566,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
     if validation_dataset_id is not None:
         payload.update(validation_dataset_id=validation_dataset_id, validation_dataset_version=validation_dataset_version)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
-                     entitlements=entitlements)
+                     entitlements=entitlements, device_class=device_class)
     if started.replay:
         return started.replay, False
     fingerprint, entitlements = started.fingerprint, started.entitlements
@@ -416,6 +601,7 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        device_class=device_class,
         kind=JobKind.FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
@@ -429,7 +615,7 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
                 base_model: str, method: str = Method.LORA, hyperparameters_in: dict | None = None, name: str = "",
                 max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
                 entitlements: Entitlements | None = None, validation_dataset_id=None,
-                validation_dataset_version: int | None = None) -> tuple[Job, bool]:
+                validation_dataset_version: int | None = None, device_class: str = "") -> tuple[Job, bool]:
     """A chat fine-tune (causal LM, kind chat_finetune) of a catalog chat model on a
     chat dataset: the hyperparameters checked against their declaration
     (workers/kinds.ChatFineTuneHyperparameters), 'auto' resolved from the model
@@ -445,7 +631,7 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
     if validation_dataset_id is not None:
         payload.update(validation_dataset_id=validation_dataset_id, validation_dataset_version=validation_dataset_version)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
-                     entitlements=entitlements)
+                     entitlements=entitlements, device_class=device_class)
     if started.replay:
         return started.replay, False
     fingerprint, entitlements = started.fingerprint, started.entitlements
@@ -476,6 +662,7 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
+        device_class=device_class,
         kind=JobKind.CHAT_FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=[], created_by=actor.user, created_by_key=actor.api_key,

@@ -172,9 +172,20 @@ class ModelDetailApi(OpenAIView):
         return Response({"id": deleted, "object": "model", "deleted": True})
 
 
+class ChatCompletionsApi(OpenAIView):
+    """A reply from one of the organization's chat fine-tunes, computed on an inference worker (docs/inference.md)."""
+
+    parser_classes = [JSONParser]
+
+    def post(self, request):
+        from .chat import completion_create
+
+        return Response(completion_create(organization=self.organization, data=request.data))
+
+
 @csrf_exempt  # it changes nothing and reads no cookie; without this a POST would be CSRF's HTML 403
 def unsupported_endpoint(request, *args, **kwargs):
     return JsonResponse({"error": {
         "message": f"Lathe's OpenAI-compatible API has no {request.method} {request.path[:200]}: it serves /v1/files, "
-                   "/v1/fine_tuning/jobs and /v1/models (see docs/openai-compatible.md and GET /v1/openapi.json).",
+                   "/v1/fine_tuning/jobs, /v1/models and /v1/chat/completions (see docs/openai-compatible.md and GET /v1/openapi.json).",
         "type": "invalid_request_error", "param": None, "code": "unsupported_endpoint"}}, status=404)

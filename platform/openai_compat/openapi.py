@@ -136,6 +136,38 @@ SCHEMAS = {
                       "lathe": OBJECT}),
     "ModelList": _list_of("Model", cursor=False),
     "ModelDeleted": _object({"id": STRING, "object": {"type": "string", "enum": ["model"]}, "deleted": BOOLEAN}),
+    "ChatMessage": _object({
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+        "content": {"oneOf": [STRING, {"type": "array", "items": _object({
+            "type": {"type": "string", "enum": ["text"]}, "text": STRING})}]},
+        "name": STRING}, required=["role", "content"]),
+    "ChatCompletionCreate": _object({
+        "model": {"type": "string", "description": "A fine-tuned chat model of the organization (ft:…, GET /v1/models)."},
+        "messages": {"type": "array", "items": ref("ChatMessage"), "minItems": 1, "maxItems": 64,
+                     "description": "Text only; the last message from the user."},
+        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "Default 128"},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "description": "The older name of the same"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "0 (default): greedy"},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMinimum": True},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+        "n": {"type": "integer", "enum": [1]}, "stream": {"type": "boolean", "enum": [False]},
+        "user": STRING, "metadata": OBJECT, "store": BOOLEAN,
+    }, required=["model", "messages"], description="stop, penalties, logprobs, tools, response_format and streaming "
+                                                  "are a 400 naming the parameter."),
+    "ChatCompletion": _object({
+        "id": {"type": "string", "example": "chatcmpl-12"}, "object": {"type": "string", "enum": ["chat.completion"]},
+        "created": INTEGER, "model": STRING, "system_fingerprint": _nullable(STRING),
+        "choices": {"type": "array", "items": _object({
+            "index": INTEGER, "logprobs": _nullable(OBJECT),
+            "finish_reason": {"type": "string", "enum": ["stop", "length"]},
+            "message": _object({"role": {"type": "string", "enum": ["assistant"]}, "content": STRING,
+                                "refusal": _nullable(STRING)})})},
+        "usage": _object({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER}),
+        "lathe": _object({"warm": BOOLEAN, "latency_ms": NUMBER, "worker_ms": NUMBER, "load_ms": NUMBER,
+                          "variant": STRING, "device_class": STRING, "job_id": INTEGER},
+                         description="Lathe's extension: whether the model was loaded already, server-side latency, "
+                                     "the billed worker time."),
+    }),
 }
 
 ERRORS = {
@@ -239,6 +271,12 @@ def build() -> dict:
             "delete": _operation("models_delete", "Delete a fine-tuned model's artifacts (base models: 403)", "ModelDeleted",
                                  errors=WRITE_ERRORS),
         },
+        "/v1/chat/completions": {
+            "post": _operation("chat_completions_create", "A reply from a fine-tuned chat model (ft:…), computed on an "
+                               "inference worker; 503 when none is running, 504 past the time-out", "ChatCompletion",
+                               body={"required": True, "content": {"application/json": {"schema": ref("ChatCompletionCreate")}}},
+                               errors=("400", "401", "402", "403", "404", "413", "415", "429", "502", "503", "504")),
+        },
         "/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "This schema", "tags": ["openai-compatible"],
                                      "security": [], "responses": {"200": {"description": "OpenAPI 3.0",
                                                                            "content": {"application/json": {"schema": OBJECT}}}}}},
@@ -258,7 +296,9 @@ def build() -> dict:
                                                "description": "A Lathe API key, scoped to its organization."}},
             "schemas": SCHEMAS,
             "responses": {f"E{code}": {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
-                          for code, text in {**ERRORS, "402": "Payment required (plan or spend cap)"}.items()},
+                          for code, text in {**ERRORS, "402": "Payment required (plan or spend cap)",
+                                             "502": "The model could not answer", "503": "No inference worker is running "
+                                             "(Retry-After)", "504": "No answer within the time-out"}.items()},
         },
     }
 

@@ -17,8 +17,9 @@ urlpatterns = [
     path("fine_tuning/jobs/<str:job_id>/checkpoints", api.FineTuningJobCheckpointListApi.as_view(), name="job-checkpoints"),
     path("models", api.ModelListApi.as_view(), name="model-list"),
     path("models/<str:model_id>", api.ModelDetailApi.as_view(), name="model-detail"),
+    path("chat/completions", api.ChatCompletionsApi.as_view(), name="chat-completions"),
     path("openapi.json", openapi.openapi_json, name="openapi"),  # public: the schema of this surface
-    # Anything else OpenAI serves (chat completions, batches, ...): an OpenAI-shaped 404 naming what is here.
+    # Anything else OpenAI serves (embeddings, batches, ...): an OpenAI-shaped 404 naming what is here.
     # Unnamed and public: it reads nothing and says the same to everyone.
     re_path(r"^.*$", api.unsupported_endpoint),
 ]

@@ -153,7 +153,16 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "api/v1/billing/portal"): Endpoint(lambda w: "/api/v1/billing/portal"),
     ("POST", "api/v1/models"): Endpoint(lambda w: "/api/v1/models", lambda w: ({"name": "model"},)),
     ("DELETE", "api/v1/models/<id:model_id>"): Endpoint(lambda w: f"/api/v1/models/{w.model_id}"),
+    ("POST", "api/v1/prediction-inputs"): Endpoint(lambda w: "/api/v1/prediction-inputs", lambda w: ({"name": "inputs"},)),
+    ("DELETE", "api/v1/prediction-inputs/<id:input_id>"): Endpoint(lambda w: f"/api/v1/prediction-inputs/{w.job_id}"),
     ("POST", "stripe/webhook"): Endpoint(lambda w: "/stripe/webhook", _webhook_event),
+    # Try-it (serving): every hostile variant is refused before a worker is asked (the world's job is not
+    # succeeded, its model a classifier); tests/serving/test_inference_api.py names the fields.
+    ("POST", "api/v1/jobs/<id:job_id>/predict"): Endpoint(lambda w: f"/api/v1/jobs/{w.job_id}/predict",
+                                                          lambda w: ({"inputs": ["hello"], "artifact": "model.zip"},)),
+    ("POST", "api/v1/models/<id:model_id>/predict"): Endpoint(
+        lambda w: f"/api/v1/models/{w.model_id}/predict",
+        lambda w: ({"inputs": ["hello"]}, {"messages": [{"role": "user", "content": "hi"}], "max_new_tokens": 8})),
 }
 # Function views have no class to read their methods from: they are named here.
 FUNCTION_VIEW_METHODS = {"stripe/webhook": ("POST",)}

@@ -21,6 +21,11 @@ try:
     1 / 0
 except ZeroDivisionError:
     log.exception("boom")
+from core.logging import job_log_context
+with job_log_context(organization_id=3, job_id=41):
+    log.info("inside a run")
+    log.info("named", extra={"job_id": 5})
+log.info("after the run")
 """
 
 
@@ -40,8 +45,13 @@ def test_json_lines_carry_request_organization_and_job():
     lines = run("json")
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     ours = [e for e in entries if e["logger"] == "lathe.test"]
-    assert [e["message"] for e in ours] == ["outside a request", "job 7 stalled", "boom"]
-    outside, stalled, boom = ours
+    assert [e["message"] for e in ours] == ["outside a request", "job 7 stalled", "boom", "inside a run", "named",
+                                            "after the run"]
+    outside, stalled, boom, inside, named, after = ours
+    # A job's run (jobs.runner) puts its organization and job on every line; a record naming one keeps it.
+    assert (inside["organization"], inside["job_id"]) == (3, 41)
+    assert (named["organization"], named["job_id"]) == (3, 5)
+    assert "job_id" not in after and "organization" not in after
     assert "request_id" not in outside and "job_id" not in outside
     assert stalled["request_id"] == "req-123" and stalled["organization"] == "acme" and stalled["job_id"] == 7
     assert stalled["level"] == "WARNING" and stalled["time"].endswith("Z")

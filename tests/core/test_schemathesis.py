@@ -29,6 +29,8 @@ NOT_DECIDABLE_BY_SCHEMA = {
     "POST /api/v1/api-keys",  # expires_at must be in the future
     "POST /api/v1/jobs",  # which fields a kind needs or refuses (see the operation's field descriptions)
     "POST /api/v1/jobs/quote",  # the same body as POST /jobs
+    "POST /api/v1/jobs/{job_id}/predict",  # the model decides: a classifier takes inputs, a chat model messages
+    "POST /api/v1/models/{model_id}/predict",  # the same
 }
 
 

@@ -92,6 +92,6 @@ def test_admin_actions_and_queue_page(operator, tenant_a, dataset, tiny_bert, ap
         operator.post(url, {"action": "requeue", "_selected_action": [ids[1]]})
     assert Job.objects.get(pk=ids[1]).state == JobState.QUEUED
     queues = operator.get(reverse("admin:jobs_queues"))
-    assert queues.status_code == 200 and "Queue depths" in queues.content.decode()
+    assert queues.status_code == 200 and "Queues by device class" in queues.content.decode()
     ledger = operator.get(reverse("admin:billing_usagesegment_changelist"))
     assert ledger.status_code == 200

@@ -50,7 +50,8 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     quantized = compress(tenant_a, source, "quantize")
     client.force_login(tenant_a.owner)
     page = client.get("/o/acme/jobs").content.decode()
-    assert re.findall(r'<option value="(\w+)"', kind_select(page)) == ["finetune", "quantize", "prune", "distill", "chat_finetune"]
+    assert re.findall(r'<option value="(\w+)"', kind_select(page)) == ["finetune", "quantize", "prune", "distill", "chat_finetune",
+                                                                     "predict", "evaluate"]
     filtered = client.get("/o/acme/jobs?kind=quantize").content.decode()
     assert 'selected>Quantize' in kind_select(filtered)
     assert re.findall(r'href="/o/acme/jobs/(\d+)"', filtered) == [str(quantized.pk)]
@@ -60,7 +61,8 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     refused = api.get("/api/v1/jobs?kind=quantise")
     assert refused.status_code == 400
     assert refused.json()["error"]["fields"] == {
-        "kind": ['"quantise" is not a kind: kind must be one of finetune, quantize, prune, distill, chat_finetune.']}
+        "kind": ['"quantise" is not a kind: kind must be one of finetune, quantize, prune, distill, chat_finetune, '
+                 'predict, evaluate.']}
     with pytest.raises(Exception, match="kind must be one of"):  # every caller of the selector, not just the API
         selectors.job_list(organization=tenant_a.organization, kind="quantise")
 
@@ -69,7 +71,8 @@ def test_kind_filter_offers_every_kind_and_refuses_an_unknown_one(client, api_fo
     text = bad.content.decode()
     assert bad.status_code == 400
     errors = re.search(r'data-testid="filter-errors".*?</div>', text, re.S).group(0)
-    assert 'data-field="kind"' in errors and "kind must be one of finetune, quantize, prune, distill, chat_finetune." in errors
+    assert 'data-field="kind"' in errors and ("kind must be one of finetune, quantize, prune, distill, chat_finetune, "
+                                              "predict, evaluate.") in errors
     assert re.findall(r'href="/o/acme/jobs/(\d+)"', text) == [str(source.pk)]
     # A date the page cannot read is the same inline message, not a server error.
     dated = client.get("/o/acme/jobs?created_after=last-week")
@@ -119,7 +122,8 @@ def test_method_is_the_kinds_own_in_the_api_and_its_schema(client, api_for, tena
     schema = client.get("/api/v1/schema?format=json").json()["components"]["schemas"]
     method = schema["Job"]["properties"]["method"]
     enum = schema[method["allOf"][0]["$ref"].rsplit("/", 1)[1]]["enum"]
-    assert enum == ["full", "lora", "int8", "magnitude", "heads", "neurons", "layers", "distill"]
+    assert enum == ["full", "lora", "int8", "magnitude", "heads", "neurons", "layers", "distill", "predict", "generate",
+                    "evaluate"]
     assert "quantize int8" in method["description"] and "prune_method" in method["description"]
 
 

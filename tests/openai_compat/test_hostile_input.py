@@ -57,6 +57,9 @@ ENDPOINTS = {
     ("POST", "v1/fine_tuning/jobs/<str:job_id>/resume"): Endpoint(lambda w: f"/v1/fine_tuning/jobs/{w['job']}/resume"),
     ("DELETE", "v1/files/<str:file_id>"): Endpoint(lambda w: f"/v1/files/{w['file']}"),
     ("DELETE", "v1/models/<str:model_id>"): Endpoint(lambda w: f"/v1/models/{w['model']}"),
+    # Every hostile variant is refused before an inference worker is asked (none runs here: a valid body is a 503).
+    ("POST", "v1/chat/completions"): Endpoint(lambda w: "/v1/chat/completions", lambda w: (
+        {"model": w["model"], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": 0.5},)),
 }
 MULTIPART_ROUTES = {("POST", "v1/files")}
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "catalog",
     "corpora",
     "jobs",
+    "serving",
     "registry",
     "audit",
     "billing",
@@ -347,6 +348,10 @@ LATHE_QUEUE_CONCURRENCY = {queue: int(n) for queue, n in env.dict("LATHE_QUEUE_C
 # past its last heartbeat) expired is re-queued by the reaper.
 LATHE_JOB_LEASE_SECONDS = env.int("LATHE_JOB_LEASE_SECONDS", default=60)
 LATHE_JOB_HEARTBEAT_SECONDS = env.float("LATHE_JOB_HEARTBEAT_SECONDS", default=10)
+# The fleet (jobs/fleet.py): each worker process re-registers this often; one not seen within the online
+# window is shown as offline (generous: a loaded host may be late by a beat or two, never by six).
+LATHE_WORKER_HEARTBEAT_SECONDS = env.float("LATHE_WORKER_HEARTBEAT_SECONDS", default=15)
+LATHE_WORKER_ONLINE_SECONDS = env.float("LATHE_WORKER_ONLINE_SECONDS", default=90)
 LATHE_REDISPATCH_AFTER_SECONDS = env.int("LATHE_REDISPATCH_AFTER_SECONDS", default=120)
 # No-progress watchdog: a running attempt whose step has not advanced for
 # max(STALL_STEP_MULTIPLE × its median step time, STALL_MIN_SECONDS) is taken over by the reaper.
@@ -356,8 +361,21 @@ LATHE_JOB_STALL_MIN_SECONDS = env.int("LATHE_JOB_STALL_MIN_SECONDS", default=20 
 # worker (Procfile `maintenance`), so a fleet busy with jobs still reaps; the
 # job queues carry job runs only (dispatch names the job's queue).
 LATHE_MAINTENANCE_QUEUE = env.str("LATHE_MAINTENANCE_QUEUE", default="maintenance")
+# Try-it and /v1/chat/completions (serving/): answered by inference workers (Procfile `inference`: a thread
+# pool sharing one LRU of loaded models), never by the web process, which waits for the answer.
+LATHE_INFERENCE_QUEUE = env.str("LATHE_INFERENCE_QUEUE", default="inference")
+LATHE_INFERENCE_TIMEOUT_S = env.float("LATHE_INFERENCE_TIMEOUT_S", default=30)
+LATHE_INFERENCE_MAX_MODELS = env.int("LATHE_INFERENCE_MAX_MODELS", default=4)
+LATHE_INFERENCE_MAX_BYTES = env.int("LATHE_INFERENCE_MAX_BYTES", default=4 * 1000 * 1000 * 1000)
+LATHE_INFERENCE_MAX_INPUTS = env.int("LATHE_INFERENCE_MAX_INPUTS", default=32)
+LATHE_INFERENCE_MAX_CHARS = env.int("LATHE_INFERENCE_MAX_CHARS", default=8000)
+LATHE_INFERENCE_THREADS = env.int("LATHE_INFERENCE_THREADS", default=0)  # torch/onnxruntime threads; 0: library default
+# A worker heartbeats every HEARTBEAT seconds; one seen within WORKER_TTL counts as up (else: 503 at once).
+LATHE_INFERENCE_HEARTBEAT_S = env.float("LATHE_INFERENCE_HEARTBEAT_S", default=10)
+LATHE_INFERENCE_WORKER_TTL_S = env.float("LATHE_INFERENCE_WORKER_TTL_S", default=60)
 CELERY_TASK_ROUTES = {
     "jobs.tasks.run_job": {"queue": LATHE_DEFAULT_QUEUE},
+    "serving.tasks.run_inference": {"queue": LATHE_INFERENCE_QUEUE},
     "*": {"queue": LATHE_MAINTENANCE_QUEUE},
 }
 # Where workers keep checkpoints: a folder every worker host can reach.
@@ -365,5 +383,12 @@ LATHE_CHECKPOINT_ROOT = Path(env.str("LATHE_CHECKPOINT_ROOT", default=str(VAR_DI
 # Every checkpoint also copied to the storage API (jobs/checkpoint_store.py), so another host can resume
 # the job: on by default with an S3 bucket (hosts share nothing else); off on one machine's local disk.
 LATHE_CHECKPOINTS_IN_STORAGE = env.bool("LATHE_CHECKPOINTS_IN_STORAGE", default=bool(LATHE_S3_BUCKET))
+# Serving (try-it, batch predictions, comparisons): model archives unpacked on a worker, keyed by sha256,
+# least recently used removed beyond this many bytes (jobs/model_sources.py).
+LATHE_SERVING_CACHE_DIR = env.str("LATHE_SERVING_CACHE_DIR", default=str(VAR_DIR / "serving-cache"))
+LATHE_SERVING_CACHE_BYTES = env.int("LATHE_SERVING_CACHE_BYTES", default=20 * 1000 * 1000 * 1000)
 LATHE_WORKER_THREADS = env.int("LATHE_WORKER_THREADS", default=0)
+# A fine-tune across this many devices of the worker's host (torch.distributed, workers/distributed.py): the
+# host's GPUs with NCCL, or CPU processes with gloo. Metered as that many devices × seconds. 1: one device.
+LATHE_DISTRIBUTED_PROCESSES = env.int("LATHE_DISTRIBUTED_PROCESSES", default=1)
 LATHE_CHECKPOINT_EVERY_STEPS = env.int("LATHE_CHECKPOINT_EVERY_STEPS", default=200)
