@@ -26,6 +26,7 @@ NOT_DECIDABLE_BY_SCHEMA = {
     "POST /api/v1/datasets",  # the uploaded file's contents (format, encoding, rows)
     "POST /api/v1/datasets/{dataset_id}/versions",  # the same
     "POST /api/v1/models",  # the zip's contents (config.json, weights, tokenizer)
+    "POST /api/v1/prediction-inputs",  # the file's contents (CSV or JSONL rows, a text column)
     "POST /api/v1/api-keys",  # expires_at must be in the future
     "POST /api/v1/jobs",  # which fields a kind needs or refuses (see the operation's field descriptions)
     "POST /api/v1/jobs/quote",  # the same body as POST /jobs

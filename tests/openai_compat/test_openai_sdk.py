@@ -193,7 +193,8 @@ def test_errors_surface_as_the_sdks_exceptions(live_server, client, tenant_a, ma
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=uploaded.id, suffix="other",
                                        extra_headers={"Idempotency-Key": "once"})
 
-    with pytest.raises(openai.NotFoundError, match="fine_tuning/jobs"):  # what Lathe does not serve says what it does
+    # A base model is not served (only fine-tunes are): the 404 says what to call instead.
+    with pytest.raises(openai.NotFoundError, match="Base models are not served: fine-tune it, then call the ft:"):
         client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.AuthenticationError):
         sdk(live_server, "lth_not-a-key").models.list()
