@@ -46,6 +46,37 @@ def _export_status(account: BillingAccount) -> str:
     return ExportStatus.NOT_NEEDED
 
 
+def _grouped(rows, key) -> tuple[dict[int, BillingAccount], dict[tuple, list]]:
+    """Usage rows (segments, inference requests) grouped by `key(row, period)`, each organization's billing
+    account read once; `period` is the billing period the row ended in."""
+    accounts: dict[int, BillingAccount] = {}
+    groups: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        account = accounts.get(row.organization_id)
+        if account is None:
+            account = accounts[row.organization_id] = services.account_for(organization=row.organization)
+        groups[key(row, services.period_for(account, row.ended_at))].append(row)
+    return accounts, groups
+
+
+def _priced_entry(account: BillingAccount, members: list, *, device_class: str, devices: int, billable: bool,
+                  period_start, period_end, **fields) -> LedgerEntry:
+    """One ledger entry for `members` (usage rows of one organization, device and period): their seconds at the
+    plan's rate for the device class, and the Stripe meter export the account calls for."""
+    rate = account.plan.rate_for(device_class)
+    seconds = sum((m.seconds for m in members), Decimal("0"))
+    export = _export_status(account) if billable else ExportStatus.NOT_NEEDED
+    return LedgerEntry.objects.create(
+        organization_id=account.organization_id, plan=account.plan, device_class=device_class, device_count=devices,
+        seconds=seconds, usd_per_second=rate,
+        amount_micros=services.amount_micros(seconds=seconds, device_count=devices, usd_per_second=rate) if billable else 0,
+        billable=billable, period_start=period_start, period_end=period_end,
+        usage_started_at=min(m.started_at for m in members), usage_ended_at=max(m.ended_at for m in members),
+        export_status=export, stripe_customer_id=account.stripe_customer_id if export == ExportStatus.PENDING else "",
+        stripe_meter_event_name=account.plan.stripe_meter_event_name if export == ExportStatus.PENDING else "",
+        **fields)
+
+
 def rollup_usage() -> list[LedgerEntry]:
     """Ledger entries for every closed attempt's unrolled segments."""
     created = []
@@ -55,30 +86,14 @@ def rollup_usage() -> list[LedgerEntry]:
                         .filter(closed, ledger_entry__isnull=True).select_related("exclusion").order_by("id"))
         if not segments:
             return []
-        accounts: dict[int, BillingAccount] = {}
-        groups: dict[tuple, list] = defaultdict(list)
-        for segment in segments:
-            account = accounts.get(segment.organization_id)
-            if account is None:
-                account = accounts[segment.organization_id] = services.account_for(organization=segment.organization)
-            period = services.period_for(account, segment.ended_at)
-            billable = not hasattr(segment, "exclusion")  # a missing reverse one-to-one raises, so hasattr is False
-            groups[(segment.organization_id, segment.job_id, segment.attempt, segment.device_class, segment.device_count,
-                    billable, period.start, period.end)].append(segment)
+        # billable: not excluded (a missing reverse one-to-one raises, so hasattr is False)
+        accounts, groups = _grouped(segments, lambda s, period: (
+            s.organization_id, s.job_id, s.attempt, s.device_class, s.device_count, not hasattr(s, "exclusion"),
+            period.start, period.end))
         for (org_id, job_id, attempt, device_class, devices, billable, start, end), members in groups.items():
-            account = accounts[org_id]
-            rate = account.plan.rate_for(device_class)
-            seconds = sum((s.seconds for s in members), Decimal("0"))
-            export = _export_status(account) if billable else ExportStatus.NOT_NEEDED
-            entry = LedgerEntry.objects.create(
-                organization_id=org_id, job_id=job_id, attempt=attempt, plan=account.plan, device_class=device_class,
-                device_count=devices, seconds=seconds, usd_per_second=rate,
-                amount_micros=services.amount_micros(seconds=seconds, device_count=devices, usd_per_second=rate) if billable else 0,
-                billable=billable, note="" if billable else members[0].exclusion.reason[:200],
-                period_start=start, period_end=end, usage_started_at=min(s.started_at for s in members),
-                usage_ended_at=max(s.ended_at for s in members), export_status=export,
-                stripe_customer_id=account.stripe_customer_id if export == ExportStatus.PENDING else "",
-                stripe_meter_event_name=account.plan.stripe_meter_event_name if export == ExportStatus.PENDING else "")
+            entry = _priced_entry(accounts[org_id], members, device_class=device_class, devices=devices,
+                                  billable=billable, period_start=start, period_end=end, job_id=job_id,
+                                  attempt=attempt, note="" if billable else members[0].exclusion.reason[:200])
             UsageSegment.objects.filter(pk__in=[s.pk for s in members]).update(ledger_entry=entry)
             created.append(entry)
     return created
@@ -99,29 +114,12 @@ def rollup_inference_usage(now=None) -> list[LedgerEntry]:
                     .filter(ledger_entry__isnull=True, ended_at__lt=_hour(now)).order_by("id"))
         if not rows:
             return []
-        accounts: dict[int, BillingAccount] = {}
-        groups: dict[tuple, list] = defaultdict(list)
-        for row in rows:
-            account = accounts.get(row.organization_id)
-            if account is None:
-                account = accounts[row.organization_id] = services.account_for(organization=row.organization)
-            period = services.period_for(account, row.ended_at)
-            groups[(row.organization_id, row.device_class, row.device_count, _hour(row.ended_at), period.start,
-                    period.end)].append(row)
+        accounts, groups = _grouped(rows, lambda r, period: (
+            r.organization_id, r.device_class, r.device_count, _hour(r.ended_at), period.start, period.end))
         for (org_id, device_class, devices, hour, start, end), members in groups.items():
-            account = accounts[org_id]
-            rate = account.plan.rate_for(device_class)
-            seconds = sum((r.seconds for r in members), Decimal("0"))
-            export = _export_status(account)
-            entry = LedgerEntry.objects.create(
-                organization_id=org_id, usage_kind=UsageKind.INFERENCE, job=None, attempt=0, plan=account.plan,
-                device_class=device_class, device_count=devices, seconds=seconds, usd_per_second=rate,
-                amount_micros=services.amount_micros(seconds=seconds, device_count=devices, usd_per_second=rate),
-                billable=True, note=f"Inference {hour:%Y-%m-%d %H}:00 UTC: {len(members)} request(s)",
-                period_start=start, period_end=end, usage_started_at=min(r.started_at for r in members),
-                usage_ended_at=max(r.ended_at for r in members), export_status=export,
-                stripe_customer_id=account.stripe_customer_id if export == ExportStatus.PENDING else "",
-                stripe_meter_event_name=account.plan.stripe_meter_event_name if export == ExportStatus.PENDING else "")
+            entry = _priced_entry(accounts[org_id], members, device_class=device_class, devices=devices, billable=True,
+                                  period_start=start, period_end=end, usage_kind=UsageKind.INFERENCE, job=None,
+                                  attempt=0, note=f"Inference {hour:%Y-%m-%d %H}:00 UTC: {len(members)} request(s)")
             InferenceUsage.objects.filter(pk__in=[r.pk for r in members]).update(ledger_entry=entry)
             created.append(entry)
     return created
