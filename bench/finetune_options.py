@@ -13,7 +13,7 @@ batch 32, max_length p95 × 1.25, linear decay after 6 % warm-up, patience 2, bf
 autocast where the CPU has it, the best validation epoch delivered). Every other
 case changes one thing (`seed_14` changes only the seed: the noise floor).
 
-Suites: `options` (each option alone), `lora` (LoRA settings against the full
+Suites: `options` (each option alone), `full` (the survivors on the whole file: `--rows 9000`), `lora` (LoRA settings against the full
 `today`), `auto` (`today` and the new 'auto' — jobs.hyperparameters.resolve on
 this data — each with seeds 13 and 14).
 
@@ -71,6 +71,9 @@ def cases(lengths: dict, suite: str, auto: dict | None = None) -> dict[str, dict
             "lora_all_r16_lr1e-3": {"method": "lora", "learning_rate": 1e-3, "lora_targets": LORA_ALL, "lora_r": 16,
                                     "lora_alpha": 32},
         }
+    if suite == "full":  # the full file: the candidates the reduced-data suites left, one change each
+        return {"today": {}, "head_lr_10": {"head_lr_multiplier": 10.0}, "batch_16": {"batch_size": 16},
+                "plain_loop": {"learning_rate": 1e-4, "epochs": 6, "early_stopping_patience": None, "max_length": 64}}
     if suite == "auto":  # the new 'auto' (what jobs.hyperparameters.resolve gives this data) against today's, two seeds
         return {"today": {}, "today_seed_14": {"seed": 14}, "auto": dict(auto), "auto_seed_14": {**auto, "seed": 14}}
     return {
@@ -124,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2700, help="rows of the file left after the test split (train + validation)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--suite", default="options", choices=["options", "lora", "auto"])
+    parser.add_argument("--suite", default="options", choices=["options", "lora", "auto", "full"])
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all of the suite)")
     parser.add_argument("--out", help="write the JSON here too")
     args = parser.parse_args()

@@ -36,15 +36,17 @@ def record_segment(*, job, lease_token, attempt: int, device_class: str, device_
                                        started_at=started_at, ended_at=ended_at, seconds=seconds)
 
 
-def record_inference(*, organization, reference: str, source_key: str, device_class: str, device_count: int,
-                     started_at: datetime, ended_at: datetime) -> InferenceUsage:
+def record_inference(*, organization_id: int, reference: str, source_key: str, device_class: str, device_count: int,
+                     started_at: datetime, ended_at: datetime) -> None:
     """Meter one inference request's worker time (serving's worker, in the transaction that finishes the
-    request). `reference` names the request once: a second call for it bills nothing more."""
+    request). `reference` names the request once: a second call for it bills nothing more. One
+    INSERT … ON CONFLICT DO NOTHING (not get_or_create's select, savepoint, insert): this runs on every
+    try-it call, inside its latency."""
     seconds = Decimal(max(0.0, (ended_at - started_at).total_seconds())).quantize(Decimal("0.001"))
-    usage, _created = InferenceUsage.objects.get_or_create(reference=reference[:100], defaults=dict(
-        organization_id=organization.pk, source_key=source_key[:200], device_class=device_class,
-        device_count=device_count, started_at=started_at, ended_at=ended_at, seconds=seconds))
-    return usage
+    InferenceUsage.objects.bulk_create([InferenceUsage(
+        reference=reference[:100], organization_id=organization_id, source_key=source_key[:200],
+        device_class=device_class, device_count=device_count, started_at=started_at, ended_at=ended_at,
+        seconds=seconds)], ignore_conflicts=True)
 
 
 def exclude_lost_work(*, job, attempt: int, after: datetime | None, reason: str) -> int:

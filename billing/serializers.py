@@ -137,6 +137,9 @@ class QuoteSerializer(serializers.Serializer):
                                              "prune method, distill")
     tokens = serializers.IntegerField(help_text="The work: the dataset's real tokens (each row truncated at max_length) × "
                                                 "epochs; compression: its evaluation and training passes")
+    trained_tokens = serializers.IntegerField(allow_null=True, help_text=(
+        "Chat fine-tunes: the tokens trained on (assistant replies with weight 1, after the max_length cut) × epochs; "
+        "null for other kinds"))
     estimated_seconds = serializers.IntegerField(help_text="tokens ÷ the throughput measured on recent jobs of this method "
                                                            "on this device class (newest weighted most) + their startup")
     low_seconds = serializers.IntegerField(help_text="A 90 % range from the spread of those measurements")

@@ -193,7 +193,8 @@ def _layer_depth(name: str, layers: int) -> int:
 def _optimizer(model, spec: FineTuneSpec, device: torch.device):
     """AdamW, no decay on biases and LayerNorms; with layer_lr_decay < 1 each
     block below the head trains at decay^(distance from the top) of the peak
-    rate (ELECTRA/BEiT's layer-wise decay). Fused where the engine has it: on
+    rate (ELECTRA/BEiT's layer-wise decay); the head (pooler, classifier) at
+    head_lr_multiplier times the peak. Fused where the engine has it: on
     these CPUs the per-tensor AdamW took 43 % of a MiniLM step (bench/profile_step.py)."""
     layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
     groups: dict[tuple[float, float], list] = {}
@@ -201,7 +202,10 @@ def _optimizer(model, spec: FineTuneSpec, device: torch.device):
         if not param.requires_grad:
             continue
         decay = 0.0 if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else spec.weight_decay
-        scale = spec.layer_lr_decay ** (layers + 1 - _layer_depth(name, layers)) if layers and spec.layer_lr_decay < 1 else 1.0
+        depth = _layer_depth(name, layers)
+        scale = spec.layer_lr_decay ** (layers + 1 - depth) if layers and spec.layer_lr_decay < 1 else 1.0
+        if depth == layers + 1:  # the head starts from random weights: larger steps than the pretrained body
+            scale *= spec.head_lr_multiplier
         groups.setdefault((decay, scale), []).append(param)
     param_groups = [{"params": params, "weight_decay": decay, "lr": spec.learning_rate * scale}
                     for (decay, scale), params in groups.items()]

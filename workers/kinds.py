@@ -73,6 +73,9 @@ class FineTuneHyperparameters:
         "Share of each target spread over the other labels (0 = plain cross-entropy)"))
     layer_lr_decay: float = option(1.0, type=float, min=0.5, max=1.0, help=(
         "Each block below the head trains at this factor of the one above it (1 = one rate for all)"))
+    head_lr_multiplier: float = option(1.0, type=float, min=1.0, max=100.0, label="Head learning-rate multiplier", help=(
+        "The freshly initialized head (classifier, pooler) trains at this multiple of the learning rate (1 = one "
+        "rate for all)"))
     average_last_epochs: int = option(1, type=int, min=1, max=5, help=(
         "Deliver the mean of the weights at the ends of the last N epochs (1 = the weights as they are)"))
     freeze_embeddings: bool = option(False, type=bool, help=(

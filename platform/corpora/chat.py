@@ -249,7 +249,8 @@ def _render_spans(tokenizer, messages, template) -> tuple[str, list[tuple[str, s
         if message["role"] == "assistant" and message.get("weight", 1):
             before = _render(tokenizer, messages[:index], template, generation_prompt=True) if index else ""
             after = full if index == last else _render(tokenizer, messages[: index + 1], template, generation_prompt=False)
-            spans.append((before, after))
+            # Less the whitespace after the end marker: not trained (workers.chat.data, ChatEncoder._reply_span).
+            spans.append((before, after.rstrip()))
     return full, spans
 
 

@@ -29,14 +29,20 @@ def limits_for(*, organization, entitlements: Entitlements | None = None) -> Dat
 
 
 def storage_used(*, organization) -> int:
-    """Dataset versions and uploaded models."""
+    """Dataset versions, uploaded models and prediction input files (all the organization's uploads)."""
+    from django.apps import apps
+
     from registry.models import UploadedModel
+
+    # jobs sits above corpora (it imports it): its uploads are summed by model name, not imported.
+    PredictionInput = apps.get_model("jobs", "PredictionInput")
 
     from .models import DatasetVersion
 
     datasets = DatasetVersion.objects.filter(organization=organization).aggregate(total=Sum("stored_bytes"))["total"] or 0
     models = UploadedModel.objects.filter(organization=organization).aggregate(total=Sum("size_bytes"))["total"] or 0
-    return datasets + models
+    inputs = PredictionInput.objects.filter(organization=organization).aggregate(total=Sum("size_bytes"))["total"] or 0
+    return datasets + models + inputs
 
 
 # Multipart overhead allowed above the file-size limit before a body is read.

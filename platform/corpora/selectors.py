@@ -91,11 +91,16 @@ def tokenizer_unavailable(base_model) -> ApplicationError:
                             code="tokenizer_unavailable", status=503)
 
 
+TOKEN_COUNTING = 2
+
+
 def chat_measure_about(base_model) -> dict:
     """What a chat dataset's token statistics say about the model that measured them."""
     return {"base_model": base_model.slug, "base_model_name": base_model.name,
             "chat_template": base_model.chat_template_source or "model",
-            "base_model_updated_at": base_model.updated_at.isoformat()}
+            "base_model_updated_at": base_model.updated_at.isoformat(),
+            # 2: the whitespace after a reply's end marker is no longer counted as trained (as the worker trains).
+            "token_counting": TOKEN_COUNTING}
 
 
 def chat_token_stats(*, version: DatasetVersion, base_model, max_length: int | None = None) -> dict:
@@ -134,7 +139,7 @@ def chat_token_stats(*, version: DatasetVersion, base_model, max_length: int | N
     from django.core.cache import cache
 
     key = (f"lathe:chat-token-stats:{version.pk}:{version.sha256[:16]}:{base_model.pk}:"
-           f"{base_model.updated_at.timestamp()}:{max_length}")
+           f"{base_model.updated_at.timestamp()}:{max_length}:{TOKEN_COUNTING}")
     cached = cache.get(key)
     if cached is not None:
         return cached

@@ -10,6 +10,22 @@ from billing import services as billing
 from tenancy.entitlements import Entitlements, entitlements_for
 
 from .estimates import estimate
+from .models import JobKind
+
+
+def trained_tokens(job) -> int | None:
+    """A chat fine-tune's trained tokens (assistant tokens with weight 1, after each conversation is cut at the
+    job's max_length) × epochs: what the price buys, shown beside it. None for other kinds. The split it trains
+    on: the train split, or the whole version when a validation set of its own validates."""
+    if job.kind != JobKind.CHAT_FINETUNE or job.dataset_version_id is None:
+        return None
+    from corpora.selectors import chat_token_stats
+
+    spec = job.spec or {}
+    stats = chat_token_stats(version=job.dataset_version, base_model=job.base_model, max_length=spec.get("max_length"))
+    splits = ["train", "validation"] if job.validation_dataset_version_id else ["train"]
+    per_epoch = sum(int((stats.get(split) or {}).get("trained_tokens_kept") or 0) for split in splits)
+    return int(spec.get("epochs") or 1) * per_epoch
 
 
 def quote(job, *, entitlements: Entitlements | None = None) -> dict:
@@ -24,6 +40,7 @@ def quote(job, *, entitlements: Entitlements | None = None) -> dict:
     payable = max(0, cost - included_left)
     return {
         "device_class": guess.device_class, "method": guess.method, "tokens": guess.tokens,
+        "trained_tokens": trained_tokens(job),
         "estimated_seconds": round(guess.seconds), "low_seconds": round(guess.low_seconds),
         "high_seconds": round(guess.high_seconds), "usd_per_second": str(rate),
         "estimated_cost_usd": billing.usd(cost), "included_remaining_usd": billing.usd(included_left),

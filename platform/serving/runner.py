@@ -74,12 +74,14 @@ def _fail(request_id: int, *, code: str, message: str) -> dict:
 def answer(*, request_id: int) -> dict:
     me = identity()
     started_at, started = timezone.now(), time.perf_counter()
-    claimed = InferenceRequest.objects.filter(pk=request_id, state=RequestState.QUEUED).update(
+    # Read, then claim: two round trips on the hot path (the organization is read only for a cold start).
+    # A request's payload does not change while it is queued; the claim alone decides who runs it.
+    request = InferenceRequest.objects.filter(pk=request_id).first()
+    claimed = request is not None and InferenceRequest.objects.filter(pk=request_id, state=RequestState.QUEUED).update(
         state=RequestState.RUNNING, started_at=started_at, worker=me["name"][:200], device_class=me["device_class"])
     if not claimed:  # expired (the caller gave up) or already taken: nothing to run, nothing to bill
         state = InferenceRequest.objects.filter(pk=request_id).values_list("state", flat=True).first()
         return {"ok": False, "code": "not_claimed", "message": f"The request is {state or 'gone'}; it was not run."}
-    request = InferenceRequest.objects.select_related("organization").get(pk=request_id)
     payload = request.payload or {}
     try:
         from jobs.model_sources import unpacked
@@ -111,7 +113,7 @@ def answer(*, request_id: int) -> dict:
             state=RequestState.SUCCEEDED, finished_at=ended_at, payload={}, warm=done.warm,
             load_seconds=round(done.load_seconds, 3), worker_seconds=round(seconds, 3), variant=done.variant)
         if finished:
-            metering.record_inference(organization=request.organization, reference=f"inference-{request_id}",
+            metering.record_inference(organization_id=request.organization_id, reference=f"inference-{request_id}",
                                       source_key=request.source_key, device_class=me["device_class"],
                                       device_count=me["device_count"], started_at=started_at, ended_at=ended_at)
     return {"ok": True, "warm": done.warm, "load_ms": round(1000 * done.load_seconds, 3),

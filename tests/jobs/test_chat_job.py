@@ -64,6 +64,8 @@ def test_a_chat_fine_tune_is_submitted_run_metered_and_shown(api, client, tenant
     quote = api.post("/api/v1/jobs/quote", body(chat_dataset), format="json")
     assert quote.status_code == 200, quote.content
     assert quote.json()["tokens"] > 0 and not Job.objects.exists()
+    quoted_trained = quote.json()["trained_tokens"]
+    assert 0 < quoted_trained < quote.json()["tokens"]  # the replies only, not the prompts
 
     response = api.post("/api/v1/jobs", body(chat_dataset), format="json")
     assert response.status_code == 201, response.content
@@ -78,6 +80,7 @@ def test_a_chat_fine_tune_is_submitted_run_metered_and_shown(api, client, tenant
     job.refresh_from_db()
     assert job.result["best_metrics"]["eval_loss"] > 0 and job.result["train_tokens"] > 0
     assert job.result["throughput"]["tokens"] == job.result["input_tokens"]  # what the next quotes learn from
+    assert job.result["train_tokens"] == quoted_trained  # the quote's trained tokens: what the worker trained on
     assert {"model.zip", "adapter.zip", "eval_report.json", "README.md"} <= set(job.artifacts.values_list("name", flat=True))
     detail = api.get(f"/api/v1/jobs/{job.pk}").json()
     assert detail["state"] == "succeeded" and detail["billed_seconds"] > 0

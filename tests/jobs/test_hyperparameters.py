@@ -37,6 +37,8 @@ def submit(client, dataset, status=201, **hyperparameters):
     ("label_smoothing", 0.6, "must be between 0.0 and 0.5"),
     ("layer_lr_decay", 0.2, "must be between 0.5 and 1.0"),
     ("average_last_epochs", 9, "must be between 1 and 5"),
+    ("head_lr_multiplier", 0.5, "must be between 1.0 and 100.0"),
+    ("head_lr_multiplier", 101, "must be between 1.0 and 100.0"),
 ])
 def test_a_bad_option_is_a_400_naming_it(client, dataset, tiny_bert, name, value, message):
     error = submit(client, dataset, status=400, **{name: value})["error"]

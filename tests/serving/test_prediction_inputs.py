@@ -197,3 +197,18 @@ def test_the_dashboard_form_uploads_and_predicts_in_one_step(client, tenant_a, d
                        {"inputs_file": SimpleUploadedFile("q.csv", b"id,text\n1,\"open\n")}, follow=True)
     assert "not valid CSV" in bad.content.decode()
     assert PredictionInput.objects.count() == 1 and Job.objects.count() == 2
+
+
+def test_input_files_count_against_the_storage_quota_that_datasets_share(client, tenant_a, media, settings):
+    from corpora.limits import storage_used
+
+    content = b"id,text\n" + b"".join(b"q-%d,When will my card arrive?\n" % i for i in range(200))
+    first = upload(client, "questions.csv", content)
+    assert first.status_code == 201, first.content
+    size = PredictionInput.objects.get().size_bytes
+    assert size == len(content) and storage_used(organization=tenant_a.organization) == size
+    settings.LATHE_STORAGE_QUOTA_BYTES = size + len(content) - 1  # room for almost a second copy
+    refused = upload(client, "again.csv", content)
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["error"]["code"] == "storage_quota_exceeded"
+    assert PredictionInput.objects.count() == 1 and len(stored_files(tenant_a)) == 1

@@ -271,6 +271,12 @@ def test_layer_wise_learning_rate_decay_and_frozen_embeddings(tmp_path, tiny_ber
     assert rate[id(named["bert.encoder.layer.0.output.dense.weight"])] == 1e-3 * 0.25
     assert rate[id(named["bert.embeddings.LayerNorm.weight"])] == 1e-3 * 0.125
     assert id(named["bert.embeddings.word_embeddings.weight"]) not in rate  # frozen: no optimizer state
+    boosted = _optimizer(model, spec_for(tmp_path, tiny_bert, data, layer_lr_decay=0.5, learning_rate=1e-3,
+                                         head_lr_multiplier=10.0), torch.device("cpu"))
+    rate = {id(p): g["lr"] for g in boosted.param_groups for p in g["params"]}
+    assert rate[id(named["classifier.weight"])] == pytest.approx(1e-2)  # the fresh head: 10 × the peak
+    assert rate[id(named["bert.pooler.dense.weight"])] == pytest.approx(1e-2)
+    assert rate[id(named["bert.encoder.layer.1.output.dense.weight"])] == 1e-3 * 0.5  # the body as before
     run_finetune(spec_for(tmp_path, tiny_bert, data, epochs=1, freeze_embeddings=True), MemoryReporter())
     base = load_file(Path(tiny_bert) / "model.safetensors")
     tuned = load_file(tmp_path / "out" / "model" / "model.safetensors")
