@@ -61,8 +61,9 @@ def worker_register(*, name: str, device_class: str, device_count: int, queues: 
 
 
 def worker_seen(*, name: str) -> Worker | None:
-    """A heartbeat; the row (its `draining` flag is what the worker acts on), None if an operator deleted it."""
-    Worker.objects.filter(name=name).update(last_seen_at=timezone.now(), stopped_at=None)
+    """A heartbeat; the row (its `draining` flag is what the worker acts on), None if an operator deleted it.
+    A row marked stopped stays stopped (a beat racing the shutdown must not revive it; a restart registers)."""
+    Worker.objects.filter(name=name, stopped_at__isnull=True).update(last_seen_at=timezone.now())
     return Worker.objects.filter(name=name).first()
 
 

@@ -33,15 +33,16 @@ def register_and_heartbeat(sender=None, **_kwargs):
     if "name" not in _state:  # not started by `celery worker` (e.g. an embedded test worker): nothing to register
         return
     stop = threading.Event()
-    _state["stop"] = stop
     thread = threading.Thread(target=_heartbeat, args=(stop, sender.app), name="lathe-fleet-heartbeat", daemon=True)
+    _state.update(stop=stop, thread=thread)
     thread.start()
 
 
 @signals.worker_shutdown.connect
 def mark_stopped(**_kwargs):
     if "stop" in _state:
-        _state["stop"].set()
+        _state["stop"].set()  # and a beat in flight finishes before the mark, which it would otherwise undo
+        _state["thread"].join(timeout=10)
     if "name" in _state:
         from django.db import close_old_connections
 

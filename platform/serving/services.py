@@ -46,12 +46,18 @@ def worker_beat(*, name: str, queue: str, device_class: str, device_count: int, 
     fields = dict(queue=queue, device_class=device_class, device_count=device_count, pid=pid, concurrency=concurrency,
                   max_models=settings.LATHE_INFERENCE_MAX_MODELS, max_bytes=settings.LATHE_INFERENCE_MAX_BYTES,
                   loaded=list(snapshot.get("loaded") or []), loaded_bytes=int(snapshot.get("loaded_bytes") or 0),
-                  evictions=int(snapshot.get("evictions") or 0), last_seen_at=now, stopped_at=None)
+                  evictions=int(snapshot.get("evictions") or 0), last_seen_at=now)
+    rows = InferenceWorker.objects.filter(name=name[:200])
     if starting:
-        fields["started_at"] = now
-    updated = InferenceWorker.objects.filter(name=name[:200]).update(**fields)
-    if not updated:
-        InferenceWorker.objects.update_or_create(name=name[:200], defaults={**fields, "started_at": now})
+        # A (re)started process under the same name revives its row; later beats never do, so a beat that
+        # races the shutdown's worker_stopped cannot make a stopped worker look up again.
+        fields.update(started_at=now, stopped_at=None)
+        updated = rows.update(**fields)
+    else:
+        updated = rows.filter(stopped_at__isnull=True).update(**fields)
+    if not updated and not rows.exists():
+        InferenceWorker.objects.update_or_create(name=name[:200], defaults={**fields, "started_at": now,
+                                                                            "stopped_at": None})
 
 
 def worker_stopped(*, name: str) -> None:

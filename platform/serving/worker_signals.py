@@ -38,8 +38,9 @@ def start_heartbeat(sender=None, **_kwargs):
     if "queue" not in _state:
         return
     stop = threading.Event()
-    _state["stop"] = stop
-    threading.Thread(target=_heartbeat, args=(stop,), name="lathe-inference-heartbeat", daemon=True).start()
+    thread = threading.Thread(target=_heartbeat, args=(stop,), name="lathe-inference-heartbeat", daemon=True)
+    _state.update(stop=stop, thread=thread)
+    thread.start()
 
 
 @signals.worker_shutdown.connect
@@ -47,7 +48,9 @@ def mark_stopped(**_kwargs):
     if "queue" not in _state:
         return
     if "stop" in _state:
+        # A beat in flight would write stopped_at=NULL after the mark below: let it finish first.
         _state["stop"].set()
+        _state["thread"].join(timeout=10)
     from django.db import close_old_connections
 
     from . import services

@@ -181,6 +181,18 @@ def test_metrics_report_workers_online_per_class(client, settings):
     assert 'lathe_workers_online{device_class="nvidia-h100",draining="false"} 1.0' in body
 
 
+@pytest.mark.django_db
+def test_a_heartbeat_does_not_revive_a_stopped_worker_but_a_restart_does():
+    register("cpu@a", "cpu", seen_ago=5)
+    fleet.worker_stopped(name="cpu@a")
+    before = Worker.objects.get(name="cpu@a")
+    assert fleet.worker_seen(name="cpu@a").stopped_at is not None  # the beat that raced the shutdown
+    assert Worker.objects.get(name="cpu@a").last_seen_at == before.last_seen_at
+    register("cpu@a", "cpu")
+    assert fleet.worker_seen(name="cpu@a").stopped_at is None
+    assert fleet.worker_seen(name="gone@a") is None
+
+
 # --- a real worker ------------------------------------------------------------------------------------
 
 @pytest.mark.worker

@@ -12,7 +12,7 @@ from django.db import connection
 from billing.models import InferenceUsage
 from corpora.services import dataset_upload
 from jobs.models import JobKind
-from serving.models import InferenceRequest, RequestState, Surface
+from serving.models import InferenceRequest, InferenceWorker, RequestState, Surface
 from tenancy.actors import Actor
 from tests.model_archives import zip_bytes
 from tests.openai_compat.conftest import chat_jsonl
@@ -101,6 +101,7 @@ def test_a_chat_model_through_predict_and_the_openai_sdk(settings, tmp_path, ten
     assert InferenceRequest.objects.count() == 3  # the refused requests wrote nothing
 
     # the worker is gone (a clean shutdown marks it stopped): a 503 at once, through the SDK too
+    assert InferenceWorker.objects.get(queue=settings.LATHE_INFERENCE_QUEUE).stopped_at is not None
     with pytest.raises(openai.InternalServerError) as down:
         client.chat.completions.create(model=name, messages=messages)
     assert down.value.status_code == 503 and down.value.code == "no_inference_worker"

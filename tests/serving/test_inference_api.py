@@ -186,9 +186,16 @@ def test_the_heartbeat_row_is_written_and_refreshed(settings):
     assert workers_up(queue="q").exists()
     worker_stopped(name="w@h")
     assert not workers_up(queue="q").exists()
+    # a beat that races the shutdown does not revive the row; a restarted process (starting) does
     worker_beat(name="w@h", queue="q", device_class="cpu", device_count=1, pid=1, concurrency=2,
                 snapshot={"loaded": []}, starting=False)
+    assert not workers_up(queue="q").exists() and InferenceWorker.objects.get(name="w@h").loaded == ["abc"]
+    worker_beat(name="w@h", queue="q", device_class="cpu", device_count=1, pid=2, concurrency=2,
+                snapshot={"loaded": []}, starting=True)
     assert workers_up(queue="q").get().loaded == []
+    worker_beat(name="w@h", queue="q", device_class="cpu", device_count=1, pid=2, concurrency=2,
+                snapshot={"loaded": ["def"]}, starting=False)
+    assert workers_up(queue="q").get().loaded == ["def"]
 
 
 def test_try_it_errors_are_shown_inline_on_the_dashboard(world, tenant_a, client, settings):
