@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from celery import signals
 
@@ -32,17 +31,20 @@ def add_device_class_queues(sender, instance, **_kwargs):
 def register_and_heartbeat(sender=None, **_kwargs):
     if "name" not in _state:  # not started by `celery worker` (e.g. an embedded test worker): nothing to register
         return
-    stop = threading.Event()
-    thread = threading.Thread(target=_heartbeat, args=(stop, sender.app), name="lathe-fleet-heartbeat", daemon=True)
-    _state.update(stop=stop, thread=thread)
-    thread.start()
+    from django.conf import settings
+
+    from core.heartbeat import Heartbeat
+
+    # applied: the drain state this process last acted on; registered: the first beat registers
+    _state["beats"] = {"applied": None, "registered": False, "app": sender.app}
+    _state["heartbeat"] = Heartbeat(name="lathe-fleet-heartbeat", beat=_beat,
+                                    interval=lambda: settings.LATHE_WORKER_HEARTBEAT_SECONDS).start()
 
 
 @signals.worker_shutdown.connect
 def mark_stopped(**_kwargs):
-    if "stop" in _state:
-        _state["stop"].set()  # and a beat in flight finishes before the mark, which it would otherwise undo
-        _state["thread"].join(timeout=10)
+    if "heartbeat" in _state:
+        _state["heartbeat"].stop()  # first: a beat in flight would undo the mark
     if "name" in _state:
         from django.db import close_old_connections
 
@@ -56,35 +58,22 @@ def mark_stopped(**_kwargs):
             close_old_connections()
 
 
-def _heartbeat(stop: threading.Event, app) -> None:
-    from django.conf import settings
-    from django.db import close_old_connections
-
+def _beat() -> None:
     from . import fleet
 
-    applied = None  # the drain state this process last acted on
-    registered = False
-    while True:
-        try:
-            if not registered:
-                worker = fleet.worker_register(name=_state["name"], device_class=_state["device_class"],
-                                               device_count=_state["device_count"], queues=_state["queues"],
-                                               pid=os.getpid())
-                registered = True
-            else:
-                worker = fleet.worker_seen(name=_state["name"])
-            if worker is not None and worker.draining != applied:
-                # Stop (or restart) consuming: the claim check already refuses; this keeps messages for others.
-                consumer_queues = fleet.job_queues_of(worker)
-                for queue in consumer_queues:
-                    if worker.draining:
-                        app.control.cancel_consumer(queue, destination=[worker.name])
-                    elif applied is not None:  # at start nothing was cancelled: nothing to restart
-                        app.control.add_consumer(queue, destination=[worker.name])
-                applied = worker.draining
-        except Exception:  # the database away for a while: try again next beat
-            logger.warning("Fleet heartbeat of %s failed", _state.get("name"), exc_info=True)
-        finally:
-            close_old_connections()
-        if stop.wait(settings.LATHE_WORKER_HEARTBEAT_SECONDS):
-            return
+    beats = _state["beats"]
+    if not beats["registered"]:
+        worker = fleet.worker_register(name=_state["name"], device_class=_state["device_class"],
+                                       device_count=_state["device_count"], queues=_state["queues"], pid=os.getpid())
+        beats["registered"] = True
+    else:
+        worker = fleet.worker_seen(name=_state["name"])
+    if worker is not None and worker.draining != beats["applied"]:
+        # Stop (or restart) consuming: the claim check already refuses; this keeps messages for others.
+        app = beats["app"]
+        for queue in fleet.job_queues_of(worker):
+            if worker.draining:
+                app.control.cancel_consumer(queue, destination=[worker.name])
+            elif beats["applied"] is not None:  # at start nothing was cancelled: nothing to restart
+                app.control.add_consumer(queue, destination=[worker.name])
+        beats["applied"] = worker.draining

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from celery import signals
 
@@ -37,20 +36,21 @@ def note_inference_worker(sender, instance, **_kwargs):
 def start_heartbeat(sender=None, **_kwargs):
     if "queue" not in _state:
         return
-    stop = threading.Event()
-    thread = threading.Thread(target=_heartbeat, args=(stop,), name="lathe-inference-heartbeat", daemon=True)
-    _state.update(stop=stop, thread=thread)
-    thread.start()
+    from django.conf import settings
+
+    from core.heartbeat import Heartbeat
+
+    _state["beats"] = {"first": True}
+    _state["heartbeat"] = Heartbeat(name="lathe-inference-heartbeat", beat=_beat,
+                                    interval=lambda: settings.LATHE_INFERENCE_HEARTBEAT_S).start()
 
 
 @signals.worker_shutdown.connect
 def mark_stopped(**_kwargs):
     if "queue" not in _state:
         return
-    if "stop" in _state:
-        # A beat in flight would write stopped_at=NULL after the mark below: let it finish first.
-        _state["stop"].set()
-        _state["thread"].join(timeout=10)
+    if "heartbeat" in _state:
+        _state["heartbeat"].stop()  # first: a beat in flight would undo the mark
     from django.db import close_old_connections
 
     from . import services
@@ -63,26 +63,14 @@ def mark_stopped(**_kwargs):
         close_old_connections()
 
 
-def _heartbeat(stop: threading.Event) -> None:
-    from django.conf import settings
-    from django.db import close_old_connections
-
+def _beat() -> None:
     from . import runner, services
 
-    first = True
-    while True:
-        try:
-            me = runner.identity()
-            services.worker_beat(name=_state["name"], queue=_state["queue"], device_class=me["device_class"],
-                                 device_count=me["device_count"], pid=os.getpid(), concurrency=_state["concurrency"],
-                                 snapshot=runner.engine().snapshot(), starting=first)
-            first = False
-        except Exception:  # the database away for a while: try again next beat
-            logger.warning("Inference heartbeat of %s failed", _state.get("name"), exc_info=True)
-        finally:
-            close_old_connections()
-        if stop.wait(settings.LATHE_INFERENCE_HEARTBEAT_S):
-            return
+    me = runner.identity()
+    services.worker_beat(name=_state["name"], queue=_state["queue"], device_class=me["device_class"],
+                         device_count=me["device_count"], pid=os.getpid(), concurrency=_state["concurrency"],
+                         snapshot=runner.engine().snapshot(), starting=_state["beats"]["first"])
+    _state["beats"]["first"] = False
 
 
 def _patient_filesystem_reads() -> None:
