@@ -49,6 +49,7 @@ class ModelSource:
     job_kind: str | None = None
     artifact: str | None = None
     uploaded_model_id: int | None = None
+    checked: bool = True  # the stored bytes are compared with sha256 before use (not for older uploads)
 
     def reference(self) -> dict:
         """The request form that names this model again."""
@@ -84,8 +85,9 @@ def _job_source(job, artifact: JobArtifact) -> ModelSource:
 def _upload_source(model) -> ModelSource:
     return ModelSource(
         organization_id=model.organization_id, key=f"upload-{model.pk}", name=model.name, family=CLASSIFIER,
-        variant="fp32", storage_name=model.storage_name, sha256=model.sha256, size_bytes=model.size_bytes,
-        labels=tuple(model.labels or ()), task=model.task, uploaded_model_id=model.pk)
+        variant="fp32", storage_name=model.storage_name, sha256=model.stored_sha256 or model.sha256,
+        size_bytes=model.size_bytes, labels=tuple(model.labels or ()), task=model.task, uploaded_model_id=model.pk,
+        checked=bool(model.stored_sha256))
 
 
 def _model_artifacts(organization):
@@ -212,9 +214,8 @@ def unpacked(source: ModelSource) -> Path:
                 for chunk in iter(lambda: src.read(COPY_CHUNK_BYTES), b""):
                     digest.update(chunk)
                     dst.write(chunk)
-            # What storage holds must be what the job recorded. An upload's sha256 is of the archive as received,
-            # before registry repacked it (registry/services.model_upload), so it cannot be checked this way.
-            if source.uploaded_model_id is None and digest.hexdigest() != source.sha256:
+            # What storage holds must be what the job (or the upload, of its repacked archive) recorded.
+            if source.checked and digest.hexdigest() != source.sha256:
                 raise ModelIntegrityError(f"{source.key}: the stored archive's sha256 is {digest.hexdigest()}, "
                                           f"not the recorded {source.sha256}; not used.")
             with open(archive, "rb") as fh:

@@ -14,6 +14,9 @@ class UploadedModel(TimeStampedModel):
     storage_name = models.CharField(max_length=300, help_text="The normalized archive (validated files only).")
     size_bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, help_text="Of the archive as uploaded.")
+    stored_sha256 = models.CharField(max_length=64, blank=True, default="", help_text=(
+        "Of the normalized archive kept in storage (what workers check before use); empty for models uploaded "
+        "before it was recorded, which are used unchecked."))
     model_type = models.CharField(max_length=50, help_text="config.json model_type, e.g. bert")
     architecture = models.CharField(max_length=100)
     task = models.CharField(max_length=40, default="text_classification")

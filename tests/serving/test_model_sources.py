@@ -2,6 +2,8 @@
 malformed references 400 naming the field), and the worker's unpacked-archive cache."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.core.files.storage import default_storage
 
@@ -133,3 +135,33 @@ def test_an_archive_whose_bytes_changed_in_storage_is_refused(tenant_a, dataset,
         model_sources.unpacked(source)
     assert not (tmp_path / "cache" / source.sha256).exists()
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_an_uploaded_models_stored_archive_is_checked_too(tenant_a, settings, tmp_path):
+    """An upload records the sha256 of the repacked archive it keeps, so a worker refuses changed bytes as it
+    does for a job's artifact; uploads from before that was recorded are used unchecked, as before."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from registry.models import UploadedModel
+    from registry.services import model_upload
+    from tenancy.actors import Actor
+    from tests.model_archives import tiny_classifier_folder, zip_bytes
+
+    settings.LATHE_SERVING_CACHE_DIR = str(tmp_path / "cache")
+    uploaded = SimpleUploadedFile("m.zip", zip_bytes(tiny_classifier_folder(tmp_path / "model")))
+    model = model_upload(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership),
+                         uploaded=uploaded, name="uploaded")
+    with default_storage.open(model.storage_name, "rb") as fh:
+        kept = fh.read()
+    assert model.stored_sha256 == hashlib.sha256(kept).hexdigest() != model.sha256
+    source = model_sources.source_get(organization=tenant_a.organization, uploaded_model_id=model.pk)
+    assert source.sha256 == model.stored_sha256 and (model_sources.unpacked(source) / "config.json").exists()
+
+    with default_storage.open(model.storage_name, "wb") as fh:  # replaced behind the platform's back
+        fh.write(archive({"config.json": b'{"model_type": "evil"}'}))
+    settings.LATHE_SERVING_CACHE_DIR = str(tmp_path / "cache-2")
+    with pytest.raises(model_sources.ModelIntegrityError, match="sha256"):
+        model_sources.unpacked(source)
+    UploadedModel.objects.filter(pk=model.pk).update(stored_sha256="")  # an upload from before
+    older = model_sources.source_get(organization=tenant_a.organization, uploaded_model_id=model.pk)
+    assert not older.checked and (model_sources.unpacked(older) / "config.json").exists()
