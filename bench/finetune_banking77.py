@@ -30,7 +30,7 @@ import tempfile
 import time
 
 import torch
-from _banking77 import minilm_path, prepare_with_test, resolved
+from _banking77 import cpu, minilm_path, prepare_with_test, resolved
 
 from workers.finetune import run_finetune
 from workers.reporting import MemoryReporter
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--out", help="write the JSON here too")
     args = parser.parse_args()
-    out: dict = {"torch": torch.__version__, "configs": {}}
+    out: dict = {"torch": torch.__version__, "cpu": cpu(), "configs": {}}
     with tempfile.TemporaryDirectory() as workdir:
         splits = prepare_with_test(workdir, rows=args.rows)
         out["rows"] = {"train": splits.train_count, "validation": splits.validation_count, "test": splits.test_count}
