@@ -22,12 +22,23 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def stop(self, *, timeout: float = 10) -> None:
-        """Stop, and let a beat in flight finish: the caller's "stopped" mark must come after the last beat,
-        or the beat would write the row back to alive."""
+    def stop(self, *, then: Callable[[], None] | None = None, timeout: float = 10) -> None:
+        """Stop, let a beat in flight finish, then run `then` (the "stopped" mark): the mark must come after the
+        last beat, or the beat would write the row back to alive. A failing mark is logged, not raised (the
+        process is shutting down)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout)
+        if then is None:
+            return
+        from django.db import close_old_connections
+
+        try:
+            then()
+        except Exception:
+            logger.warning("Heartbeat %s: could not mark the worker stopped", self.name, exc_info=True)
+        finally:
+            close_old_connections()
 
     def _run(self) -> None:
         from django.db import close_old_connections

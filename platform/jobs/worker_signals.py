@@ -3,12 +3,10 @@ and registers; a daemon thread then heartbeats its row and applies a drain an op
 shutdown marks it stopped. Connected in JobsConfig.ready: the signals fire in worker processes only."""
 from __future__ import annotations
 
-import logging
 import os
 
 from celery import signals
 
-logger = logging.getLogger(__name__)
 _state: dict = {}
 
 
@@ -44,18 +42,9 @@ def register_and_heartbeat(sender=None, **_kwargs):
 @signals.worker_shutdown.connect
 def mark_stopped(**_kwargs):
     if "heartbeat" in _state:
-        _state["heartbeat"].stop()  # first: a beat in flight would undo the mark
-    if "name" in _state:
-        from django.db import close_old_connections
-
         from . import fleet
 
-        try:
-            fleet.worker_stopped(name=_state["name"])
-        except Exception:
-            logger.warning("Could not mark %s stopped", _state["name"], exc_info=True)
-        finally:
-            close_old_connections()
+        _state["heartbeat"].stop(then=lambda: fleet.worker_stopped(name=_state["name"]))
 
 
 def _beat() -> None:

@@ -88,16 +88,15 @@ def model_upload(*, organization: Organization, actor: Actor, uploaded, name: st
                 shutil.copy2(path, clean / path.name)
         packed = zip_folder(str(clean), str(workdir / "model.zip"))
         _check_size(organization=organization, size=Path(packed).stat().st_size)  # what is kept counts, not the upload
-        stored_digest = hashlib.sha256()
         with open(packed, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                stored_digest.update(chunk)
+            stored_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()  # what workers check before use
             fh.seek(0)
             stored = default_storage.save(f"models/{organization.pk}/{uuid.uuid4().hex}/model.zip", File(fh))
         with transaction.atomic():
             model = UploadedModel.objects.create(
                 organization=organization, name=name, storage_name=stored, size_bytes=Path(packed).stat().st_size,
-                sha256=digest.hexdigest(), stored_sha256=stored_digest.hexdigest(), model_type=info.model_type, architecture=info.architecture, labels=info.labels,
+                sha256=digest.hexdigest(), stored_sha256=stored_sha256, model_type=info.model_type,
+                architecture=info.architecture, labels=info.labels,
                 num_layers=info.num_layers, hidden_size=info.hidden_size, parameter_count=info.parameter_count,
                 max_length=info.max_length, created_by=actor.user)
         stored = None  # kept

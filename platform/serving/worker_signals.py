@@ -47,20 +47,10 @@ def start_heartbeat(sender=None, **_kwargs):
 
 @signals.worker_shutdown.connect
 def mark_stopped(**_kwargs):
-    if "queue" not in _state:
-        return
     if "heartbeat" in _state:
-        _state["heartbeat"].stop()  # first: a beat in flight would undo the mark
-    from django.db import close_old_connections
+        from . import services
 
-    from . import services
-
-    try:
-        services.worker_stopped(name=_state["name"])
-    except Exception:
-        logger.warning("Could not mark inference worker %s stopped", _state["name"], exc_info=True)
-    finally:
-        close_old_connections()
+        _state["heartbeat"].stop(then=lambda: services.worker_stopped(name=_state["name"]))
 
 
 def _beat() -> None:

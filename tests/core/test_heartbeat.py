@@ -43,3 +43,21 @@ def test_a_failing_beat_is_retried_on_the_next_one():
     assert count >= 2 and calls[:2] == [0, 1]
     heartbeat.stop()  # stopping twice is harmless
     assert len(calls) == count
+
+
+def test_the_stopped_mark_runs_after_the_last_beat_and_its_failure_is_logged(caplog):
+    order, beaten = [], threading.Event()
+
+    def beat():
+        order.append("beat")
+        beaten.set()
+
+    def mark():
+        order.append("mark")
+        raise RuntimeError("the database is away")
+
+    heartbeat = Heartbeat(name="test-heartbeat", beat=beat, interval=lambda: 0.001).start()
+    assert beaten.wait(30)
+    heartbeat.stop(then=mark)  # does not raise: the process is shutting down
+    assert order[-1] == "mark" and order.count("mark") == 1 and set(order[:-1]) == {"beat"}
+    assert "could not mark the worker stopped" in caplog.text
