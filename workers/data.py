@@ -71,6 +71,12 @@ def _text_key(row: dict) -> str:
     return json.dumps([row.get("text"), row.get("text_a"), row.get("text_b")], ensure_ascii=False)
 
 
+def without_texts(rows: list[dict], held_out: list[dict]) -> list[dict]:
+    """`rows` less every row whose text is one of `held_out`'s (the same key carve_test keeps on one side)."""
+    texts = {_text_key(row) for row in held_out}
+    return [row for row in rows if _text_key(row) not in texts]
+
+
 def carve_test(rows: list[dict], fraction: float, *, seed: int = TEST_CARVE_SEED) -> tuple[list[dict], list[dict]]:
     """(rest, test): about `fraction` of each label's rows held out as a test split, a pure
     function of (rows, fraction, seed) so every attempt of a job carves the same rows. Rows with

@@ -263,23 +263,32 @@ class CompareForm(forms.Form):
     (2–10, one family), the labelled dataset every one is scored on, and the tolerance that picks the
     recommended one; the service checks the rest (same family, task and labels)."""
 
+    HELD_OUT = "held-out-of-"  # a dataset_id choice: the rows fine-tune <id> held out
+
     models = forms.MultipleChoiceField(label="Models (2 to 10)", widget=forms.CheckboxSelectMultiple)
-    dataset_id = forms.TypedChoiceField(label="Labelled dataset (every row is scored)", coerce=int)
+    dataset_id = forms.ChoiceField(label="Scored on", help_text=(
+        "A labelled dataset (every row of its latest version), or the rows a fine-tune held out (its test set, "
+        "attached or carved): rows none of its variants trained on."))
     name = forms.CharField(label="Name", required=False, max_length=100,
                            widget=forms.TextInput(attrs={"placeholder": "optional", "size": 30}))
 
-    def __init__(self, *args, sources=(), datasets=(), **kwargs):
+    def __init__(self, *args, sources=(), datasets=(), held_out_by=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.sources = {s.key: s for s in sources}
         self.fields["models"].choices = [(s.key, f"{s.name} ({s.variant}, {s.family})") for s in sources]
-        self.fields["dataset_id"].choices = [(d.pk, d.name) for d in datasets]
+        self.fields["dataset_id"].choices = [(str(d.pk), d.name) for d in datasets] + [
+            (f"{self.HELD_OUT}{job.pk}", f"The rows job {job.pk}{f' ({job.name})' if job.name else ''} held out")
+            for job in held_out_by]
         for name in ("accuracy_tolerance", "latency_samples"):
             self.fields[name] = declared_field(kinds.options_of(kinds.EvaluateOptions)[name],
                                                blank_means="the declared default")
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        return {"models": [self.sources[key].reference() for key in data["models"]], "dataset_id": data["dataset_id"],
+        scored = data["dataset_id"]
+        on = ({"held_out_of_job_id": int(scored.removeprefix(self.HELD_OUT))} if scored.startswith(self.HELD_OUT)
+              else {"dataset_id": int(scored)})
+        return {"models": [self.sources[key].reference() for key in data["models"]], **on,
                 "name": data.get("name") or "",
                 "options": {n: data[n] for n in ("accuracy_tolerance", "latency_samples") if data.get(n) is not None}}
 

@@ -215,7 +215,7 @@ class JobDetailView(OrganizationPageMixin, View):
 
 def comparison_context(job) -> dict:
     """An evaluate job's leaderboard and chart; a succeeded model job's 'Compare all my variants' button."""
-    from jobs.leaderboard import board_of, scatter
+    from jobs.leaderboard import board_of, scatter, scored_rows_description
 
     if job.kind == JobKind.EVALUATE:
         board = board_of(job)
@@ -227,19 +227,25 @@ def comparison_context(job) -> dict:
     variants = variants_of(organization=job.organization, job_id=job.pk)
     if len(variants) < 2:
         return {}
-    return {"compare_variants": len(variants), "compare_dataset": _family_dataset(job)}
+    root, held_out = _family_scoring(job)
+    return {"compare_variants": len(variants), "compare_scores": scored_rows_description(
+        version=root.test_dataset_version or root.dataset_version if held_out else root.dataset_version,
+        held_out_of=root if held_out else None), "compare_held_out": held_out}
 
 
-def _family_dataset(job):
-    """The dataset version a family's comparison scores on: its fine-tune's own (the root of the chain)."""
-    root = job
-    while root.source_job_id:
-        root = root.source_job
-    return root.dataset_version
+def _family_scoring(job) -> tuple:
+    """(the family's fine-tune, whether it held rows out): a family's comparison scores the rows its fine-tune held
+    out (its test set, attached or carved) when it has them; else its training dataset version, which the
+    variants trained on — the page says so."""
+    from jobs.staging import family_root
+
+    root = family_root(job)
+    return root, bool(root.kind == JobKind.FINETUNE and (root.test_dataset_version_id or root.test_fraction))
 
 
 class JobCompareVariantsView(OrganizationPageMixin, View):
-    """One click: an evaluate job over this model and all its variants, on its fine-tune's dataset version."""
+    """One click: an evaluate job over this model and all its variants, on the rows its fine-tune held out (else
+    on its fine-tune's dataset version)."""
 
     def post(self, request, slug, job_id):
         from jobs.model_sources import variants_of
@@ -247,10 +253,11 @@ class JobCompareVariantsView(OrganizationPageMixin, View):
         back = reverse("dashboard:job-detail", args=[slug, job_id])
         job = selectors.job_get(organization=self.organization, job_id=job_id)
         variants = variants_of(organization=self.organization, job_id=job.pk)
-        version = _family_dataset(job)
+        root, held_out = _family_scoring(job)
+        scored = {"held_out_of_job_id": root.pk} if held_out else {
+            "dataset_id": root.dataset_version.dataset_id, "dataset_version": root.dataset_version.number}
         created, error = self.attempt(request, lambda: submission.evaluate_submit(
-            organization=self.organization, actor=self.actor, models=[v.reference() for v in variants],
-            dataset_id=version.dataset_id, dataset_version=version.number))
+            organization=self.organization, actor=self.actor, models=[v.reference() for v in variants], **scored))
         if error:
             return redirect(back)
         comparison, _created = created
@@ -270,7 +277,8 @@ class CompareView(OrganizationPageMixin, View):
         from .forms import CompareForm
 
         return CompareForm(data, sources=source_list(organization=self.organization),
-                           datasets=list(dataset_list(organization=self.organization)))
+                           datasets=list(dataset_list(organization=self.organization)),
+                           held_out_by=list(selectors.fine_tunes_with_held_out_rows(organization=self.organization)))
 
     def get(self, request, slug):
         return self.render_page(request, self.template, {"form": self.form()})

@@ -148,7 +148,7 @@ def _predict_from_request(request, data, *, organization, actor, entitlements, k
         entitlements=entitlements, device_class=data.get("device_class") or "", inputs_id=data.get("inputs_id"))
 
 
-EVALUATE_ONLY_FIELDS = ("models", "accuracy_tolerance", "latency_samples")
+EVALUATE_ONLY_FIELDS = ("models", "accuracy_tolerance", "latency_samples", "held_out_of_job_id")
 
 
 def _evaluate_from_request(request, data, *, organization, actor, entitlements, key, dry_run):
@@ -159,13 +159,15 @@ def _evaluate_from_request(request, data, *, organization, actor, entitlements, 
         given = next(name for name in EVALUATE_ONLY_FIELDS if name in request.data)
         raise field_error(given, f"{given} applies to comparisons (kind evaluate), not {data['kind']}.")
     options = list(options_of(EvaluateOptions))
-    accepted = {"kind", "models", "dataset_id", "dataset_version", "name", "max_cost", "device_class", *options}
+    accepted = {"kind", "models", "dataset_id", "dataset_version", "held_out_of_job_id", "name", "max_cost",
+                "device_class", *options}
     _refuse_fields_not_taken(request, accepted, what="a comparison; it takes")
     return submission.evaluate_submit(
         organization=organization, actor=actor, models=data.get("models"), dataset_id=data.get("dataset_id"),
         dataset_version=data.get("dataset_version"), options={k: data[k] for k in options if k in data},
         name=data["name"], max_cost=data.get("max_cost"), idempotency_key=key, dry_run=dry_run,
-        entitlements=entitlements, device_class=data.get("device_class") or "")
+        entitlements=entitlements, device_class=data.get("device_class") or "",
+        held_out_of_job_id=data.get("held_out_of_job_id"))
 
 
 class JobLeaderboardApi(OrganizationAPIView):
@@ -175,6 +177,10 @@ class JobLeaderboardApi(OrganizationAPIView):
         "job_id": serializers.IntegerField(), "state": serializers.CharField(),
         "metric": serializers.CharField(allow_null=True, help_text="accuracy (classifiers) or exact_match (chat)"),
         "accuracy_tolerance": serializers.FloatField(), "device_class": serializers.CharField(allow_null=True),
+        "held_out_of_job_id": serializers.IntegerField(allow_null=True, help_text=(
+            "The fine-tune whose held-out rows were scored (its test set, attached or carved); null: every row of "
+            "the dataset")),
+        "scored_on": serializers.CharField(help_text="What was scored, in words"),
         "device_count": serializers.IntegerField(allow_null=True),
         "usd_per_second": serializers.CharField(allow_null=True, help_text="The plan's rate for the device class"),
         "recommended": serializers.CharField(allow_null=True, help_text="The key of the recommended model"),

@@ -165,7 +165,10 @@ def work_tokens(job: Job) -> float:
         return int(spec.get("epochs") or 3) * (train + ((train + evaluation) if spec.get("refit") else 0))
     train, evaluation = (version.train_count or 0) * per_row, (version.validation_count or 0) * per_row
     if job.kind == JobKind.EVALUATE:  # every row, each model: its scored pass + 3 timed ones (workers/serving/evaluate.py)
-        return len(spec.get("models") or ()) * MEASURE_PASSES * (train + evaluation) * EVAL_TOKEN
+        held_out_of = job.source_job  # held_out_of_job_id: only the test split that fine-tune carved
+        carved = held_out_of is not None and not held_out_of.test_dataset_version_id and held_out_of.test_fraction
+        scored = train * held_out_of.test_fraction if carved else train + evaluation
+        return len(spec.get("models") or ()) * MEASURE_PASSES * scored * EVAL_TOKEN
     if job.kind == JobKind.PREDICT:  # every row once, forward only (workers/serving/predict.py)
         rows = (version.train_count or 0) + (version.validation_count or 0)
         if version.task != "chat":

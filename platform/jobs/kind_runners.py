@@ -19,7 +19,7 @@ from workers.spec import FineTuneSpec
 from . import checkpoint_store, estimates
 from .cards import card_facts
 from .models import Job, JobKind, JobState
-from .staging import extract_model, fetch_dataset, fetch_test_set, job_folder
+from .staging import extract_model, fetch_dataset, fetch_test_set, fetch_training_rows_of_derived, job_folder
 
 STOP_REASONS = {
     "cancelled": "Cancelled while running; the best checkpoint is kept.",
@@ -89,7 +89,7 @@ def finetune_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
 def build_compression_spec(job: Job, folder: Path):
     from workers.compression.run import CompressionSpec
 
-    train_file, validation_file = fetch_dataset(job, folder)
+    train_file, validation_file = fetch_training_rows_of_derived(job, folder)
     # Strict: the stored spec (the kind's declared options, its training phase) is rebuilt as it is.
     stored = dict(job.spec)
     if stored.pop("student_base_model", None):  # resolved by the platform into the catalog model's files
@@ -163,7 +163,7 @@ def build_evaluate_spec(job: Job, folder: Path):
     from workers.serving.evaluate import EvaluateSpec
 
     from .model_sources import source_get, unpacked
-    from .staging import _every_row, _stage
+    from .staging import _every_row, _stage, held_out_rows, write_rows
 
     stored = dict(job.spec)
     models = []
@@ -171,7 +171,12 @@ def build_evaluate_spec(job: Job, folder: Path):
         source = source_get(organization=job.organization, **entry["reference"])
         models.append({"key": source.key, "name": source.name, "folder": str(unpacked(source))})
     version = job.dataset_version
-    data = _stage(folder / "data" / "evaluate.jsonl", _every_row(version))
+    data = folder / "data" / "evaluate.jsonl"
+    if job.source_job_id:  # held_out_of_job_id: the rows that fine-tune held out (its test set, attached or carved)
+        if not data.exists():
+            write_rows(data, held_out_rows(job.source_job, folder) or [])
+    else:
+        _stage(data, _every_row(version))
     return strict(EvaluateSpec, stored, models=models, data_file=str(data), task=version.task, labels=list(job.labels),
                   threads=settings.LATHE_WORKER_THREADS or None)
 
@@ -217,7 +222,7 @@ def build_predict_spec(job: Job, folder: Path):
     from workers.serving.predict import PredictSpec
 
     from .model_sources import source_get, unpacked
-    from .staging import _every_row, _stage
+    from .staging import _every_row, _stage, held_out_rows, write_rows
 
     stored = dict(job.spec)
     source = source_get(organization=job.organization, **stored.pop("model"))

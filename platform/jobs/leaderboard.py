@@ -33,6 +33,8 @@ def board_of(job: Job) -> dict:
         "job_id": job.pk, "state": job.state, "metric": stored.get("metric"),
         "accuracy_tolerance": stored.get("accuracy_tolerance", (job.spec or {}).get("accuracy_tolerance")),
         "dataset": {"id": job.dataset_version.dataset_id, "version": job.dataset_version.number},
+        "held_out_of_job_id": job.source_job_id,
+        "scored_on": scored_rows_description(version=job.dataset_version, held_out_of=job.source_job),
         "dataset_rows": stored.get("dataset_rows"), "device_class": stored.get("device_class"),
         "device_count": stored.get("device_count"), "usd_per_second": stored.get("usd_per_second"),
         "plan": stored.get("plan"), "batch_size": stored.get("batch_size"),
@@ -40,6 +42,16 @@ def board_of(job: Job) -> dict:
         "recommended": next((r["key"] for r in rows if r.get("recommended")), None),
         "rows": [{"rank": i + 1, **r} for i, r in enumerate(ranked)],
     }
+
+
+def scored_rows_description(*, version, held_out_of: Job | None) -> str:
+    """What a comparison scores, in words (its queued event, its page)."""
+    if held_out_of is None:
+        return f"every row of {version.dataset.name} v{version.number}"
+    if held_out_of.test_dataset_version_id:
+        return (f"every row of {version.dataset.name} v{version.number}, the test set job {held_out_of.pk} held out")
+    return (f"the {held_out_of.test_fraction:.0%} test split job {held_out_of.pk} carved from "
+            f"{version.dataset.name} v{version.number} (rows it and the compressions of its model never trained on)")
 
 
 def _rank_key(metric: str):

@@ -63,7 +63,8 @@ class Job(TimeStampedModel):
                                    help_text="Fine-tunes: the catalog model. Compression: the source's (none for an uploaded model).")
     method = models.CharField(max_length=10, choices=Method.choices, default=Method.FULL)
     source_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived_jobs",
-                                   help_text="Compression jobs: the job whose model they compress.")
+                                   help_text=("Compression jobs: the job whose model they compress. Comparisons (evaluate): the "
+                                             "fine-tune whose held-out rows they score (held_out_of_job_id)."))
     source_model = models.ForeignKey("registry.UploadedModel", null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="jobs", help_text="Compression jobs: an uploaded model to compress.")
     max_accuracy_drop = models.FloatField(null=True, blank=True,

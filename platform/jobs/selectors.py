@@ -138,6 +138,13 @@ def job_get(*, organization, job_id) -> Job:
     return job
 
 
+def fine_tunes_with_held_out_rows(*, organization):
+    """The organization's succeeded fine-tunes that held rows out (a test set attached or carved), newest first:
+    what a comparison can score on instead of a whole dataset (evaluate held_out_of_job_id)."""
+    return (Job.objects.filter(organization=organization, kind=JobKind.FINETUNE, state=JobState.SUCCEEDED)
+            .filter(Q(test_dataset_version__isnull=False) | Q(test_fraction__gt=0)).order_by("-pk"))
+
+
 def queue_position(*, job: Job) -> int | None:
     """1 = next. Ahead: same queue, higher priority, or same priority queued earlier."""
     if job.state != JobState.QUEUED:

@@ -121,6 +121,9 @@ class JobSubmitSerializer(RequestSerializer):
     models = serializers.JSONField(required=False, help_text=(
         'Evaluate: the 2–10 models compared, each {"job_id": 12}, {"job_id": 12, "artifact": "model-onnx-int8.zip"} '
         'or {"uploaded_model_id": 3} (GET /api/v1/jobs/{id}/leaderboard has the result; docs/comparison.md)'))
+    held_out_of_job_id = serializers.IntegerField(required=False, help_text=(
+        "Evaluate: instead of dataset_id, score the rows this fine-tune held out — its attached test set, or the test "
+        "split it carved with test_fraction (the same rows, which its compressions did not train on either)"))
     model = serializers.JSONField(required=False, help_text=(
         'Predict: the model, {"job_id": 12}, {"job_id": 12, "artifact": "model-onnx-int8.zip"} or '
         '{"uploaded_model_id": 3} (docs/predictions.md)'))
@@ -172,11 +175,11 @@ KIND_INPUTS = {
     "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters",
                       "validation_dataset_id", "validation_dataset_version"),
-    "evaluate": ("models", "dataset_id", "dataset_version"),
+    "evaluate": ("models", "dataset_id", "dataset_version", "held_out_of_job_id"),
     "predict": ("model", "dataset_id", "dataset_version", "inputs_id"),
 }
 KIND_REQUIRED = {"finetune": ("dataset_id", "base_model"), "chat_finetune": ("dataset_id", "base_model")}
-KIND_REQUIRED["evaluate"] = ("models", "dataset_id")
+KIND_REQUIRED["evaluate"] = ("models",)  # and dataset_id or held_out_of_job_id
 KIND_REQUIRED["predict"] = ("model",)  # and dataset_id or inputs_id
 KIND_DEFAULT_METHOD = {"finetune": Method.FULL, "chat_finetune": Method.LORA}
 # The declaration of a kind's `hyperparameters` (compression trains with the fine-tune's).

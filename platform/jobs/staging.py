@@ -2,6 +2,7 @@
 files and the source model of a compression — into the job's folder, once."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from .models import Job
+from .models import Job, JobKind
 
 
 def job_folder(job: Job) -> Path:
@@ -41,6 +42,56 @@ def fetch_dataset(job: Job, folder: Path) -> tuple[Path, Path]:
     if separate is not None:
         return _stage(data / "train.jsonl", _every_row(version)), _stage(data / "validation.jsonl", _every_row(separate))
     return _stage(data / "train.jsonl", [version.train_file]), _stage(data / "validation.jsonl", [version.validation_file])
+
+
+def family_root(job: Job) -> Job:
+    """The job a chain of compressions started from (itself when it is not derived)."""
+    while job.source_job_id and job.kind != JobKind.EVALUATE:
+        job = job.source_job
+    return job
+
+
+def held_out_rows(fine_tune: Job, folder: Path) -> list[dict] | None:
+    """The rows fine-tune `fine_tune` never trained on or chose by: every row of its attached test set, or the
+    test split it carved — the same carve_test over the same train rows its worker read (fetch_dataset's), so
+    the same rows. None without a test set."""
+    from workers.data import carve_test, read_jsonl
+
+    data = folder / "data"
+    if fine_tune.test_dataset_version_id:
+        return read_jsonl(str(_stage(data / f"held-out-{fine_tune.pk}.jsonl", _every_row(fine_tune.test_dataset_version))))
+    if not fine_tune.test_fraction:
+        return None
+    version, separate = fine_tune.dataset_version, fine_tune.validation_dataset_version
+    sources = _every_row(version) if separate is not None else [version.train_file]
+    trained_from = read_jsonl(str(_stage(data / f"train-of-{fine_tune.pk}.jsonl", sources)))
+    return carve_test(trained_from, fine_tune.test_fraction)[1]
+
+
+def write_rows(target: Path, rows: list[dict]) -> Path:
+    """`rows` as a JSON-lines file at `target`, written whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.tmp", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(f"{target}.tmp", target)
+    return target
+
+
+def fetch_training_rows_of_derived(job: Job, folder: Path) -> tuple[Path, Path]:
+    """A compression's train and validation files: fetch_dataset's, less the rows its chain's fine-tune held out
+    as its carved test split when it trains on the same dataset version — so the family's held-out comparison
+    (evaluate held_out_of_job_id) scores rows no variant trained on."""
+    from workers.data import read_jsonl, without_texts
+
+    train_file, validation_file = fetch_dataset(job, folder)
+    root = family_root(job)
+    if root is job or root.kind != JobKind.FINETUNE or not root.test_fraction or root.dataset_version_id != job.dataset_version_id:
+        return train_file, validation_file
+    target = folder / "data" / "train-less-held-out.jsonl"
+    if not target.exists():
+        write_rows(target, without_texts(read_jsonl(str(train_file)), held_out_rows(root, folder) or []))
+    return target, validation_file
 
 
 def fetch_test_set(job: Job, folder: Path) -> Path | None:

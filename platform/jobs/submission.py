@@ -305,20 +305,38 @@ def _declared_options(declaration: type, options: dict, *, what: str) -> dict:
     return out
 
 
-def evaluate_submit(*, organization: Organization, actor: Actor, models, dataset_id, dataset_version: int | None = None,
+def _held_out_source(*, organization, held_out_of_job_id) -> Job:
+    """The fine-tune whose held-out rows a comparison scores: the organization's, with a test set (attached or
+    carved) — the rows no model of its family trained on or was chosen by."""
+    if isinstance(held_out_of_job_id, bool) or not isinstance(held_out_of_job_id, int):
+        raise field_error("held_out_of_job_id", "held_out_of_job_id must be an integer job id.")
+    job = Job.objects.filter(organization=organization, pk=held_out_of_job_id).first()
+    if job is None:
+        raise field_error("held_out_of_job_id", "No such job in this organization.", code="not_found")
+    if job.kind != JobKind.FINETUNE or not (job.test_dataset_version_id or job.test_fraction):
+        raise field_error("held_out_of_job_id", f"Job {job.pk} held no rows out: only a fine-tune submitted with a test "
+                                                "set (test_dataset_id or test_fraction) has held-out rows to score.")
+    return job
+
+
+def evaluate_submit(*, organization: Organization, actor: Actor, models, dataset_id=None, dataset_version: int | None = None,
                     options: dict | None = None, name: str = "", max_cost=None, idempotency_key: str | None = None,
                     dry_run: bool = False, entitlements: Entitlements | None = None,
-                    device_class: str = "") -> tuple[Job, bool]:
+                    device_class: str = "", held_out_of_job_id=None) -> tuple[Job, bool]:
     """The comparison (kind evaluate, docs/comparison.md): 2–10 distinct models of the organization, of one
     family (classifiers, or chat models) and trained for the dataset's task and labels, each scored on every
     row of one labelled dataset version on one worker: quality, latency at batch 1, throughput at batch 32,
     size, and cost per 1M predictions at the plan's rate; the cheapest within `accuracy_tolerance` marked.
+    `held_out_of_job_id` instead of a dataset: the rows that fine-tune held out (its attached test set, or the
+    test split it carved — staging.held_out_rows), which none of its variants trained on.
     `device_class`: the class of worker every model is measured on (fleet.py), as for every kind."""
     from .model_sources import CHAT, parse_reference, source_get
 
     options = dict(options or {})
     payload = {"kind": JobKind.EVALUATE, "models": models, "dataset_id": dataset_id, "dataset_version": dataset_version,
                "options": options, "name": name, "max_cost": str(max_cost) if max_cost is not None else None}
+    if held_out_of_job_id is not None:  # absent: the fingerprint of older requests holds
+        payload["held_out_of_job_id"] = held_out_of_job_id
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
                      entitlements=entitlements, device_class=device_class)
     if started.replay:
@@ -338,11 +356,20 @@ def evaluate_submit(*, organization: Organization, actor: Actor, models, dataset
         raise field_error("models", "Compare classifiers with classifiers and chat models with chat models, "
                                     "not both in one comparison.")
     family = families.pop()
-    if dataset_id in (None, ""):
-        raise field_error("dataset_id", "Give the labelled dataset every model is scored on.", code="required")
-    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int):
-        raise field_error("dataset_id", "dataset_id must be an integer id.")
-    version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
+    held_out_of = None
+    if held_out_of_job_id is not None:
+        if dataset_id not in (None, "") or dataset_version not in (None, ""):
+            raise field_error("held_out_of_job_id", "Give dataset_id (a dataset scored whole) or held_out_of_job_id (the "
+                                                    "rows a fine-tune held out), not both.")
+        held_out_of = _held_out_source(organization=organization, held_out_of_job_id=held_out_of_job_id)
+        version = held_out_of.test_dataset_version or held_out_of.dataset_version
+    else:
+        if dataset_id in (None, ""):
+            raise field_error("dataset_id", "Give the labelled dataset every model is scored on (or held_out_of_job_id: "
+                                            "the rows a fine-tune held out).", code="required")
+        if isinstance(dataset_id, bool) or not isinstance(dataset_id, int):
+            raise field_error("dataset_id", "dataset_id must be an integer id.")
+        version = _dataset_version(organization=organization, dataset_id=dataset_id, number=dataset_version)
     labels: list[str] = []
     if family == CHAT:
         if version.task != "chat":
@@ -370,15 +397,20 @@ def evaluate_submit(*, organization: Organization, actor: Actor, models, dataset
             **_declared_options(kinds.EvaluateOptions, options, what="a comparison")}
     if len((name or "").strip()) > 100:
         raise field_error("name", "at most 100 characters")
-    default_name = f"Compare {len(sources)} models on {version.dataset.name} v{version.number}"
+    from .leaderboard import scored_rows_description
+
+    rows = scored_rows_description(version=version, held_out_of=held_out_of)
+    default_name = f"Compare {len(sources)} models on {version.dataset.name} v{version.number}" + (
+        f" (held out by job {held_out_of.pk})" if held_out_of else "")
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
         kind=JobKind.EVALUATE, dry_run=dry_run, max_cost=_max_cost(max_cost), device_class=device_class,
         name=(name or "").strip() or default_name[:100], dataset_version=version, base_model=None, method=Method.FULL,
+        source_job=held_out_of,
         requested=payload, spec=spec, labels=labels, created_by=actor.user, created_by_key=actor.api_key,
-        event=f"Queued on '{queue_of(entitlements)}': comparison of {', '.join(s.name for s in sources)} on every row of "
-              f"{version.dataset.name} v{version.number}; the cheapest within {spec['accuracy_tolerance']:g} points of "
-              "the best is marked.")
+        event=f"Queued on '{queue_of(entitlements)}': comparison of {', '.join(s.name for s in sources)} on {rows}; "
+              f"the cheapest within {spec['accuracy_tolerance']:g} points of the best is marked.")
+
 
 
 PREDICT_TASKS = (*SUPPORTED_TASKS, "chat")

@@ -324,3 +324,102 @@ def test_the_chart_stays_inside_its_box_at_the_edges(costs, values):
     for p in chart["points"]:
         assert 0 <= p["x"] <= WIDTH and 0 <= p["y"] <= HEIGHT and math.isfinite(p["x"]) and math.isfinite(p["y"])
     assert scatter({"metric": "accuracy", "rows": [{"rank": 1, "name": "x", "accuracy": 1, "cost_per_1m_usd": None}]}) is None
+
+
+# --- scored on the rows a fine-tune held out (held_out_of_job_id) --------------------------------------------
+
+def held_out_family(tenant, version, **test_set):
+    """A fine-tune submitted with a test set (test_fraction, or test_dataset_version) and its int8 quantization."""
+    finetune = model_job(tenant, version, name="held out")
+    Job.objects.filter(pk=finetune.pk).update(**test_set)
+    finetune.refresh_from_db()
+    quantized = model_job(tenant, version, kind=JobKind.QUANTIZE, source=finetune, name="int8 of held out")
+    return finetune, quantized
+
+
+def test_a_comparison_on_the_rows_a_fine_tune_held_out(tenant_a, api_for, dataset):
+    version = dataset.latest_version
+    finetune, quantized = held_out_family(tenant_a, version, test_fraction=0.25)
+    client = api_for(tenant_a.key(scopes=["write"]))
+    models = [{"job_id": finetune.pk}, {"job_id": quantized.pk}]
+    whole = client.post("/api/v1/jobs/quote", body(dataset, models), format="json").json()
+    payload = {"kind": "evaluate", "models": models, "held_out_of_job_id": finetune.pk}
+    held = client.post("/api/v1/jobs/quote", payload, format="json")
+    assert held.status_code == 200, held.content
+    # A quarter of the train split instead of every row: the quote's work shrinks with it.
+    assert 0 < held.json()["tokens"] < whole["tokens"]
+    response = client.post("/api/v1/jobs", payload, format="json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.kind == JobKind.EVALUATE and job.source_job == finetune and job.dataset_version == version
+    assert response.json()["source_job"] == finetune.pk
+    assert f"the 25% test split job {finetune.pk} carved" in job.events.get().message
+    board = client.get(f"/api/v1/jobs/{job.pk}/leaderboard").json()
+    assert board["held_out_of_job_id"] == finetune.pk and f"job {finetune.pk} carved" in board["scored_on"]
+
+
+def test_held_out_comparisons_refuse_what_holds_nothing_out(tenant_a, tenant_b, api_for, dataset, family, media):
+    version = dataset.latest_version
+    finetune, quantized = held_out_family(tenant_a, version, test_fraction=0.25)
+    foreign, _ = held_out_family(tenant_b, other_tenant_job(tenant_b, media).dataset_version, test_fraction=0.25)
+    client = api_for(tenant_a.key(scopes=["write"]))
+    models = [{"job_id": finetune.pk}, {"job_id": quantized.pk}]
+    cases = [
+        ({"held_out_of_job_id": family[0].pk}, "held no rows out"),  # a fine-tune without a test set
+        ({"held_out_of_job_id": quantized.pk}, "held no rows out"),  # not a fine-tune
+        ({"held_out_of_job_id": foreign.pk}, "No such job"),  # another tenant's: as unknown
+        ({"held_out_of_job_id": 987654}, "No such job"),
+        ({"held_out_of_job_id": finetune.pk, "dataset_id": dataset.pk}, "not both"),
+        ({"held_out_of_job_id": "one"}, None),
+        ({"held_out_of_job_id": True}, None),
+        ({"held_out_of_job_id": 1e400}, None),
+        ({"held_out_of_job_id": None}, None),
+    ]
+    before = Job.objects.count()
+    for change, words in cases:
+        raw = json.dumps({"kind": "evaluate", "models": models, **change}).replace("Infinity", "1e400")
+        response = client.post("/api/v1/jobs", data=raw, content_type="application/json")
+        assert response.status_code == 400, (change, response.content)
+        error = response.json()["error"]
+        assert "held_out_of_job_id" in error["fields"] or "dataset_id" in error["fields"], (change, error)
+        assert words is None or words in error["message"], (change, error)
+    # The field belongs to comparisons: on another kind it is refused by name.
+    response = client.post("/api/v1/jobs", {"kind": "quantize", "source_job_id": finetune.pk,
+                                            "held_out_of_job_id": finetune.pk}, format="json")
+    assert response.status_code == 400 and "held_out_of_job_id" in response.json()["error"]["fields"]
+    assert Job.objects.count() == before
+
+
+def test_one_click_compares_on_the_held_out_rows_and_warns_without_them(tenant_a, dataset, family):
+    version = dataset.latest_version
+    finetune, quantized = held_out_family(tenant_a, version, test_fraction=0.25)
+    browser = Client()
+    browser.force_login(tenant_a.owner)
+    slug = tenant_a.organization.slug
+    page = browser.get(f"/o/{slug}/jobs/{quantized.pk}").content.decode()
+    assert f"the 25% test split job {finetune.pk} carved" in page and 'data-testid="compare-on-training-data"' not in page
+    response = browser.post(f"/o/{slug}/jobs/{quantized.pk}/compare")
+    comparison = Job.objects.get(kind=JobKind.EVALUATE)
+    assert response.status_code == 302 and comparison.source_job == finetune
+    page = browser.get(response["Location"]).content.decode()
+    assert f"job {finetune.pk} carved" in page
+    # A family whose fine-tune held nothing out is compared on its training data, and the page says what that means.
+    page = browser.get(f"/o/{slug}/jobs/{family[0].pk}").content.decode()
+    assert 'data-testid="compare-on-training-data"' in page and "flatters them" in page
+
+
+def test_the_compare_form_offers_the_held_out_rows_of_fine_tunes(tenant_a, dataset, family):
+    version = dataset.latest_version
+    finetune, quantized = held_out_family(tenant_a, version, test_fraction=0.25)
+    browser = Client()
+    browser.force_login(tenant_a.owner)
+    slug = tenant_a.organization.slug
+    page = browser.get(f"/o/{slug}/compare").content.decode()
+    assert f'value="held-out-of-{finetune.pk}"' in page and f'value="held-out-of-{family[0].pk}"' not in page
+    response = browser.post(f"/o/{slug}/compare", {"models": [f"job-{finetune.pk}/model.zip", f"job-{quantized.pk}/model.zip"],
+                                                    "dataset_id": f"held-out-of-{finetune.pk}"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Job.objects.get(kind=JobKind.EVALUATE).source_job == finetune
+    refused = browser.post(f"/o/{slug}/compare", {"models": [f"job-{finetune.pk}/model.zip", f"job-{quantized.pk}/model.zip"],
+                                                   "dataset_id": f"held-out-of-{family[0].pk}"})
+    assert refused.status_code == 400 and 'data-field="dataset_id"' in refused.content.decode()

@@ -1,8 +1,9 @@
-"""The comparison through the product, on a real worker: fine-tune the tiny model, quantize it (int8 PyTorch
-and, where onnxruntime is installed, int8 ONNX), prune it and distill it; one click on the fine-tune's page compares all
-the variants. The leaderboard's accuracy is checked against predictions computed here, each downloaded model
-run directly one row at a time; its cost per 1M predictions is recomputed from the plan's rate and the
-reported throughput, and the recommended row against the rule."""
+"""The comparison through the product, on a real worker: fine-tune the tiny model with a carved test split,
+quantize it (int8 PyTorch and, where onnxruntime is installed, int8 ONNX), prune it and distill it; one click on
+the fine-tune's page compares all the variants on the rows the fine-tune held out. The leaderboard's accuracy is
+checked against predictions computed here, each downloaded model run directly one row at a time (and the fp32
+row against the fine-tune's own test score); its cost per 1M predictions is recomputed from the plan's rate and
+the reported throughput, and the recommended row against the rule."""
 from __future__ import annotations
 
 import io
@@ -17,7 +18,7 @@ from django.test import Client
 from jobs.models import Job, JobKind, JobState
 from tenancy.entitlements import entitlements_for
 from tests.celery_worker import celery_worker
-from tests.jobs.worker_helpers import job_state, submit, wait_for, worker_env
+from tests.jobs.worker_helpers import job_state, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -36,9 +37,9 @@ def _download(client, job_id, name, folder):
     return tops[0] if len(tops) == 1 and not (folder / "config.json").exists() else folder
 
 
-def _every_row(version) -> list[dict]:
+def _rows_of(*names) -> list[dict]:
     rows = []
-    for name in (version.train_file, version.validation_file):
+    for name in names:
         with default_storage.open(name, "rb") as fh:
             rows += [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]
     return rows
@@ -66,7 +67,37 @@ def _direct_labels(folder, rows) -> list[str]:
     return picked
 
 
-def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):
+CUES = {"Refund_not_showing_up": "refund", "activate_my_card": "card", "age_limit": "age",
+        "apple_pay_or_google_pay": "apple"}
+
+
+@pytest.fixture
+def cued_dataset(tenant_a, media):
+    """The slice's four labels, three rows in four led by a word of their label (in the tiny vocabulary): what a
+    tiny model trained from scratch on 30-odd rows can learn and carry to rows it never saw — so its held-out
+    predictions vary and the accuracy check below has something to check."""
+    import csv
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from corpora.services import dataset_upload
+    from tenancy.actors import Actor
+    from tests.jobs.conftest import slice_csv
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["text", "category"])
+    for i, row in enumerate(csv.DictReader(io.StringIO(slice_csv().decode()))):
+        cue = f"{CUES[row['category']]} " if i % 4 else ""
+        writer.writerow([cue + row["text"], row["category"]])
+    version = dataset_upload(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership),
+                             uploaded=SimpleUploadedFile("cued.csv", out.getvalue().encode()), validation_fraction=0.2)
+    return version.dataset
+
+
+def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fast_jobs, tenant_a, api_for, cued_dataset,
+                                                                   tiny_bert):
+    dataset = cued_dataset
     client = api_for(tenant_a.key(scopes=["write"]))
     browser = Client()
     browser.force_login(tenant_a.owner)
@@ -75,7 +106,12 @@ def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fas
     with celery_worker(tmp_path / "worker.log", extra_env=env) as (queue, _process):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
         # Long enough to learn something: a model that answers one label for every row would check little.
-        finetune = _wait(submit(client, dataset, epochs=20, learning_rate=5e-3), "the fine-tune")
+        response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "test_fraction": 0.3,
+                                                "hyperparameters": {"epochs": 20, "batch_size": 8, "learning_rate": 5e-3,
+                                                                    "early_stopping_patience": 0, "refit": False}},
+                               format="json")
+        assert response.status_code == 201, response.content
+        finetune = _wait(response.json()["id"], "the fine-tune")
         response = client.post("/api/v1/jobs", {"kind": "quantize", "source_job_id": finetune.pk, "max_accuracy_drop": 100},
                                format="json")
         assert response.status_code == 201, response.content
@@ -92,7 +128,8 @@ def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fas
         distilled = _wait(response.json()["id"], "the distillation")
 
         page = browser.get(f"/o/{slug}/jobs/{finetune.pk}").content.decode()
-        assert 'data-testid="compare-variants"' in page
+        assert 'data-testid="compare-variants"' in page and f"30% test split job {finetune.pk} carved" in page
+        assert 'data-testid="compare-on-training-data"' not in page
         clicked = browser.post(f"/o/{slug}/jobs/{finetune.pk}/compare")
         assert clicked.status_code == 302, clicked.content
         comparison_id = Job.objects.filter(organization=tenant_a.organization, kind=JobKind.EVALUATE).get().pk
@@ -107,9 +144,15 @@ def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fas
     variants = {r["key"]: r["variant"] for r in board["rows"]}
     assert variants[f"job-{finetune.pk}/model.zip"] == "fp32" and variants[f"job-{quantized.pk}/model.zip"] == "torch_int8"
 
-    # Accuracy: every row of the fine-tune's dataset version, predicted here by each downloaded model alone.
-    rows = _every_row(finetune.dataset_version)
-    assert board["dataset_rows"] == len(rows)
+    # Accuracy: the rows the fine-tune held out (the test split it carved from its train split), predicted here by
+    # each downloaded model alone (none is among the fine-tune's training rows; its compressions': tests/jobs/test_held_out.py).
+    from workers.data import carve_test
+
+    version = finetune.dataset_version
+    trained, rows = carve_test(_rows_of(version.train_file), 0.3)
+    assert board["held_out_of_job_id"] == finetune.pk and board["dataset_rows"] == len(rows)
+    assert len(rows) == finetune.result["test_metrics"]["rows"] and 0 < len(rows) < len(trained)
+    assert not {r["text"] for r in rows} & {r["text"] for r in trained}
     for row in board["rows"]:
         job_id, name = row["key"].removeprefix("job-").split("/", 1)
         folder = _download(client, int(job_id), name, tmp_path / row["key"].replace("/", "-"))
@@ -120,7 +163,10 @@ def test_finetune_quantize_prune_distill_then_compare_all_variants(tmp_path, fas
         slack = 0 if row["variant"] == "fp32" else 2 / len(rows)
         if row["key"] == f"job-{finetune.pk}/model.zip":
             assert len(set(picked)) > 1, "the fine-tune answers one label for every row: the check would be weak"
-        assert abs(row["accuracy"] - expected) <= slack + 1e-9, (row["key"], row["accuracy"], expected)
+            # The fine-tune scored the same rows itself once it was trained (under the precision it trained with:
+            # bf16 autocast where the CPU has it, hence a row's slack).
+            assert abs(finetune.result["test_metrics"]["accuracy"] - expected) <= 1 / len(rows) + 5e-6
+        assert abs(row["accuracy"] - expected) <= slack + 5e-6, (row["key"], row["accuracy"], expected)  # 5 decimals
         assert row["rows"] == len(rows) and row["size_bytes"] > 0
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["throughput_batch32"] > 0
 
