@@ -118,6 +118,53 @@ def test_chat_model_replies_as_greedy_generate(chat_folder):
         loaded.classify([{"text": "hi"}])
 
 
+CONVERSATIONS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "You answer in one word."}, {"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Tell me about the weather on the coast this weekend, please."}],
+    [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "thanks"}],
+    [{"role": "user", "content": "Translate 'good morning' into German."}],
+]
+
+
+@pytest.fixture(scope="module")
+def lively_chat_folder(tmp_path_factory):
+    """The tiny LLaMA with weights drawn wide enough that greedy replies vary from token to token (the
+    untrained one repeats a single token, which would hide a reply taken from the wrong row or position)."""
+    from transformers import AutoModelForCausalLM
+
+    folder = build_tiny_llama(tmp_path_factory.mktemp("lively"))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_batched_greedy_replies_are_the_replies_one_at_a_time(lively_chat_folder):
+    """Left padding must not change a greedy reply; a row that stops early keeps none of the padding
+    generated while the rest of its batch went on."""
+    loaded = load_model(str(lively_chat_folder))
+    assert len({len(loaded._prompt_ids(c)) for c in CONVERSATIONS}) == len(CONVERSATIONS)  # padding is exercised
+    # Make one reply stop early: its third generated token becomes an end-of-turn token.
+    early = loaded._prompt_ids(CONVERSATIONS[2])
+    with torch.inference_mode():
+        third = loaded.model.generate(input_ids=torch.tensor([early]), max_new_tokens=3, do_sample=False,
+                                      pad_token_id=loaded.tokenizer.pad_token_id)[0, -1].item()
+    base_eos = loaded.model.generation_config.eos_token_id
+    loaded.model.generation_config.eos_token_id = [base_eos, third] if isinstance(base_eos, int) else [*base_eos, third]
+    try:
+        alone = [loaded.reply([c], max_new_tokens=10)[0] for c in CONVERSATIONS]
+        batched = loaded.reply(CONVERSATIONS, max_new_tokens=10, batch_size=4)  # a batch of 4 and one of 1
+    finally:
+        loaded.model.generation_config.eos_token_id = base_eos
+    assert batched == alone
+    assert any(r.finish_reason == "stop" and r.completion_tokens <= 3 for r in batched)
+    assert any(r.completion_tokens == 10 and r.finish_reason == "length" for r in batched)
+
+
 def test_chat_sampling_is_seeded(chat_folder):
     loaded = load_model(str(chat_folder))
     messages = [[{"role": "user", "content": "Hello!"}]]

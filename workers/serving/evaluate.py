@@ -9,8 +9,8 @@ through the same calls callers use):
 - latency p50/p95 at batch 1: `latency_samples` single-input calls, each input seen once untimed first
   (kernels built for a new sequence length are not counted: compression/measure.py's rule);
 - throughput at batch 32: predictions per second over every row, the median of `repeats` timed passes
-  after an untimed one (its predictions are the ones scored); chat models reply one conversation at a
-  time (LoadedModel.reply), so theirs is replies per second at batch 1, over one timed pass (the scored one);
+  after an untimed one (its predictions are the ones scored); chat models' greedy replies are generated
+  32 at a time as well (LoadedModel.reply, left-padded), over one timed pass (the scored one);
 - size on disk of the unpacked model.
 
 `leaderboard(...)` turns the measurements into the ranked table: cost per 1M predictions at a per-second
@@ -113,7 +113,7 @@ def score_chat(loaded, rows: list[dict], *, latency_samples: int, max_new_tokens
         raise Stopped(reason)
     # Generation over every row is the long part: one pass, timed, is both the answers and the throughput.
     started = time.perf_counter()
-    replies = [r.content for r in loaded.reply(conversations, max_new_tokens=max_new_tokens)]
+    replies = [r.content for r in loaded.reply(conversations, max_new_tokens=max_new_tokens, batch_size=BATCH_SIZE)]
     passes = [len(conversations) / (time.perf_counter() - started)]
     quality = generation_report(replies, [p["reference"] for p in prompts])
     return {"exact_match": quality["exact_match"], "token_f1": quality["token_f1"], "latencies": latencies,

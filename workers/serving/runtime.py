@@ -83,35 +83,59 @@ class LoadedModel:
     # --- chat models --------------------------------------------------------------------------------
 
     def reply(self, conversations: list[list[dict]], *, max_new_tokens: int = 128, temperature: float = 0.0,
-              top_p: float = 1.0, seed: int | None = None) -> list[Reply]:
-        """Each conversation (role/content messages, ending on a user turn) answered; greedy at temperature 0."""
+              top_p: float = 1.0, seed: int | None = None, batch_size: int = 1) -> list[Reply]:
+        """Each conversation (role/content messages, ending on a user turn) answered, in input order.
+
+        Greedy (temperature 0) replies are generated `batch_size` at a time, length-sorted and left-padded
+        (bench/chat_batched_replies.py measures what that buys). Sampled replies stay at batch 1, so a seed
+        gives the same reply whichever conversations came with it."""
         if self.kind != CHAT:
             raise ValueError("This model is a classifier; send texts to classify instead.")
         from transformers import GenerationConfig
 
         base = self.model.generation_config
+        pad_id = base.pad_token_id if base.pad_token_id is not None else self.tokenizer.pad_token_id
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=temperature > 0, eos_token_id=base.eos_token_id,
-            pad_token_id=base.pad_token_id if base.pad_token_id is not None else self.tokenizer.pad_token_id,
-            **({"temperature": temperature, "top_p": top_p} if temperature > 0 else {}))
+            pad_token_id=pad_id, **({"temperature": temperature, "top_p": top_p} if temperature > 0 else {}))
         stop = set(base.eos_token_id if isinstance(base.eos_token_id, list) else [base.eos_token_id]) - {None}
         if seed is not None:
             torch.manual_seed(seed)
-        replies = []
+        prompts = [self._prompt_ids(messages) for messages in conversations]
+        size = max(1, batch_size) if temperature <= 0 else 1
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        replies: list[Reply | None] = [None] * len(prompts)
         with torch.inference_mode():
-            for messages in conversations:  # batch 1: no padding to reason about, latency per caller
-                ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-                if hasattr(ids, "keys"):  # newer transformers return a BatchEncoding
-                    ids = ids["input_ids"]
-                ids = list(ids)[-self.max_length:]
-                input_ids = torch.tensor([ids])
-                output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                             generation_config=config)[0, len(ids):].tolist()
-                finished = bool(output) and output[-1] in stop
-                replies.append(Reply(content=self.tokenizer.decode(output, skip_special_tokens=True).strip(),
-                                     prompt_tokens=len(ids), completion_tokens=len(output),
-                                     finish_reason="stop" if finished or len(output) < max_new_tokens else "length"))
-        return replies
+            for start in range(0, len(order), size):
+                chunk = order[start:start + size]
+                longest = max(len(prompts[i]) for i in chunk)
+                input_ids = torch.full((len(chunk), longest), pad_id, dtype=torch.long)
+                attention_mask = torch.zeros((len(chunk), longest), dtype=torch.long)
+                for row, i in enumerate(chunk):  # left padding: every prompt ends where generation starts
+                    input_ids[row, longest - len(prompts[i]):] = torch.tensor(prompts[i])
+                    attention_mask[row, longest - len(prompts[i]):] = 1
+                output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                             generation_config=config)[:, longest:].tolist()
+                for row, i in enumerate(chunk):
+                    replies[i] = self._reply_of(output[row], prompt_tokens=len(prompts[i]), stop=stop,
+                                                max_new_tokens=max_new_tokens)
+        return replies  # type: ignore[return-value]
+
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # newer transformers return a BatchEncoding
+            ids = ids["input_ids"]
+        return list(ids)[-self.max_length:]
+
+    def _reply_of(self, tokens: list[int], *, prompt_tokens: int, stop: set, max_new_tokens: int) -> Reply:
+        """One row of a batch's output: up to and including its first stop token (what follows is padding
+        while the other rows went on)."""
+        ended = next((n for n, token in enumerate(tokens) if token in stop), None)
+        if ended is not None:
+            tokens = tokens[:ended + 1]
+        return Reply(content=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                     prompt_tokens=prompt_tokens, completion_tokens=len(tokens),
+                     finish_reason="stop" if ended is not None or len(tokens) < max_new_tokens else "length")
 
 
 def _text_of(row: dict) -> str:
