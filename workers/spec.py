@@ -84,6 +84,10 @@ class ChatFineTuneSpec(ChatFineTuneHyperparameters):
     # generation_max_new_tokens new tokens (None: the longest reference reply's tokens plus 16, within 16–256).
     eval_generations: int = 20
     generation_max_new_tokens: int | None = None
+    # A held-out test set, scored once by the delivered model after every choice (ChatFineTuneResult.test_metrics):
+    # a normalized chat JSONL, or this share of the train split carved before training (carve_test_conversations).
+    test_file: str | None = None
+    test_fraction: float = 0.0
     torch_threads: int | None = None
     # What the model card says that the worker cannot know (as FineTuneSpec.card):
     # {"base_model": {"name", "hub_id", "package", "license", "notes"}, "user_set": [names], "dataset": {...}}.

@@ -217,17 +217,19 @@ class JobLaunchForm(forms.Form):
             self.fields["device_class"] = forms.ChoiceField(
                 label="Device class", required=False, choices=[("", "any worker"), *((c, c) for c in device_classes)],
                 help_text="optional: run only on a worker of this class (priced at your plan's rate for it)")
-        if kind == "finetune":  # a held-out test set, scored once by the delivered model (jobs.submission._test_set)
-            self.fields["test_dataset_id"] = forms.TypedChoiceField(
-                label="Test set", coerce=int, required=False, empty_value=None,
-                choices=[("", "— none —"), *((d.pk, d.name) for d in datasets)],
-                help_text="optional: another dataset the final model is scored on once (never trained or selected on)")
-            low, high = TEST_FRACTION_RANGE
-            self.fields["test_fraction"] = forms.DecimalField(
-                label="or carve a test split (%)", required=False, min_value=Decimal(str(low * 100)),
-                max_value=Decimal(str(high * 100)), decimal_places=2,
-                help_text=f"optional: this share of the training data held out as a test set ({low:.0%}–{high:.0%})",
-                widget=forms.NumberInput(attrs={"size": 5, "placeholder": "e.g. 10"}))
+        # A held-out test set, scored once by the delivered model (jobs.submission._test_set): accuracy and
+        # macro-F1 for classifiers, exact match and token-F1 of the replies for chat models.
+        self.fields["test_dataset_id"] = forms.TypedChoiceField(
+            label="Test set", coerce=int, required=False, empty_value=None,
+            choices=[("", "— none —"), *((d.pk, d.name) for d in datasets)],
+            help_text="optional: another dataset the final model is scored on once (never trained or selected on)")
+        low, high = TEST_FRACTION_RANGE
+        self.fields["test_fraction"] = forms.DecimalField(
+            label="or carve a test split (%)", required=False, min_value=Decimal(str(low * 100)),
+            max_value=Decimal(str(high * 100)), decimal_places=2,
+            help_text=(f"optional: this share of the training {'conversations' if kind == 'chat_finetune' else 'data'} "
+                       f"held out as a test set ({low:.0%}–{high:.0%})"),
+            widget=forms.NumberInput(attrs={"size": 5, "placeholder": "e.g. 10"}))
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -237,10 +239,9 @@ class JobLaunchForm(forms.Form):
                   "hyperparameters_in": {k: data[k] for k in self.HYPERPARAMETERS if data.get(k) is not None},
                   "validation_dataset_id": data.get("validation_dataset_id"),
                   "device_class": data.get("device_class") or ""}
-        if self.kind == "finetune":
-            fraction = data.get("test_fraction")
-            kwargs.update(test_dataset_id=data.get("test_dataset_id"),
-                          test_fraction=float(fraction) / 100 if fraction is not None else None)
+        fraction = data.get("test_fraction")
+        kwargs.update(test_dataset_id=data.get("test_dataset_id"),
+                      test_fraction=float(fraction) / 100 if fraction is not None else None)
         return kwargs
 
 

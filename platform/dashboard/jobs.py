@@ -23,7 +23,7 @@ from .views import OrganizationPageMixin
 # What the job page's chart draws (static/js/charts.js): per step, two scales.
 SERIES = [("train_loss", "train loss", "loss"), ("eval_loss", "validation loss", "loss"),
           ("accuracy", "validation accuracy", "score"), ("macro_f1", "validation macro-F1", "score")]
-EVALUATED = ("eval_loss", "accuracy", "macro_f1")
+EVALUATED = ("eval_loss", "accuracy", "macro_f1", "perplexity")  # a chat fine-tune: loss and perplexity
 
 
 def metrics_chart(job) -> dict:
@@ -47,7 +47,8 @@ def metrics_chart(job) -> dict:
             series.append({"key": key, "label": label, "axis": axis, "points": points})
     ends: dict[int, dict] = {}
     for step, epoch, values in rows:
-        if "train_loss" not in values and float(epoch).is_integer() and epoch > 0:
+        # an evaluation row; not a chat job's closing row of reply scores, logged at the same epoch
+        if "train_loss" not in values and any(k in values for k in EVALUATED) and float(epoch).is_integer() and epoch > 0:
             ends[int(epoch)] = {"epoch": int(epoch), "step": step, **{k: values.get(k) for k in EVALUATED}}
     evaluations = [ends[e] for e in sorted(ends)]
     x_max = max([job.total_steps or 0] + [step for step, _e, _v in rows]) or 1
@@ -240,7 +241,8 @@ def _family_scoring(job) -> tuple:
     from jobs.staging import family_root
 
     root = family_root(job)
-    return root, bool(root.kind == JobKind.FINETUNE and (root.test_dataset_version_id or root.test_fraction))
+    return root, bool(root.kind in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE)
+                      and (root.test_dataset_version_id or root.test_fraction))
 
 
 class JobCompareVariantsView(OrganizationPageMixin, View):

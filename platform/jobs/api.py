@@ -79,8 +79,8 @@ def submit_from_request(view, request, *, dry_run: bool = False):
     if validation and data["kind"] not in KIND_DEFAULT_METHOD:
         raise field_error(validation[0], f"{validation[0]} applies to fine-tunes (finetune, chat_finetune), not "
                                          f"{data['kind']}.")
-    if given and data["kind"] != "finetune":
-        raise field_error(given[0], f"{given[0]} applies to finetune jobs (a held-out test set for a classifier), "
+    if given and data["kind"] not in KIND_DEFAULT_METHOD:
+        raise field_error(given[0], f"{given[0]} applies to fine-tunes (finetune, chat_finetune: a held-out test set), "
                                     f"not {data['kind']}.")
     organization, actor, entitlements = view.organization, view.actor, view.entitlements
     if data["kind"] == "predict" or any(name in request.data for name in PREDICT_ONLY_FIELDS) or (
@@ -94,10 +94,8 @@ def submit_from_request(view, request, *, dry_run: bool = False):
         for required in ("dataset_id", "base_model"):
             if data.get(required) in (None, ""):
                 raise field_error(required, "This field is required for a fine-tune.", code="required")
-        submit, test_set = submission.chat_submit, {}
-        if data["kind"] == "finetune":
-            submit = submission.job_submit
-            test_set = {name: data.get(name) for name in TEST_SET_FIELDS}
+        submit = submission.job_submit if data["kind"] == "finetune" else submission.chat_submit
+        test_set = {name: data.get(name) for name in TEST_SET_FIELDS}
         test_set.update(validation_dataset_id=data.get("validation_dataset_id"),
                         validation_dataset_version=data.get("validation_dataset_version"))
         return submit(

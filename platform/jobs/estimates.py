@@ -135,6 +135,28 @@ def chat_train_tokens(report: dict, max_length: int | None, train_count: int | N
     return count * mean
 
 
+# A test set's reply, as the worker generates it (workers/chat/evaluation.max_new_tokens_for: the longest
+# reference + 16, within 16–256): a typical short answer's budget, each new token one decoding step.
+TEST_REPLY_TOKENS = 32
+
+
+def chat_finetune_work(job: Job, spec: dict, train_rows: int) -> float:
+    """Trained tokens × epochs — less a carved test split, which leaves the train split before training
+    (workers.chat.data.carve_test_conversations) — plus the test set scored once: a forward pass over its
+    tokens and a greedy reply to each conversation."""
+    max_length = spec.get("max_length")
+    train = chat_train_tokens(job.dataset_version.report, max_length, train_rows)
+    fraction = float(job.test_fraction or 0.0)
+    test_version = job.test_dataset_version
+    if test_version is not None:
+        conversations = (test_version.train_count or 0) + (test_version.validation_count or 0)
+        test = chat_train_tokens(test_version.report, max_length, conversations)
+    else:
+        conversations, test = train_rows * fraction, train * fraction
+    replies = conversations * (TEST_REPLY_TOKENS if test_version is not None or fraction else 0)
+    return int(spec.get("epochs") or 3) * (train - train * fraction) + (test + replies * GENERATED_TOKEN) * EVAL_TOKEN
+
+
 def work_tokens(job: Job) -> float:
     """The job's work in training-token equivalents (what `throughput` divides).
     A fine-tune: the train split's real tokens × epochs (all of them: early
@@ -154,7 +176,7 @@ def work_tokens(job: Job) -> float:
     separate = job.validation_dataset_version if job.kind in FINETUNE_KINDS else None
     train_rows = (version.train_count or 0) + ((version.validation_count or 0) if separate is not None else 0)
     if job.kind == JobKind.CHAT_FINETUNE:
-        return int(spec.get("epochs") or 3) * chat_train_tokens(version.report, spec.get("max_length"), train_rows)
+        return chat_finetune_work(job, spec, train_rows)
     per_row = tokens_per_row(version.report, model_max_length(job))
     if job.kind == JobKind.FINETUNE:
         # A carved test split leaves the train split before training (workers.data.carve_test);

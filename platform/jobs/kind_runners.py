@@ -130,12 +130,14 @@ def build_chat_spec(job: Job, folder: Path):
     from workers.spec import ChatFineTuneSpec
 
     train_file, validation_file = fetch_dataset(job, folder)
+    test_file = fetch_test_set(job, folder)
     model = job.base_model
     # A catalog model marked for Lathe's documented default template has none of its own: hand it over.
     template = model.chat_template() if model.chat_template_source == ChatTemplateSource.DEFAULT else None
     return strict(
         ChatFineTuneSpec, job.spec, chat_template=template,
         base_model_path=model.local_path(), train_file=str(train_file), validation_file=str(validation_file),
+        test_file=str(test_file) if test_file else None, test_fraction=job.test_fraction or 0.0,
         output_dir=str(folder / "output" / f"attempt-{job.attempts}"), checkpoint_dir=str(folder / "checkpoints"),
         method=job.method, torch_threads=settings.LATHE_WORKER_THREADS or None,
         checkpoint_every_steps=settings.LATHE_CHECKPOINT_EVERY_STEPS, card=card_facts(job),
@@ -152,6 +154,7 @@ def chat_outcome(job: Job, outcome) -> tuple[str | None, dict, str]:
     # train_tokens: the trained (assistant) tokens; input_tokens: every token through the model.
     return training_outcome(
         job, outcome, input_tokens=outcome.input_tokens, generation=outcome.generation, data=outcome.data,
+        test_metrics=outcome.test_metrics,
         tokens_per_second=round(outcome.input_tokens / outcome.train_seconds, 1) if outcome.train_seconds else None)
 
 

@@ -105,16 +105,23 @@ def job_evaluation(job: Job) -> dict | None:
     """A fine-tune's scores, each labelled with what it was measured on: the validation split chose
     the epoch and the checkpoint (a selection split, optimistic about unseen data); the test set
     (attached or carved) was scored once by the delivered model, after every choice."""
-    if job.kind != JobKind.FINETUNE:
+    if job.kind not in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE):
         return None
+    chat = job.kind == JobKind.CHAT_FINETUNE
     result = job.result or {}
     refit = result.get("refit")
     version, separate = job.dataset_version, job.validation_dataset_version
     rows = separate.train_count + separate.validation_count if separate is not None else version.validation_count
-    selection = {"split": "validation", "rows": rows, "metrics": result.get("best_metrics"),
-                 "description": "Selection split: the validation rows "
+    metrics = result.get("best_metrics")
+    if chat and metrics is not None:  # the replies to (up to 20) validation prompts, generated once at the end
+        generated = (result.get("generation") or {}).get("finetuned") or {}
+        metrics = {**metrics, **{k: generated[k] for k in ("exact_match", "token_f1") if k in generated}}
+    selection = {"split": "validation", "rows": rows, "metrics": metrics,
+                 "description": "Selection split: the validation " + ("conversations " if chat else "rows ")
                                 + (f"({separate.dataset.name} v{separate.number}, every row) " if separate is not None else "")
-                                + "that chose the epoch and the checkpoint, so its score is optimistic about unseen data"
+                                + ("whose loss chose the epoch and the checkpoint" if chat
+                                   else "that chose the epoch and the checkpoint")
+                                + ", so its score is optimistic about unseen data"
                                 + (f"; the delivered model was then refit on train + validation for "
                                    f"{refit['epochs']} epoch(s)" if refit else "")}
     test = None
@@ -123,9 +130,10 @@ def job_evaluation(job: Job) -> dict | None:
         measured = result.get("test_metrics")
         source = (f"{tested.dataset.name} v{tested.number} (every row)" if tested is not None
                   else f"{job.test_fraction:.0%} of the train split, carved before training")
-        test = {"split": "test", "rows": measured.get("rows") if measured else (
+        count = measured.get("conversations" if chat else "rows") if measured else None
+        test = {"split": "test", "rows": count if measured else (
                     tested.train_count + tested.validation_count if tested is not None else None),
-                "metrics": {k: v for k, v in measured.items() if k != "rows"} if measured else None,
+                "metrics": {k: v for k, v in measured.items() if k not in ("rows", "conversations")} if measured else None,
                 "description": f"Held-out test set: {source}; never used for training, early stopping or the "
                                "checkpoint choice, scored once by the delivered model"}
     return {"selection": selection, "test": test}
@@ -141,7 +149,8 @@ def job_get(*, organization, job_id) -> Job:
 def fine_tunes_with_held_out_rows(*, organization):
     """The organization's succeeded fine-tunes that held rows out (a test set attached or carved), newest first:
     what a comparison can score on instead of a whole dataset (evaluate held_out_of_job_id)."""
-    return (Job.objects.filter(organization=organization, kind=JobKind.FINETUNE, state=JobState.SUCCEEDED)
+    return (Job.objects.filter(organization=organization, kind__in=(JobKind.FINETUNE, JobKind.CHAT_FINETUNE),
+                               state=JobState.SUCCEEDED)
             .filter(Q(test_dataset_version__isnull=False) | Q(test_fraction__gt=0)).order_by("-pk"))
 
 

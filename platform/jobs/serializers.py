@@ -106,14 +106,16 @@ class JobSubmitSerializer(RequestSerializer):
     validation_dataset_version = serializers.IntegerField(required=False, allow_null=True, help_text=(
         "Fine-tunes: the validation set's version (default: its latest)"))
     test_dataset_id = serializers.IntegerField(required=False, allow_null=True, help_text=(
-        "Fine-tune: a held-out test set — another dataset of the same task whose every row the final model is "
+        "Fine-tunes: a held-out test set — another dataset of the same task whose every row the final model is "
         "scored on once, after training and every choice (never used for training, early stopping or the best "
-        "checkpoint); its labels must be among the training data's"))
+        "checkpoint); a classifier's test labels must be among the training data's, a chat model's replies are "
+        "scored by exact match and token F1"))
     test_dataset_version = serializers.IntegerField(required=False, allow_null=True, help_text=(
-        "Fine-tune: the test set's version (default: its latest)"))
+        "Fine-tunes: the test set's version (default: its latest)"))
     test_fraction = serializers.FloatField(required=False, allow_null=True, help_text=(
-        "Fine-tune: instead of test_dataset_id, carve this share (0.02–0.5) of the train split as the test set "
-        "before training (seeded, stratified by label, duplicates on one side; the same rows for every job)"))
+        "Fine-tunes: instead of test_dataset_id, carve this share (0.02–0.5) of the train split as the test set "
+        "before training (seeded; stratified by label for classifiers, whole conversations for chat; duplicates "
+        "on one side; the same rows for every job)"))
     inputs_id = serializers.IntegerField(required=False, help_text=(
         "Predict: an uploaded file of inputs (POST /api/v1/prediction-inputs) instead of dataset_id; labels optional"))
     source_job_id = serializers.IntegerField(required=False, help_text="Compression: the succeeded job whose model to compress")
@@ -174,7 +176,8 @@ KIND_INPUTS = {
     "prune": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "distill": ("source_job_id", "source_model_id", "dataset_id", "dataset_version", "hyperparameters"),
     "chat_finetune": ("dataset_id", "dataset_version", "base_model", "method", "hyperparameters",
-                      "validation_dataset_id", "validation_dataset_version"),
+                      "validation_dataset_id", "validation_dataset_version", "test_dataset_id", "test_dataset_version",
+                      "test_fraction"),
     "evaluate": ("models", "dataset_id", "dataset_version", "held_out_of_job_id"),
     "predict": ("model", "dataset_id", "dataset_version", "inputs_id"),
 }

@@ -55,6 +55,7 @@ def held_out_rows(fine_tune: Job, folder: Path) -> list[dict] | None:
     """The rows fine-tune `fine_tune` never trained on or chose by: every row of its attached test set, or the
     test split it carved — the same carve_test over the same train rows its worker read (fetch_dataset's), so
     the same rows. None without a test set."""
+    from workers.chat.data import carve_test_conversations
     from workers.data import carve_test, read_jsonl
 
     data = folder / "data"
@@ -65,6 +66,9 @@ def held_out_rows(fine_tune: Job, folder: Path) -> list[dict] | None:
     version, separate = fine_tune.dataset_version, fine_tune.validation_dataset_version
     sources = _every_row(version) if separate is not None else [version.train_file]
     trained_from = read_jsonl(str(_stage(data / f"train-of-{fine_tune.pk}.jsonl", sources)))
+    if fine_tune.kind == JobKind.CHAT_FINETUNE:  # the same carve as its worker's (workers/chat/train.py)
+        held = carve_test_conversations([row["messages"] for row in trained_from], fine_tune.test_fraction)[1]
+        return [{"messages": messages} for messages in held]
     return carve_test(trained_from, fine_tune.test_fraction)[1]
 
 

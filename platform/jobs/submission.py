@@ -313,7 +313,7 @@ def _held_out_source(*, organization, held_out_of_job_id) -> Job:
     job = Job.objects.filter(organization=organization, pk=held_out_of_job_id).first()
     if job is None:
         raise field_error("held_out_of_job_id", "No such job in this organization.", code="not_found")
-    if job.kind != JobKind.FINETUNE or not (job.test_dataset_version_id or job.test_fraction):
+    if job.kind not in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE) or not (job.test_dataset_version_id or job.test_fraction):
         raise field_error("held_out_of_job_id", f"Job {job.pk} held no rows out: only a fine-tune submitted with a test "
                                                 "set (test_dataset_id or test_fraction) has held-out rows to score.")
     return job
@@ -545,10 +545,11 @@ def _validation_set(*, organization, version: DatasetVersion, labels: list[str] 
     return separate
 
 
-def _test_set(*, organization, version: DatasetVersion, labels: list[str], test_dataset_id, test_dataset_version,
-              test_fraction) -> tuple[DatasetVersion | None, float | None]:
+def _test_set(*, organization, version: DatasetVersion, labels: list[str] | None, test_dataset_id, test_dataset_version,
+              test_fraction, validation: DatasetVersion | None = None) -> tuple[DatasetVersion | None, float | None]:
     """A fine-tune's held-out test set: another dataset version of the organization (every row of it
-    scored once by the final model) or a share of the train split carved before training — at most one."""
+    scored once by the final model) or a share of the train split carved before training — at most one.
+    `labels`: a classifier's (the test set's must be among them); None for chat."""
     if test_dataset_id in (None, "") and test_dataset_version not in (None, ""):
         raise field_error("test_dataset_version", "test_dataset_version needs test_dataset_id (the test set's dataset).")
     if test_fraction in (None, ""):
@@ -571,10 +572,15 @@ def _test_set(*, organization, version: DatasetVersion, labels: list[str], test_
                                              "(or use test_fraction to carve some from it).")
     if test.task != version.task:
         raise field_error("test_dataset_id", f"The test set is {test.task}; the training data is {version.task}.")
-    unknown = sorted(set(test.report.get("labels", {}).get("counts", {})) - set(labels))
-    if unknown:
+    if validation is not None and test.pk == validation.pk:
+        raise field_error("test_dataset_id", "The test set is the validation set, which chooses the checkpoint; "
+                                             "a test set must be rows nothing was chosen on.")
+    unknown = sorted(set(test.report.get("labels", {}).get("counts", {})) - set(labels or ()))
+    if labels is not None and unknown:
         shown = ", ".join(repr(label) for label in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise field_error("test_dataset_id", f"The test set has labels the training data does not: {shown}.")
+    if labels is None and not (test.train_count or 0) + (test.validation_count or 0):
+        raise field_error("test_dataset_id", "The test set has no conversations.")
     return test, None
 
 
@@ -623,13 +629,9 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
                                    validation_supplied=validation is not None)
     test_version, test_fraction = _test_set(
         organization=organization, version=version, labels=labels, test_dataset_id=test_dataset_id,
-        test_dataset_version=test_dataset_version, test_fraction=test_fraction)
-    if test_version is not None and validation is not None and test_version.pk == validation.pk:
-        raise field_error("test_dataset_id", "The test set is the validation set, which chooses the checkpoint; "
-                                             "a test set must be rows nothing was chosen on.")
+        test_dataset_version=test_dataset_version, test_fraction=test_fraction, validation=validation)
     tested = ("" if validation is None else f"; validated on {validation.dataset.name} v{validation.number}") + (
-        f"; tested on {test_version.dataset.name} v{test_version.number}" if test_version
-        else f"; {test_fraction:.0%} of the train split carved as a test split" if test_fraction else "")
+        _tested_on(test_version, test_fraction))
 
     return _create_queued(
         idempotency_key=idempotency_key, fingerprint=fingerprint, organization=organization, entitlements=entitlements,
@@ -643,11 +645,18 @@ def job_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_
 
 
 
+def _tested_on(test_version: DatasetVersion | None, test_fraction: float | None) -> str:
+    return (f"; tested on {test_version.dataset.name} v{test_version.number}" if test_version
+            else f"; {test_fraction:.0%} of the train split carved as a test split" if test_fraction else "")
+
+
 def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset_version: int | None = None,
                 base_model: str, method: str = Method.LORA, hyperparameters_in: dict | None = None, name: str = "",
                 max_cost=None, idempotency_key: str | None = None, dry_run: bool = False,
                 entitlements: Entitlements | None = None, validation_dataset_id=None,
-                validation_dataset_version: int | None = None, device_class: str = "") -> tuple[Job, bool]:
+                validation_dataset_version: int | None = None, test_dataset_id=None,
+                test_dataset_version: int | None = None, test_fraction=None,
+                device_class: str = "") -> tuple[Job, bool]:
     """A chat fine-tune (causal LM, kind chat_finetune) of a catalog chat model on a
     chat dataset: the hyperparameters checked against their declaration
     (workers/kinds.ChatFineTuneHyperparameters), 'auto' resolved from the model
@@ -662,6 +671,9 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
                "max_cost": str(max_cost) if max_cost is not None else None}
     if validation_dataset_id is not None:
         payload.update(validation_dataset_id=validation_dataset_id, validation_dataset_version=validation_dataset_version)
+    if test_dataset_id is not None or test_fraction is not None:  # absent: the fingerprint of older requests holds
+        payload.update(test_dataset_id=test_dataset_id, test_dataset_version=test_dataset_version,
+                       test_fraction=test_fraction)
     started = _start(organization=organization, payload=payload, idempotency_key=idempotency_key, dry_run=dry_run,
                      entitlements=entitlements, device_class=device_class)
     if started.replay:
@@ -684,7 +696,11 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
     validation = _validation_set(organization=organization, version=version, labels=None,
                                  validation_dataset_id=validation_dataset_id,
                                  validation_dataset_version=validation_dataset_version)
+    test_version, test_fraction = _test_set(
+        organization=organization, version=version, labels=None, test_dataset_id=test_dataset_id,
+        test_dataset_version=test_dataset_version, test_fraction=test_fraction, validation=validation)
     train_conversations = version.train_count + (version.validation_count if validation is not None else 0)
+    train_conversations -= round(train_conversations * (test_fraction or 0.0))  # the carved ones leave before training
     spec = resolve_chat_hyperparameters(
         requested, method=method, parameter_count=model.parameter_count, model_type=model.architecture,
         context_length=model.context_length, train_conversations=train_conversations, token_stats=stats,
@@ -698,8 +714,9 @@ def chat_submit(*, organization: Organization, actor: Actor, dataset_id, dataset
         kind=JobKind.CHAT_FINETUNE, dry_run=dry_run, max_cost=_max_cost(max_cost),
         name=(name or "").strip(), dataset_version=version, base_model=model, method=method, requested=requested,
         spec=spec, labels=[], created_by=actor.user, created_by_key=actor.api_key,
-        validation_dataset_version=validation,
+        validation_dataset_version=validation, test_dataset_version=test_version, test_fraction=test_fraction,
         event=f"Queued on '{queue_of(entitlements)}': {method} chat fine-tune of {model.name} on "
               f"{version.dataset.name} v{version.number} ({stats.get('conversations', version.train_count)} "
               f"conversations, {stats.get('trained_tokens', 0):,} trained tokens)"
-              + (f"; validated on {validation.dataset.name} v{validation.number}." if validation is not None else "."))
+              + (f"; validated on {validation.dataset.name} v{validation.number}" if validation is not None else "")
+              + _tested_on(test_version, test_fraction) + ".")

@@ -103,6 +103,14 @@ def test_a_chat_fine_tune_is_submitted_run_metered_and_shown(api, client, tenant
     client.force_login(tenant_a.owner)
     page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
     assert 'data-testid="chat-generations"' in page
+    # the live line names what it shows: the last logged train loss and tokens/s, read as a person reads them
+    status = re.search(r'data-testid="job-status".*?</section>', page, re.S).group(0)
+    tokens_per_second = job.latest_metrics["tokens_per_second"]
+    assert f'<span data-metric="tokens/s">tokens/s {tokens_per_second:,.0f}</span>' in status
+    assert 'data-metric="train loss"' in status and "tokens_per_second" not in status
+    epochs = re.search(r'data-testid="job-evaluations".*?</table>', page, re.S).group(0)
+    assert "<th>perplexity</th>" in epochs and "accuracy" not in epochs
+    assert f"{job.result['best_metrics']['perplexity']:.2f}" in epochs
     compress = re.search(r'data-testid="compress-form".*?</form>', page, re.S).group(0)  # chat models: int8 only
     assert re.findall(r'<option value="(\w+)"', re.search(r'name="kind".*?</select>', compress, re.S).group(0)) == ["quantize"]
     assert "perplexity increase" in compress and 'data-kind="prune"' not in compress
@@ -143,9 +151,11 @@ def test_the_jobs_page_launches_and_quotes_a_chat_fine_tune(client, tenant_a, ch
     assert "must be between" in bad.content.decode()  # the chat declaration's bound, shown on the field
     quote = client.post("/o/acme/jobs/quote", {**fields, "max_length": "64"}, HTTP_HX_REQUEST="true")
     assert quote.status_code == 200 and "error" not in quote.content.decode().lower()
-    launched = client.post("/o/acme/jobs", {**fields, "max_length": "64"})
+    assert 'name="test_fraction"' in chat_form and "training conversations held out" in chat_form
+    launched = client.post("/o/acme/jobs", {**fields, "max_length": "64", "test_fraction": "25"})
     job = Job.objects.get()
     assert launched.status_code == 302 and job.kind == JobKind.CHAT_FINETUNE and job.spec["max_length"] == 64
+    assert job.test_fraction == 0.25  # the form's percent, the service's fraction
 
 
 @pytest.mark.django_db(transaction=True)
@@ -168,3 +178,64 @@ def test_a_chat_fine_tune_with_its_own_validation_set_trains_on_the_whole_file(a
     assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
     refused = api.post("/api/v1/jobs", body(chat_dataset, validation_dataset_id=chat_dataset.pk), format="json")
     assert refused.status_code == 400 and "validation_dataset_id" in refused.json()["error"]["fields"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_fine_tune_carves_a_test_set_and_reports_its_score_after_training(api, client, tenant_a, chat_dataset,
+                                                                                 chat_model, tmp_path):
+    from jobs.staging import held_out_rows, job_folder
+
+    response = api.post("/api/v1/jobs", body(chat_dataset, test_fraction=0.25), format="json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.test_fraction == 0.25 and "25% of the train split carved as a test split" in job.events.get().message
+    pending = api.get(f"/api/v1/jobs/{job.pk}").json()["evaluation"]
+    assert pending["test"]["split"] == "test" and pending["test"]["metrics"] is None
+
+    claimed, token = lifecycle.job_claim(job_id=job.pk, worker="test", device_class="cpu")
+    assert runner.run_claimed_job(claimed, token) == JobState.SUCCEEDED
+    job.refresh_from_db()
+    measured = job.result["test_metrics"]
+    held = held_out_rows(job, job_folder(job) / "held")  # what a comparison scores on: the worker's own carve
+    assert measured["conversations"] == len(held) == round(job.dataset_version.train_count * 0.25) > 0
+    assert 0.0 <= measured["exact_match"] <= 1.0 and 0.0 <= measured["token_f1"] <= 1.0 and measured["eval_loss"] > 0
+    evaluation = api.get(f"/api/v1/jobs/{job.pk}").json()["evaluation"]
+    assert evaluation["test"]["rows"] == len(held)
+    assert evaluation["test"]["metrics"]["exact_match"] == measured["exact_match"]
+    assert "Selection split" in evaluation["selection"]["description"]
+    report = json.loads(b"".join(api.get(f"/api/v1/jobs/{job.pk}/artifacts/eval_report.json").streaming_content))
+    assert report["test"]["token_f1"] == measured["token_f1"]
+
+    client.force_login(tenant_a.owner)
+    page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
+    row = re.search(r'<tr data-split="test">.*?</tr>', page, re.S).group(0)
+    assert "Test (held out)" in row and f"{measured['token_f1']:.4f}" in row
+
+
+def test_a_chat_test_set_is_attached_or_refused_by_name(api, tenant_a, chat_dataset, chat_model, dataset):
+    from corpora.services import dataset_upload
+
+    held = dataset_upload(organization=tenant_a.organization, actor=Actor.for_membership(tenant_a.owner_membership),
+                          uploaded=SimpleUploadedFile("exam.jsonl", chat_jsonl()), validation_fraction=0.3)
+
+    def refused(extra, field):
+        response = api.post("/api/v1/jobs", body(chat_dataset, **extra), format="json")
+        assert response.status_code == 400, response.content
+        assert field in response.json()["error"]["fields"], response.json()
+        return response.json()["error"]["fields"][field][0]
+
+    assert "chat" in refused({"test_dataset_id": dataset.pk}, "test_dataset_id")  # a classification dataset
+    assert "not both" in refused({"test_dataset_id": held.dataset_id, "test_fraction": 0.2}, "test_fraction")
+    assert "0.5" in refused({"test_fraction": 0.9}, "test_fraction")
+    assert "training data itself" in refused({"test_dataset_id": chat_dataset.pk}, "test_dataset_id")
+    assert "validation set" in refused({"test_dataset_id": held.dataset_id, "validation_dataset_id": held.dataset_id},
+                                       "test_dataset_id")
+    assert not Job.objects.exists()
+
+    response = api.post("/api/v1/jobs", body(chat_dataset, test_dataset_id=held.dataset_id), format="json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.test_dataset_version_id == held.pk and job.test_fraction is None
+    evaluation = api.get(f"/api/v1/jobs/{job.pk}").json()["evaluation"]
+    assert evaluation["test"]["rows"] == held.train_count + held.validation_count
+    assert "exam v1 (every row)" in evaluation["test"]["description"]

@@ -132,7 +132,7 @@ def foreign_labels_dataset(tenant_a, media):
     ({"test_dataset_id": "{held}", "test_dataset_version": 7}, "test_dataset_id", "No such dataset"),
     ({"test_dataset_id": "{theirs}"}, "test_dataset_id", "No such dataset"),  # another organization's id
     ({"test_dataset_id": "{foreign}"}, "test_dataset_id", "labels the training data does not"),
-    ({"kind": "quantize", "source_job_id": 1, "test_fraction": 0.1}, "test_fraction", "applies to finetune"),
+    ({"kind": "quantize", "source_job_id": 1, "test_fraction": 0.1}, "test_fraction", "applies to fine-tunes"),
 ])
 def test_hostile_test_set_requests_name_the_field_and_write_nothing(client, dataset, tiny_bert, test_dataset,
                                                                     other_org_dataset, foreign_labels_dataset,

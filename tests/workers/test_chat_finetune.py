@@ -194,3 +194,54 @@ def test_the_stored_spec_is_rebuilt_strictly(tmp_path):
     assert {name: getattr(spec, name) for name in declared if name not in ("epochs", "lora_targets")} == {
         name: value for name, value in declared.items() if name not in ("epochs", "lora_targets")}
     assert kinds.KINDS["chat_finetune"] is kinds.ChatFineTuneHyperparameters
+
+
+def test_a_test_set_is_scored_once_by_the_delivered_model(tmp_path, tiny_llama, chats):
+    """Scored with the best checkpoint (the delivered model): with the validation rows as the test file, its loss
+    is the best epoch's validation loss and its exact match the side-by-side generations' — and the download,
+    run by plain transformers, gives the same replies."""
+    from workers.chat.evaluation import exact_match
+
+    _, validation = chats
+    reporter = MemoryReporter()
+    result = run_chat_finetune(spec_for(tmp_path, tiny_llama, chats, epochs=40, test_file=str(validation),
+                                        generation_max_new_tokens=12), reporter)
+    test = result.test_metrics
+    assert test["conversations"] == test["replies_scored"] == 6
+    best = next(h for h in result.history if h["eval_loss"] == result.best_metrics["eval_loss"])
+    assert test["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-6)
+    assert test["exact_match"] == result.generation["finetuned"]["exact_match"] > 0
+    rows = [json.loads(line) for line in validation.read_text().splitlines()]
+    heard = [chat(tmp_path / "out" / "model", r["messages"][0]["content"]) for r in rows]
+    assert test["exact_match"] == pytest.approx(sum(exact_match(h, r["messages"][-1]["content"])
+                                                    for h, r in zip(heard, rows)) / len(rows))
+    report = json.loads((tmp_path / "out" / "eval_report.json").read_text())
+    assert report["test"] == test and report["data"]["test"]["used"] == 6
+    assert "## Test set (6 conversations" in (tmp_path / "out" / "model" / "README.md").read_text()
+    assert any(message.startswith("Test set (6 conversations") for _, message in reporter.events)
+
+
+def test_a_carved_test_split_is_never_trained_on(tmp_path, tiny_llama, chats):
+    from workers.chat.data import carve_test_conversations, read_conversations
+
+    train, _ = chats
+    rest, held = carve_test_conversations(read_conversations(str(train)), 0.25)
+    result = run_chat_finetune(spec_for(tmp_path, tiny_llama, chats, epochs=2, test_fraction=0.25), MemoryReporter())
+    assert result.data["train"]["conversations"] == len(rest) and result.data["test"]["conversations"] == len(held) > 0
+    assert result.test_metrics["conversations"] == len(held)
+    assert result.train_tokens == 2 * result.data["train"]["trained_tokens"]  # two epochs over the rest only
+
+
+def test_carving_conversations_is_seeded_whole_and_keeps_duplicates_together():
+    from workers.chat.data import carve_test_conversations
+
+    conversations = [[{"role": "user", "content": f"q{i % 15}"}, {"role": "assistant", "content": f"a{i % 15}"}]
+                     for i in range(40)]  # 15 distinct, most of them twice or three times
+    rest, held = carve_test_conversations(conversations, 0.2)
+    assert (rest, held) == carve_test_conversations(conversations, 0.2)  # the same rows every attempt
+    assert len(rest) + len(held) == 40 and 6 <= len(held) <= 10
+    assert not {json.dumps(c) for c in rest} & {json.dumps(c) for c in held}  # a duplicate never crosses
+    assert rest == [c for c in conversations if c in rest]  # input order kept
+    assert carve_test_conversations(conversations, 0.2, seed=1) != (rest, held)
+    alone = [conversations[0]] * 3
+    assert carve_test_conversations(alone, 0.5) == (alone, [])  # one distinct conversation stays in training

@@ -84,6 +84,19 @@ def _metrics_table(report: dict) -> str:
     return "| metric | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in rows if v is not None)
 
 
+def _test_section(report: dict) -> str:
+    """The delivered model on the held-out test set (attached or carved), when the job had one."""
+    test = report.get("test")
+    if not test:
+        return ""
+    rows = [("test loss (per trained token)", test.get("eval_loss")), ("perplexity", test.get("perplexity")),
+            ("exact match", test.get("exact_match")), ("token F1", test.get("token_f1"))]
+    table = "\n".join(f"| {k} | {v:.4f} |" for k, v in rows if v is not None)
+    return (f"\n## Test set ({test.get('conversations')} conversations never trained on or chosen by)\n\n"
+            "Scored once by this model after training; the validation figures above chose the epoch, so these are "
+            f"the ones to expect on new conversations.\n\n| metric | value |\n| --- | --- |\n{table}\n")
+
+
 def chat_card(spec, report: dict, *, archive: str, files: list[str]) -> str:
     """The card of `model.zip` (the full model: merged LoRA or full fine-tune) or `adapter.zip`."""
     facts = spec.card or {}
@@ -114,6 +127,7 @@ def chat_card(spec, report: dict, *, archive: str, files: list[str]) -> str:
     user_set = facts.get("user_set") if "user_set" in facts else None
     data_line = (f"{train.get('used', '?')} training conversations ({train.get('trained_tokens', '?')} trained tokens), "
                  f"{validation.get('used', '?')} validation conversations"
+                 + (f", {data['test'].get('used', '?')} test conversations" if data.get("test") else "")
                  + (f" (dataset “{dataset['name']}” v{dataset['version']})" if dataset else "") + ". "
                  "The loss is on the assistant replies only (weight 1), with the base model's chat template; "
                  f"conversations longer than {spec.max_length} tokens kept their start.")
@@ -136,7 +150,7 @@ def chat_card(spec, report: dict, *, archive: str, files: list[str]) -> str:
 {_metrics_table(report)}
 
 {judged}
-
+{_test_section(report)}
 ## Hyperparameters ({method})
 
 {cards.hyperparameter_table(method_hyperparameters(report['hyperparameters'], spec.method), user_set)}

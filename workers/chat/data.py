@@ -257,6 +257,31 @@ def encode_conversations(conversations: list[list[dict]], encoder: ChatEncoder) 
     return report
 
 
+def carve_test_conversations(conversations: list[list[dict]], fraction: float, *,
+                             seed: int | None = None) -> tuple[list[list[dict]], list[list[dict]]]:
+    """(rest, test): about `fraction` of the conversations held out as a test split, whole, a pure function of
+    (conversations, fraction, seed) as workers.data.carve_test is for labelled rows (the same seed), so every
+    attempt of a job, and the platform's held-out comparisons, carve the same ones. Identical conversations
+    stay on one side; at least one stays in training. Both keep the input's order."""
+    import random
+
+    from ..data import TEST_CARVE_SEED
+
+    groups: dict[str, list[int]] = {}
+    for index, messages in enumerate(conversations):
+        groups.setdefault(json.dumps(messages, sort_keys=True, ensure_ascii=False), []).append(index)
+    ordered = list(groups.values())
+    random.Random(TEST_CARVE_SEED if seed is None else seed).shuffle(ordered)
+    wanted = round(len(conversations) * fraction)
+    held: set[int] = set()
+    for members in ordered[:-1]:
+        if len(held) >= wanted:
+            break
+        held.update(members)
+    return ([m for i, m in enumerate(conversations) if i not in held],
+            [m for i, m in enumerate(conversations) if i in held])
+
+
 def _percentile(sorted_values: list[int], q: float) -> int:
     if not sorted_values:
         return 0

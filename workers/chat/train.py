@@ -32,7 +32,7 @@ from ..reporting import Reporter
 from ..spec import ChatFineTuneSpec
 from . import card as chat_card
 from .batches import epoch_order, make_batch
-from .data import ChatEncoder, EncodingReport, encode_conversations, read_conversations
+from .data import ChatEncoder, EncodingReport, carve_test_conversations, encode_conversations, read_conversations
 from .evaluation import (autocast, causal_lm, exact_match, generate_replies, generation_prompts, max_new_tokens_for,
                          score_replies, summed_token_loss, token_f1, validation_loss)
 
@@ -58,6 +58,9 @@ class ChatFineTuneResult:
     device: str = "cpu"
     precision: str = "fp32"
     data: dict = field(default_factory=dict)  # train/validation encoding summaries (used, truncated, skipped)
+    # The delivered model on the test set (attached or carved): eval_loss, perplexity, exact_match, token_f1,
+    # conversations, replies_scored; None without one.
+    test_metrics: dict | None = None
 
 
 def resolve_device(spec: ChatFineTuneSpec) -> torch.device:
@@ -139,7 +142,11 @@ def run_chat_finetune(spec: ChatFineTuneSpec, reporter: Reporter) -> ChatFineTun
     model.to(device)
     encoder = ChatEncoder(tokenizer, max_length=spec.max_length)
     pad_id = pad_token_id_of(tokenizer)
-    train_report = encode_conversations(read_conversations(spec.train_file), encoder)
+    train_conversations = read_conversations(spec.train_file)
+    test_conversations = read_conversations(spec.test_file) if spec.test_file else []
+    if spec.test_fraction:
+        train_conversations, test_conversations = carve_test_conversations(train_conversations, spec.test_fraction)
+    train_report = encode_conversations(train_conversations, encoder)
     validation_conversations = read_conversations(spec.validation_file)
     validation_report = encode_conversations(validation_conversations, encoder)
     train, validation = train_report.examples, validation_report.examples
@@ -227,7 +234,7 @@ def run_chat_finetune(spec: ChatFineTuneSpec, reporter: Reporter) -> ChatFineTun
             step = state["global_step"]
             fractional_epoch = epoch + (index + 1) / len(batches)
             reporter.progress(step=step, total_steps=total_steps, epoch=fractional_epoch)
-            if step % LOG_EVERY_STEPS == 0:
+            if step % LOG_EVERY_STEPS == 0 or last_in_epoch:  # a short epoch still shows its loss and tokens/s
                 seconds = max(1e-9, time.perf_counter() - window["since"])
                 reporter.metrics(step=step, epoch=fractional_epoch, values={
                     "train_loss": window["loss"] / max(1, window["trained"]),
@@ -280,15 +287,50 @@ def run_chat_finetune(spec: ChatFineTuneSpec, reporter: Reporter) -> ChatFineTun
         generation = _generation_report(prompts, state["base_generations"] or [""] * len(prompts), replies, max_new_tokens)
         reporter.metrics(step=state["global_step"], epoch=float(epoch), values={
             **generation["finetuned"], **{f"base_{k}": v for k, v in generation["base"].items()}})
+    test_metrics = None
+    if best is not None and stop_reason is None and test_conversations:
+        test_metrics = score_test_set(model, tokenizer, encoder, test_conversations, spec=spec, stop_ids=stop_ids,
+                                      pad_token_id=pad_id, device=device, precision=precision)
+        data["test"] = test_metrics.pop("encoding")
+        reporter.event(level="info", message=_test_message(test_metrics))
     if best is not None and stop_reason != "lease lost":
         export(spec, model, tokenizer, best, state, reporter, precision=precision, device=device, data=data,
-               generation=generation, stop_ids=stop_ids, pad_token_id=pad_id)
+               generation=generation, stop_ids=stop_ids, pad_token_id=pad_id, test_metrics=test_metrics)
     return ChatFineTuneResult(
         status="stopped" if stop_reason else "succeeded", stop_reason=stop_reason, global_step=state["global_step"],
         total_steps=total_steps, best_metrics=best["metrics"] if best else None, history=state["history"],
         generation={k: v for k, v in generation.items() if k != "examples"} if generation else None,
         train_examples_seen=state["examples_seen"], train_seconds=train_seconds, train_tokens=attempt_trained,
-        input_tokens=attempt_tokens, device=device.type, precision=precision, data=data)
+        input_tokens=attempt_tokens, device=device.type, precision=precision, data=data, test_metrics=test_metrics)
+
+
+def score_test_set(model, tokenizer, encoder, conversations: list[list[dict]], *, spec: ChatFineTuneSpec,
+                   stop_ids: list[int], pad_token_id: int, device, precision: str) -> dict:
+    """The delivered model on every test conversation, once: loss and perplexity on the trained tokens, and the
+    greedy reply to each last assistant message scored by exact match and token F1 (what the job page reports
+    as the test score; the validation split chose the epoch, so its figures are a selection score)."""
+    encoded = encode_conversations(conversations, encoder)
+    out = validation_loss(model, encoded.examples, batch_size=spec.eval_batch_size, pad_token_id=pad_token_id,
+                          device=device, precision=precision)
+    prompts = generation_prompts(conversations, encoder, len(conversations))
+    if prompts:
+        max_new_tokens = max_new_tokens_for(prompts, tokenizer, spec.generation_max_new_tokens)
+        replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                                   pad_token_id=pad_token_id, device=device, precision=precision,
+                                   batch_size=spec.eval_batch_size)
+        out.update(score_replies(replies, prompts))
+    return {**out, "conversations": len(conversations), "replies_scored": len(prompts),
+            "encoding": encoded.summary()}
+
+
+def _test_message(metrics: dict) -> str:
+    parts = [f"Test set ({metrics['conversations']} conversations, scored once by the delivered model):"]
+    if "eval_loss" in metrics:
+        parts.append(f"loss {metrics['eval_loss']:.4f}, perplexity {metrics['perplexity']:.2f}")
+    if "exact_match" in metrics:
+        parts.append(f"exact match {metrics['exact_match']:.4f}, token-F1 {metrics['token_f1']:.4f} "
+                     f"over {metrics['replies_scored']} replies")
+    return " ".join(parts[:1]) + " " + "; ".join(parts[1:]) + "."
 
 
 def _report_encoding(reporter: Reporter, split: str, report: EncodingReport) -> None:
@@ -334,7 +376,8 @@ def _generation_config(spec: ChatFineTuneSpec, model, stop_ids: list[int], pad_t
 
 
 def export(spec: ChatFineTuneSpec, model, tokenizer, best: dict, state: dict, reporter: Reporter, *, precision: str,
-           device, data: dict, generation: dict | None, stop_ids: list[int], pad_token_id: int) -> None:
+           device, data: dict, generation: dict | None, stop_ids: list[int], pad_token_id: int,
+           test_metrics: dict | None = None) -> None:
     os.makedirs(spec.output_dir, exist_ok=True)
     model_dir = os.path.join(spec.output_dir, "model")
     shutil.rmtree(model_dir, ignore_errors=True)
@@ -343,6 +386,7 @@ def export(spec: ChatFineTuneSpec, model, tokenizer, best: dict, state: dict, re
               "device": str(device.type), "data": data,
               "trained_tokens": state["trained_tokens"], "conversations_seen": state["examples_seen"],
               "generation": {k: v for k, v in generation.items() if k != "examples"} if generation else None,
+              "test": test_metrics,
               "hyperparameters": chat_card.method_hyperparameters(spec.to_dict(), spec.method),
               "hyperparameters_set_by_user": (spec.card or {}).get("user_set")}
     if spec.method == "lora":
