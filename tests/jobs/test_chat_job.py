@@ -103,6 +103,10 @@ def test_a_chat_fine_tune_is_submitted_run_metered_and_shown(api, client, tenant
     client.force_login(tenant_a.owner)
     page = client.get(f"/o/acme/jobs/{job.pk}").content.decode()
     assert 'data-testid="chat-generations"' in page
+    side_by_side = re.search(r'data-testid="chat-examples".*?</table>', page, re.S).group(0)
+    shown = job.result["generation"]["examples"]
+    assert len(shown) == min(10, job.result["generation"]["prompts"]) > 0  # every prompt is in generations.json
+    assert side_by_side.count("<tr>") == len(shown) + 1 and shown[0]["reference"].split()[0] in side_by_side
     # the live line names what it shows: the last logged train loss and tokens/s, read as a person reads them
     status = re.search(r'data-testid="job-status".*?</section>', page, re.S).group(0)
     tokens_per_second = job.latest_metrics["tokens_per_second"]

@@ -299,7 +299,7 @@ def run_chat_finetune(spec: ChatFineTuneSpec, reporter: Reporter) -> ChatFineTun
     return ChatFineTuneResult(
         status="stopped" if stop_reason else "succeeded", stop_reason=stop_reason, global_step=state["global_step"],
         total_steps=total_steps, best_metrics=best["metrics"] if best else None, history=state["history"],
-        generation={k: v for k, v in generation.items() if k != "examples"} if generation else None,
+        generation=_with_shown_examples(generation) if generation else None,
         train_examples_seen=state["examples_seen"], train_seconds=train_seconds, train_tokens=attempt_trained,
         input_tokens=attempt_tokens, device=device.type, precision=precision, data=data, test_metrics=test_metrics)
 
@@ -348,6 +348,22 @@ def _generation_report(prompts: list[dict], base: list[str], finetuned: list[str
                 for p, b, g in zip(prompts, base, finetuned)]
     return {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "decoding": "greedy",
             "base": score_replies(base, prompts), "finetuned": score_replies(finetuned, prompts), "examples": examples}
+
+
+SHOWN_EXAMPLES = 10  # the job page's side-by-side table; generations.json has every one
+SHOWN_CHARACTERS = 1000
+
+
+def _with_shown_examples(generation: dict) -> dict:
+    """The generation report for the job's result: the first SHOWN_EXAMPLES prompts side by side (each text cut at
+    SHOWN_CHARACTERS, so a long conversation cannot swell the job row), the scores over every prompt."""
+    def cut(text: str) -> str:
+        return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "…"
+
+    shown = [{**example, "prompt": [{**m, "content": cut(m.get("content") or "")} for m in example["prompt"]],
+              **{k: cut(example[k]) for k in ("reference", "base", "generated")}}
+             for example in generation.get("examples", [])[:SHOWN_EXAMPLES]]
+    return {**generation, "examples": shown}
 
 
 def _saved_dtype(spec: ChatFineTuneSpec) -> torch.dtype:
