@@ -140,13 +140,15 @@ def download_artifacts(walk: Walk, into: Path, names: tuple[str, ...]) -> dict:
     missing = [n for n in names if n not in hrefs]
     if missing:
         raise AssertionError(f"no {missing} among the artifacts {sorted(hrefs)}")
+    # The browser session's cookies, streamed to disk: a merged fp32 model is larger than the browser's own
+    # response object holds.
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in walk.page.context.cookies())
     sizes = {}
     for name in names:
-        response = walk.page.request.get(walk.base + hrefs[name])
-        if response.status != 200:
-            raise AssertionError(f"{name}: HTTP {response.status}")
-        (into / name).write_bytes(response.body())
-        sizes[name] = len(response.body())
+        request = urllib.request.Request(walk.base + hrefs[name], headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=600) as response, (into / name).open("wb") as handle:
+            shutil.copyfileobj(response, handle, 1 << 20)
+        sizes[name] = (into / name).stat().st_size
     return {"downloaded": sizes, "artifacts": sorted(hrefs)}
 
 

@@ -56,7 +56,13 @@ ETA_QUEUE_LIMIT = 500  # jobs ahead read for a queued job's ETA
 # rows/s of ~16 tokens on an H100 ≈ 2.5e11 (not measured by this benchmark). LoRA skips
 # the frozen weights' gradients and optimizer state: 1.5–1.7× full's tokens/s here.
 DEFAULT_RATE = {"cpu": 3.3e10, "gpu": 2.5e11}
-DEFAULT_METHOD_FACTOR = {"lora": 1.5}
+# A causal LM's token costs more per parameter than an encoder's (a 49k-word output layer, longer sequences):
+# SmolLM2-135M LoRA on 2 Zen 4 cores measured 1.3–1.45e10 token·parameters/s over four jobs of the newcomer walk
+# (bench/results/newcomer_walk_chat_2core.json), 0.42 of the cpu default; full is put at LoRA's ÷1.5 as encoders'.
+DEFAULT_METHOD_FACTOR = {"lora": 1.5, "chat-lora": 0.42, "chat-full": 0.28}
+# Seconds outside the training loop before a method has history: a chat job also loads a larger model, writes
+# the base model's and the fine-tune's replies and exports a merged model (about 85 s of each walk job above).
+DEFAULT_METHOD_STARTUP = {"chat-lora": 80.0, "chat-full": 80.0}
 
 
 def device_family(device_class: str) -> str:
@@ -84,11 +90,13 @@ def model_max_length(job: Job) -> int:
 
 
 def method_of(job: Job) -> str:
-    """The method whose throughput this job shares: full | lora for fine-tunes;
+    """The method whose throughput this job shares: full | lora for classifier fine-tunes, chat-full | chat-lora
+    for chat fine-tunes (a causal LM's token·parameters/s is not an encoder's: their histories stay apart);
     int8, the prune method or distill for compression jobs."""
     from .selectors import job_method
 
-    return job_method(job)
+    method = job_method(job)
+    return f"chat-{method}" if job.kind == JobKind.CHAT_FINETUNE else method
 
 
 def parameters_of(job: Job) -> int:
@@ -297,7 +305,7 @@ def measured_throughput(*, device_class: str, method: str) -> Throughput:
     what = f"{method} on {device_class}"
     if not samples:
         rate = DEFAULT_RATE[device_family(device_class)] * DEFAULT_METHOD_FACTOR.get(method, 1.0)
-        return Throughput(rate=rate, factor=DEFAULT_RANGE_FACTOR, overhead=STARTUP_SECONDS, jobs=0,
+        return Throughput(rate=rate, factor=DEFAULT_RANGE_FACTOR, overhead=DEFAULT_METHOD_STARTUP.get(method, STARTUP_SECONDS), jobs=0,
                           basis=f"default throughput for {what} ({rate:.2g} token·parameters/s; no measured jobs yet), "
                                 f"range ÷{DEFAULT_RANGE_FACTOR:g}–×{DEFAULT_RANGE_FACTOR:g}")
     weights = [0.5 ** (i / HALF_LIFE_JOBS) for i in range(len(samples))]

@@ -209,7 +209,10 @@ def quote_accuracy(*, last: int = QUOTE_ACCURACY_JOBS) -> list[dict]:
     for job in jobs:
         error = quote_error(job, actual_seconds=float(job.billed_seconds or 0))
         if error is not None:
-            groups.setdefault((job.device_class or "unknown", job_method(job)), []).append(error)
+            # the estimator's method: a chat LoRA's quotes apart from a classifier LoRA's
+            method = job_method(job)
+            groups.setdefault((job.device_class or "unknown", f"chat-{method}" if job.kind == JobKind.CHAT_FINETUNE
+                               else method), []).append(error)
     rows = []
     for (device_class, method), errors in sorted(groups.items()):
         learned = [e for e in errors if e["history_jobs"] > 0]

@@ -37,7 +37,8 @@ def measured_job(organization, version, base_model, *, method: str = "full", dev
     finished = timezone.now() - timedelta(minutes=age_minutes)
     return Job.objects.create(
         organization=organization, kind=kind, state=JobState.SUCCEEDED, dataset_version=version, base_model=base_model,
-        method=method if kind == JobKind.FINETUNE else "full", device_class=device_class, queue=queue, labels=["a", "b"],
+        method=(method if kind == JobKind.FINETUNE else method.removeprefix("chat-") if kind == JobKind.CHAT_FINETUNE
+                else "full"), device_class=device_class, queue=queue, labels=["a", "b"],
         spec={"prune_method": method} if kind == JobKind.PRUNE else {},
         started_at=finished - timedelta(seconds=work + startup), finished_at=finished,
         result={"throughput": {"method": method, "device_class": device_class, "parameters": parameters,

@@ -243,3 +243,26 @@ def test_a_chat_test_set_is_attached_or_refused_by_name(api, tenant_a, chat_data
     evaluation = api.get(f"/api/v1/jobs/{job.pk}").json()["evaluation"]
     assert evaluation["test"]["rows"] == held.train_count + held.validation_count
     assert "exam v1 (every row)" in evaluation["test"]["description"]
+
+
+def test_a_chat_quote_learns_from_chat_jobs_only(api, tenant_a, chat_dataset, chat_model, dataset, tiny_bert):
+    """A causal LM's token·parameters/s is not an encoder's: a classifier LoRA's history leaves a chat LoRA's
+    quote where it was; a measured chat LoRA moves it."""
+    from tests.jobs.history import measured_job
+
+    def quote():
+        response = api.post("/api/v1/jobs/quote", body(chat_dataset), format="json")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    first = quote()
+    assert first["history_jobs"] == 0 and "default throughput for chat-lora on cpu" in first["basis"]
+    measured_job(tenant_a.organization, dataset.latest_version, tiny_bert, method="lora", tokens_per_second=1e6,
+                 parameters=chat_model.parameter_count)
+    assert quote()["estimated_seconds"] == first["estimated_seconds"] and quote()["history_jobs"] == 0
+    tokens = first["tokens"]
+    measured_job(tenant_a.organization, chat_dataset.latest_version, chat_model, kind=JobKind.CHAT_FINETUNE,
+                 method="chat-lora", tokens_per_second=tokens / 300, tokens=tokens, startup=60.0)
+    learned = quote()
+    assert learned["history_jobs"] == 1 and learned["method"] == "chat-lora"
+    assert abs(learned["estimated_seconds"] - 360) <= 360 * 0.05  # its 300 s of work + 60 s startup
