@@ -304,7 +304,7 @@ def models_walk(walk: Walk, work: Path, args) -> None:
             walk.goto(f"/o/{slug}/jobs/{fine_tune}")
             form = page.locator("[data-testid=compress-form]")
             form.locator("select[name=kind]").select_option(kind)
-            form.locator("button[type=submit]").click()
+            form.locator("button").click()
             page.wait_for_url(re.compile(rf".*/o/{slug}/jobs/(?!{fine_tune}$)\d+$"))
             job = int(page.url.rsplit("/", 1)[1])
             return {"job_id": job, **watch(walk, args.job_timeout, live=())}
@@ -354,7 +354,7 @@ def models_walk(walk: Walk, work: Path, args) -> None:
         walk.goto(f"/o/{slug}/jobs/{fine_tune}")
         form = page.locator("[data-testid=predict-form]")
         form.locator("input[type=file]").set_input_files(str(inputs))
-        form.locator("button[type=submit]").click()
+        form.locator("button").click()
         page.wait_for_url(re.compile(rf".*/o/{slug}/jobs/(?!{fine_tune}$)\d+$"))
         seen = watch(walk, args.job_timeout, live=())
         page.reload()

@@ -353,6 +353,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
         reporter.checkpoint_saved(step=state["global_step"], path=path, metrics=None, is_best=False)
 
     running_loss, running_count, tokens_seen, stop_reason = 0.0, 0, 0, None
+    window = {"examples": 0, "since": time.perf_counter()}  # the live examples/s of the last logged steps
     loss_key = "train_loss" if phase.name == "selection" else f"{phase.name}_train_loss"
     model.train()
     train_model = distributed.wrap(model, device)  # DDP across the ranks; `model` itself when alone
@@ -375,6 +376,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
             running_loss += float(loss.detach()) * spec.gradient_accumulation_steps
             running_count += 1
             state["examples_seen"] += len(batches[index]) * world_size  # every rank a batch this size
+            window["examples"] += len(batches[index]) * world_size
             tokens_seen += sum(len(examples[i]["input_ids"]) for i in batches[index]) * world_size
             last_in_epoch = index == len(batches) - 1
             if (index + 1) % spec.gradient_accumulation_steps and not last_in_epoch:
@@ -394,9 +396,12 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
             fractional_epoch = epoch + (index + 1) / len(batches)
             reporter.progress(step=step, total_steps=total_steps, epoch=fractional_epoch)
             if step % LOG_EVERY_STEPS == 0:
+                seconds = max(1e-9, time.perf_counter() - window["since"])
                 reporter.metrics(step=step, epoch=fractional_epoch,
-                                 values={loss_key: running_loss / running_count, "learning_rate": scheduler.get_last_lr()[0]})
+                                 values={loss_key: running_loss / running_count, "learning_rate": scheduler.get_last_lr()[0],
+                                         "examples_per_second": window["examples"] / seconds})
                 running_loss, running_count = 0.0, 0
+                window = {"examples": 0, "since": time.perf_counter()}
             if step % spec.checkpoint_every_steps == 0 and not last_in_epoch:
                 checkpoint(index + 1, epoch)
             stop_reason = distributed.agree_stop(reporter.should_stop())  # rank 0's answer, on every rank

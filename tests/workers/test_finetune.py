@@ -56,6 +56,7 @@ def test_full_finetune_learns_and_exports_a_loadable_model(tmp_path, tiny_bert, 
     losses = [m["eval_loss"] for m in reporter.metric_calls if "eval_loss" in m]
     assert len(losses) == 10 and min(losses[1:]) < losses[0]  # it learns
     assert any("train_loss" in m for m in reporter.metric_calls)
+    assert all(m["examples_per_second"] > 0 for m in reporter.metric_calls if "train_loss" in m)  # shown live
     assert result.best_metrics["accuracy"] > 0.4  # 4 labels: chance is 0.25
     assert {a["name"] for a in reporter.artifacts} == {"model.zip", "eval_report.json", "README.md"}
     model_dir = tmp_path / "out" / "model"
