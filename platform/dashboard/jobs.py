@@ -241,7 +241,7 @@ def _family_scoring(job) -> tuple:
     from jobs.staging import family_root
 
     root = family_root(job)
-    return root, bool(root.kind in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE)
+    return root, bool(root.kind in FINETUNE_KINDS
                       and (root.test_dataset_version_id or root.test_fraction))
 
 

@@ -105,7 +105,7 @@ def job_evaluation(job: Job) -> dict | None:
     """A fine-tune's scores, each labelled with what it was measured on: the validation split chose
     the epoch and the checkpoint (a selection split, optimistic about unseen data); the test set
     (attached or carved) was scored once by the delivered model, after every choice."""
-    if job.kind not in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE):
+    if job.kind not in FINETUNE_KINDS:
         return None
     chat = job.kind == JobKind.CHAT_FINETUNE
     result = job.result or {}
@@ -149,7 +149,7 @@ def job_get(*, organization, job_id) -> Job:
 def fine_tunes_with_held_out_rows(*, organization):
     """The organization's succeeded fine-tunes that held rows out (a test set attached or carved), newest first:
     what a comparison can score on instead of a whole dataset (evaluate held_out_of_job_id)."""
-    return (Job.objects.filter(organization=organization, kind__in=(JobKind.FINETUNE, JobKind.CHAT_FINETUNE),
+    return (Job.objects.filter(organization=organization, kind__in=FINETUNE_KINDS,
                                state=JobState.SUCCEEDED)
             .filter(Q(test_dataset_version__isnull=False) | Q(test_fraction__gt=0)).order_by("-pk"))
 
@@ -200,6 +200,7 @@ def quote_accuracy(*, last: int = QUOTE_ACCURACY_JOBS) -> list[dict]:
     `median_abs_error_percent`, `mean_error_percent` (signed: + took longer than
     quoted), `within_15_percent` and `inside_range` (shares, 0–1); `default_jobs`
     and `default_median_abs_error_percent` for the ones quoted from the default."""
+    from .estimates import method_of
     from .quote_errors import WITHIN_PERCENT, quote_error
 
     jobs = (with_usage(Job.objects.filter(state=JobState.SUCCEEDED).exclude(quote={}))
@@ -210,9 +211,7 @@ def quote_accuracy(*, last: int = QUOTE_ACCURACY_JOBS) -> list[dict]:
         error = quote_error(job, actual_seconds=float(job.billed_seconds or 0))
         if error is not None:
             # the estimator's method: a chat LoRA's quotes apart from a classifier LoRA's
-            method = job_method(job)
-            groups.setdefault((job.device_class or "unknown", f"chat-{method}" if job.kind == JobKind.CHAT_FINETUNE
-                               else method), []).append(error)
+            groups.setdefault((job.device_class or "unknown", method_of(job)), []).append(error)
     rows = []
     for (device_class, method), errors in sorted(groups.items()):
         learned = [e for e in errors if e["history_jobs"] > 0]

@@ -29,7 +29,7 @@ from workers import kinds
 
 from . import estimates, fleet, hyperparameters
 from .lifecycle import dispatch
-from .models import Job, JobEvent, JobKind, JobState, Method
+from .models import FINETUNE_KINDS, Job, JobEvent, JobKind, JobState, Method
 
 SUPPORTED_TASKS = ("text_classification", "text_pair_classification")
 
@@ -313,7 +313,7 @@ def _held_out_source(*, organization, held_out_of_job_id) -> Job:
     job = Job.objects.filter(organization=organization, pk=held_out_of_job_id).first()
     if job is None:
         raise field_error("held_out_of_job_id", "No such job in this organization.", code="not_found")
-    if job.kind not in (JobKind.FINETUNE, JobKind.CHAT_FINETUNE) or not (job.test_dataset_version_id or job.test_fraction):
+    if job.kind not in FINETUNE_KINDS or not (job.test_dataset_version_id or job.test_fraction):
         raise field_error("held_out_of_job_id", f"Job {job.pk} held no rows out: only a fine-tune submitted with a test "
                                                 "set (test_dataset_id or test_fraction) has held-out rows to score.")
     return job
