@@ -73,7 +73,8 @@ def token_lengths(splits: Splits, tokenizer_path: str) -> dict:
     return length_statistics(splits.train_path, splits.validation_path, "text_classification", 128, tokenizer, "minilm")
 
 
-def resolved(splits: Splits, tokenizer_path: str, *, method: str = "full", requested: dict | None = None) -> dict:
+def resolved(splits: Splits, tokenizer_path: str, *, method: str = "full", requested: dict | None = None,
+             student: bool = False) -> dict:
     """What the platform's 'auto' resolves for this data and all-MiniLM-L6-v2 (jobs.hyperparameters.resolve)."""
     from types import SimpleNamespace
 
@@ -84,7 +85,7 @@ def resolved(splits: Splits, tokenizer_path: str, *, method: str = "full", reque
     version = SimpleNamespace(train_count=splits.train_count, validation_count=splits.validation_count,
                               label_count=len(splits.labels), report=report)
     base = SimpleNamespace(**MINILM, default_hyperparameters={})
-    return resolve(requested or {}, method=method, version=version, base_model=base)
+    return resolve(requested or {}, method=method, version=version, base_model=base, student=student)
 
 
 def stratified_subset(source: str, target: str, rows: int, *, seed: int) -> int:

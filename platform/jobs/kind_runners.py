@@ -19,7 +19,8 @@ from workers.spec import FineTuneSpec
 from . import checkpoint_store, estimates
 from .cards import card_facts
 from .models import Job, JobKind, JobState
-from .staging import extract_model, fetch_dataset, fetch_test_set, fetch_training_rows_of_derived, job_folder
+from .staging import (extract_model, fetch_dataset, fetch_test_set, fetch_training_rows_of_derived, guard_rows_of_derived,
+                      job_folder)
 
 STOP_REASONS = {
     "cancelled": "Cancelled while running; the best checkpoint is kept.",
@@ -92,14 +93,18 @@ def build_compression_spec(job: Job, folder: Path):
     train_file, validation_file = fetch_training_rows_of_derived(job, folder)
     # Strict: the stored spec (the kind's declared options, its training phase) is rebuilt as it is.
     stored = dict(job.spec)
+    eval_file, selection_file, measured_on = validation_file, None, None
+    held_out = guard_rows_of_derived(job, folder)
+    if held_out is not None:
+        (eval_file, measured_on), selection_file = held_out, validation_file
     if stored.pop("student_base_model", None):  # resolved by the platform into the catalog model's files
         stored["student_model_path"] = job.base_model.local_path()
     if job.max_accuracy_drop is not None:  # the job's column is the guard (the spec holds the same at submission)
         stored["max_accuracy_drop"] = job.max_accuracy_drop
     return strict(
         CompressionSpec, stored,
-        kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(validation_file),
-        train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+        kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(eval_file),
+        selection_file=str(selection_file) if selection_file else None, measured_on=measured_on, train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
         checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
         max_length=estimates.model_max_length(job),
         threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job))

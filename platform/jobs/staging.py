@@ -98,6 +98,27 @@ def fetch_training_rows_of_derived(job: Job, folder: Path) -> tuple[Path, Path]:
     return target, validation_file
 
 
+def guard_rows_of_derived(job: Job, folder: Path) -> tuple[Path, str] | None:
+    """Where a compression of a refit fine-tune is measured, and why: that fine-tune was trained on its
+    validation split at the end (refit), so that split flatters it and would fail its students and
+    recovered models unfairly — the guard and the before/after report use the rows it held out instead
+    (its attached test set or carved test split), while the training phases still choose their epochs on
+    the validation split. None where the validation split is unseen by the source model (measure there)."""
+    root = family_root(job)
+    if (root is job or root.kind != JobKind.FINETUNE or not (root.result or {}).get("refit")
+            or root.dataset_version_id != job.dataset_version_id or job.validation_dataset_version_id):
+        return None
+    rows = held_out_rows(root, folder)
+    if not rows:
+        return None
+    target = folder / "data" / "guard-held-out.jsonl"
+    if not target.exists():
+        write_rows(target, rows)
+    held = "attached test set" if root.test_dataset_version_id else f"{root.test_fraction:.0%} test split"
+    return target, (f"the {held} of job {root.pk} ({len(rows)} rows): job {root.pk} was refit on its validation "
+                    "split, which would flatter it")
+
+
 def fetch_test_set(job: Job, folder: Path) -> Path | None:
     """A fine-tune's attached test set (every row of its dataset version: train and validation
     splits together), copied next to the job once; None without one."""

@@ -241,7 +241,7 @@ def compression_submit(*, organization: Organization, actor: Actor, kind: str, s
         if any(k in hyperparameters.lora_only() for k in requested):
             raise field_error("hyperparameters", "Compression trains the whole model; LoRA settings do not apply.")
         spec["training"] = hyperparameters.resolve(requested, method=Method.FULL, version=version,
-                                                   base_model=base_model or uploaded)
+                                                   base_model=base_model or uploaded, student=kind == "distill")
         # The length the model was trained with: the one rule (estimates.trained_max_length) measurement uses too.
         trained_length = estimates.trained_max_length(source) if source else uploaded.max_length
         if requested.get("max_length", "auto") == "auto" and trained_length:

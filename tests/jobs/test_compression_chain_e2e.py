@@ -17,7 +17,7 @@ from tests.card_runner import check_named_files, code_blocks, run_card
 from tests.celery_worker import celery_worker
 from tests.dashboard.chart_data import chart_data
 
-from .worker_helpers import job_state, submit, wait_for, worker_env
+from .worker_helpers import job_state, wait_for, worker_env
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +38,12 @@ def test_finetune_distill_prune_quantize(tmp_path, fast_jobs, tenant_a, api_for,
     client = api_for(tenant_a.key(scopes=["write"]))
     with celery_worker(tmp_path / "worker.log", extra_env=worker_env(fast_jobs, tmp_path)) as (queue, _process):
         fast_jobs.LATHE_DEFAULT_QUEUE = queue
-        teacher_id = submit(client, dataset, epochs=3)
+        # The fine-tune carves a test split and refits on train + validation: the chain is judged on the test split.
+        response = client.post("/api/v1/jobs", {"dataset_id": dataset.pk, "base_model": "tiny-bert", "test_fraction": 0.2,
+                                                "hyperparameters": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3,
+                                                                    "refit": True}}, format="json")
+        assert response.status_code == 201, response.content
+        teacher_id = response.json()["id"]
         _wait(teacher_id, "the fine-tune")
         response = client.post("/api/v1/jobs", {"kind": "distill", "source_job_id": teacher_id, "student_layers": 1,
                                                 "temperature": 2.0, "max_accuracy_drop": 100,
@@ -55,6 +60,15 @@ def test_finetune_distill_prune_quantize(tmp_path, fast_jobs, tenant_a, api_for,
                                format="json")
         assert response.status_code == 201, response.content
         quantized = _wait(response.json()["id"], "the quantize job")
+
+    # Every link is measured on the rows the refit fine-tune held out, none of them on its validation split.
+    teacher = job_state(teacher_id)
+    held_out = teacher.result["test_metrics"]["rows"]
+    assert teacher.result["refit"] and held_out > 0
+    for link in (distilled, pruned, quantized):
+        measured = link.result["compression"]["measured_on"]
+        assert measured["rows"] == held_out == link.result["compression"]["before"]["eval_rows"], link.kind
+        assert f"test split of job {teacher_id}" in measured["what"], link.kind
 
     # Distillation: a one-layer student cut from the two-layer teacher, trained on its logits.
     report = distilled.result["compression"]

@@ -79,3 +79,32 @@ def test_an_attached_test_set_is_held_out_whole(tenant_a, dataset, tmp_path):
         with default_storage.open(name, "rb") as fh:
             every_row += [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]
     assert held == every_row and len(held) == test_version.train_count + test_version.validation_count
+
+
+def test_a_compression_of_a_refit_fine_tune_is_judged_on_the_rows_it_held_out(tenant_a, dataset, tmp_path):
+    """A refit fine-tune trained on its validation split at the end: its compressions are measured (guard,
+    before/after) on its held-out rows instead; without a refit, a test set or on other data, nothing changes."""
+    version = dataset.latest_version
+    refit = {"refit": {"epochs": 3, "train_rows": 40}}
+    refit_root = _job(tenant_a, version, kind=JobKind.FINETUNE, test_fraction=0.3, result=refit)
+    distill = _job(tenant_a, version, kind=JobKind.DISTILL, source_job=refit_root)
+    quantize = _job(tenant_a, version, kind=JobKind.QUANTIZE, source_job=distill)  # a chain: the root decides
+    for derived in (distill, quantize):
+        path, why = staging.guard_rows_of_derived(derived, tmp_path / f"job-{derived.pk}")
+        assert read_jsonl(str(path)) == staging.held_out_rows(refit_root, tmp_path / "root")
+        assert why.startswith(f"the 30% test split of job {refit_root.pk} (") and "refit" in why
+    test_version = _upload(tenant_a, "test.csv", labels=3)
+    attached_root = _job(tenant_a, version, kind=JobKind.FINETUNE, test_dataset_version=test_version, result=refit)
+    path, why = staging.guard_rows_of_derived(_job(tenant_a, version, kind=JobKind.PRUNE, source_job=attached_root),
+                                              tmp_path / "attached")
+    assert len(read_jsonl(str(path))) == test_version.train_count + test_version.validation_count
+    assert "attached test set" in why
+    unchanged = {
+        "not refit": _job(tenant_a, version, kind=JobKind.DISTILL,
+                          source_job=_job(tenant_a, version, kind=JobKind.FINETUNE, test_fraction=0.3)),
+        "refit without a test set": _job(tenant_a, version, kind=JobKind.DISTILL,
+                                         source_job=_job(tenant_a, version, kind=JobKind.FINETUNE, result=refit)),
+        "another dataset": _job(tenant_a, _upload(tenant_a, "other.csv"), kind=JobKind.DISTILL, source_job=refit_root),
+    }
+    for case, derived in unchanged.items():
+        assert staging.guard_rows_of_derived(derived, tmp_path / case.replace(" ", "-")) is None, case

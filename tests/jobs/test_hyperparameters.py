@@ -111,3 +111,32 @@ def test_auto_batch_size_halves_when_32_would_leave_too_few_steps(dataset, tiny_
     assert resolve({"epochs": 20}, method="full", version=version, base_model=tiny_bert)["batch_size"] == 32
     tiny_bert.default_hyperparameters = {"batch_size": 8}  # the catalog's word comes first
     assert resolve({}, method="full", version=version, base_model=tiny_bert)["batch_size"] == 8
+
+
+def test_a_distillation_student_trains_longer_at_a_larger_step(client, dataset, tiny_bert, tenant_a):
+    from jobs.hyperparameters import STUDENT_EPOCHS_FACTOR, STUDENT_LR_FACTOR, STUDENT_MAX_EPOCHS
+    from jobs.models import JobArtifact, JobKind, JobState
+
+    version = copy.copy(dataset.latest_version)
+    tiny_bert.parameter_count = 22_000_000
+    for rows, finetune_epochs in ((1_000, 8), (20_000, 3), (60_000, 2)):
+        version.train_count, version.label_count = rows, 2
+        finetune = resolve({}, method="full", version=version, base_model=tiny_bert)
+        student = resolve({}, method="full", version=version, base_model=tiny_bert, student=True)
+        assert finetune["epochs"] == finetune_epochs
+        assert student["epochs"] == min(STUDENT_MAX_EPOCHS, STUDENT_EPOCHS_FACTOR * finetune_epochs) > finetune_epochs
+        assert student["learning_rate"] == pytest.approx(STUDENT_LR_FACTOR * finetune["learning_rate"])
+    given = resolve({"epochs": 4, "learning_rate": 1e-4}, method="full", version=version, base_model=tiny_bert, student=True)
+    assert (given["epochs"], given["learning_rate"]) == (4, 1e-4)  # what the user sets is kept
+
+    # Through the API: a distillation on auto stores the student's values.
+    tiny_bert.refresh_from_db()
+    source = Job.objects.create(organization=tenant_a.organization, kind=JobKind.FINETUNE, state=JobState.SUCCEEDED,
+                                dataset_version=dataset.latest_version, base_model=tiny_bert,
+                                labels=sorted(dataset.latest_version.report["labels"]["counts"]), spec={"max_length": 32})
+    JobArtifact.objects.create(job=source, organization=source.organization, name="model.zip", kind="model",
+                               storage_name="x", size_bytes=1, sha256="0" * 64)
+    distill = client.post("/api/v1/jobs", {"kind": "distill", "source_job_id": source.pk}, format="json").json()
+    expected = resolve({}, method="full", version=dataset.latest_version, base_model=tiny_bert, student=True)
+    assert (distill["spec"]["training"]["epochs"], distill["spec"]["training"]["learning_rate"]) == (
+        expected["epochs"], pytest.approx(expected["learning_rate"]))

@@ -152,7 +152,8 @@ def compression_card(report: dict, *, archive: str | None, files: list[str] | No
     if base:
         lines[0] = lines[0].replace("Base model:", "Derived from the base model", 1)
     lines.append(f"Task: {task.replace('_', ' ')}. {cards.labels_line(labels)}")
-    lines.append(f"Data: {b['eval_rows']} evaluation rows (validation split)"
+    measured = (report.get("measured_on") or {}).get("what") or "validation split"
+    lines.append(f"Data: {b['eval_rows']} evaluation rows ({measured})"
                  + (f", {train_rows} training rows" if train_rows else "")
                  + (f" — dataset “{facts['dataset']['name']}” v{facts['dataset']['version']}" if facts.get("dataset") else "")
                  + ".")

@@ -24,7 +24,7 @@ from .quantize import quantize_dynamic_int8, save_int8
 class CompressionSpec:
     kind: str  # quantize | prune | distill
     source_model_dir: str
-    eval_file: str
+    eval_file: str  # the rows the guard and the before/after report measure
     output_dir: str
     task: str
     # The options' defaults (and bounds, help) are declared once, in workers/kinds.py.
@@ -43,6 +43,10 @@ class CompressionSpec:
     alpha: float = default_of(DistillOptions, "alpha")
     # training phases (recovery, distillation)
     train_file: str | None = None
+    # What the training phases choose their epochs by and the pruning search its amount by: eval_file
+    # unless the source model trained on those rows (a refit fine-tune: then eval_file is rows it held out).
+    selection_file: str | None = None
+    measured_on: str | None = None  # eval_file in words, for the report (None: the validation split)
     checkpoint_dir: str | None = None
     training: dict = field(default_factory=dict)  # FineTuneSpec fields: epochs, learning_rate, batch_size, …
     onnx: bool = True  # quantize: also an onnxruntime int8 export, when installed
@@ -82,11 +86,11 @@ def _train(spec: CompressionSpec, reporter: Reporter, *, name: str, base_dir: st
     if not spec.train_file:
         raise ValueError("This compression needs training data (the dataset's train split).")
     # The phase sets its epochs; every other training key must be a FineTuneSpec field (strict: never dropped).
-    # It never refits: its validation split is the evaluation data the compression is judged on.
+    # It never refits: its validation split is what it chooses its best epoch by.
     tuning = {k: v for k, v in spec.training.items() if k not in ("epochs", "refit")}
     finetune_spec = strict(
         FineTuneSpec, tuning,
-        task=spec.task, base_model_path=base_dir, train_file=spec.train_file, validation_file=spec.eval_file, labels=labels,
+        task=spec.task, base_model_path=base_dir, train_file=spec.train_file, validation_file=spec.selection_file or spec.eval_file, labels=labels,
         output_dir=os.path.join(spec.output_dir, name), checkpoint_dir=os.path.join(spec.checkpoint_dir or spec.output_dir, name),
         method="full", epochs=epochs, refit=False, keep_zero_weights=keep_zero_weights, teacher_model_path=teacher_dir,
         distill_temperature=spec.temperature, distill_alpha=spec.alpha, torch_threads=spec.threads)
@@ -103,9 +107,12 @@ def _save_dense(model, tokenizer, folder: str) -> str:
 
 
 def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tuple[str, dict]:
-    """Prune (searching the amount when asked), save, recover when asked."""
+    """Prune (searching the amount when asked), save, recover when asked. The search and the
+    recovered-or-one-shot choice are made on the selection rows (`rows` when there are none of their own)."""
+    selection_rows = _labelled_rows(spec.selection_file, labels) if spec.selection_file else rows
+
     def evaluate(model):
-        return accuracy(model, tokenizer, rows, task=spec.task, labels=labels, max_length=spec.max_length)
+        return accuracy(model, tokenizer, selection_rows, task=spec.task, labels=labels, max_length=spec.max_length)
 
     method = spec.prune_method
     grid = structured.amount_grid(fp32, method)
@@ -117,7 +124,8 @@ def _prune(spec, reporter, fp32, tokenizer, rows, labels, before, common) -> tup
     details: dict = {}
     amount = spec.sparsity
     if amount is None:
-        search = search_amount(fp32, method, evaluate=evaluate, baseline_accuracy=before["accuracy"],
+        baseline = before["accuracy"] if selection_rows is rows else evaluate(fp32)  # before any pruning
+        search = search_amount(fp32, method, evaluate=evaluate, baseline_accuracy=baseline,
                                max_drop_points=spec.max_accuracy_drop, grid=grid, drop_order=drop_order,
                                should_stop=reporter.should_stop)
         if reporter.should_stop():
@@ -169,6 +177,13 @@ def _distill(spec, reporter, fp32, tokenizer, labels) -> tuple[str, dict]:
                   epochs=int(spec.training.get("epochs") or 3), teacher_dir=spec.source_model_dir), {"distillation": details}
 
 
+def _labelled_rows(path: str, labels: list[str]) -> list[dict]:
+    rows = [r for r in read_jsonl(path) if r.get("label") in set(labels)]
+    if not rows:
+        raise ValueError("The evaluation split has no rows with the model's labels.")
+    return rows
+
+
 def run_compression(spec: CompressionSpec, reporter: Reporter) -> dict:
     if spec.task == "chat":  # a causal LM from a chat fine-tune: int8 only, judged by perplexity
         from .chat_quantize import run_chat_quantize
@@ -193,9 +208,7 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
 
     tokenizer, fp32 = load(spec.source_model_dir)
     labels = [fp32.config.id2label[i] for i in range(fp32.config.num_labels)]
-    rows = [r for r in read_jsonl(spec.eval_file) if r.get("label") in set(labels)]
-    if not rows:
-        raise ValueError("The evaluation split has no rows with the model's labels.")
+    rows = _labelled_rows(spec.eval_file, labels)
     common = dict(task=spec.task, labels=labels, max_length=spec.max_length, latency_samples=spec.latency_samples)
     reporter.progress(step=0, total_steps=3, epoch=0.0)
     before = measure(fp32, tokenizer, rows, saved_folder=spec.source_model_dir, **common)
@@ -239,6 +252,7 @@ def _run(spec: CompressionSpec, reporter: Reporter) -> dict:
     ratios = compare(before, after)
     drop = round(-ratios["accuracy_change_points"], 3)
     report = {"kind": spec.kind, **extra, "before": before, "after": after, "ratios": ratios,
+              "measured_on": {"rows": len(rows), "what": spec.measured_on or "the evaluation data's validation split"},
               "guard": {"max_accuracy_drop_points": spec.max_accuracy_drop, "accuracy_drop_points": drop,
                         "passed": drop <= spec.max_accuracy_drop}}
     trained = spec.kind == "distill" or (spec.kind == "prune" and spec.recovery_epochs)
