@@ -53,17 +53,22 @@ browser:
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; \
 	fi
 
+# One test process per core (pytest-xdist; each with its own database, Redis database and var/ folder:
+# config/settings/test.py).
+TEST_PROCESSES ?= 2
+XDIST = -n $(TEST_PROCESSES)
+
 test: install-test browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The quick loop while editing: no worker processes, no browser, no real model conversion.
 test-fast: install-test
-	$(PY) -m pytest -m "not worker and not browser and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not worker and not browser and not slow" $(PYTEST_ARGS)
 
 # The suite on a saturated machine (what CI meets on a busy host): LOAD_PROCS
 # busy-loop processes run for the whole run, RUNS times in a row.
 test-loaded: install-test browser
-	$(PY) bench/cpu_hog.py --procs $${LOAD_PROCS:-2} --runs $${RUNS:-3} -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) bench/cpu_hog.py --procs $${LOAD_PROCS:-2} --runs $${RUNS:-3} -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=config.settings.prod DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-check-deploy-only-0123456789-abcdefghijklmnopqrstuvwxyz} \

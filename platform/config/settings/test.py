@@ -1,6 +1,23 @@
 """The test suite. Same services as the environment gives (SQLite or PostgreSQL/Redis)."""
-from .base import *  # noqa: F401,F403
-from .base import DATABASES, REST_FRAMEWORK, VAR_DIR, env
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# Under `pytest -n N` (pytest-xdist, what `make test` runs) each test process gets its own var/ folder
+# (media, checkpoints, the embedded broker, the SQLite file) and its own Redis database, and the worker
+# processes its tests start inherit both: one process's cache.clear() (a FLUSHDB on Redis), broker
+# messages and files never reach another's. pytest-django gives each its own test database.
+_TEST_PROCESS = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, …
+if _TEST_PROCESS and os.environ.get("LATHE_TEST_PROCESS") != _TEST_PROCESS:
+    os.environ["LATHE_TEST_PROCESS"] = _TEST_PROCESS  # once: a worker process reads these settings again
+    _var = os.environ.get("LATHE_VAR_DIR") or str(Path(__file__).resolve().parents[3] / "var")
+    os.environ["LATHE_VAR_DIR"] = os.path.join(_var, f"test-{_TEST_PROCESS}")
+    if os.environ.get("REDIS_URL"):
+        _index = 1 + int(_TEST_PROCESS.removeprefix("gw"))
+        os.environ["REDIS_URL"] = urlunsplit(urlsplit(os.environ["REDIS_URL"])._replace(path=f"/{_index}"))
+
+from .base import *  # noqa: E402,F401,F403
+from .base import DATABASES, REST_FRAMEWORK, VAR_DIR, env  # noqa: E402
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
