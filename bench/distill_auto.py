@@ -77,7 +77,7 @@ def main() -> None:
             continue
         started = time.perf_counter()
         spec = CompressionSpec(kind="distill", source_model_dir=teacher_dir, eval_file=splits.test_path,
-                               selection_file=splits.validation_path, train_file=splits.train_path,
+                               validation_seen_by_source=splits.validation_path, train_file=splits.train_path,
                                output_dir=f"{workdir}/{name}", checkpoint_dir=f"{workdir}/{name}-ckpt",
                                task="text_classification", max_length=max_length, max_accuracy_drop=1.0,
                                training={k: v for k, v in training.items() if k != "refit"})

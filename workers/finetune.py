@@ -419,7 +419,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
             state["history"].append({"epoch": epoch + 1, "step": state["global_step"], **metrics})
             reporter.metrics(step=state["global_step"], epoch=float(epoch + 1), values=metrics)
             score = metrics.get(spec.metric_for_best)
-            if score is not None and (state["best_metric"] is None or score > state["best_metric"]):
+            if not spec.select_best or (score is not None and (state["best_metric"] is None or score > state["best_metric"])):
                 state.update(best_metric=score, best_step=state["global_step"], best_epoch=epoch + 1, bad_epochs=0)
                 if reporter.confirm_lease():
                     path = checkpoints.save_best(phase.folder, model=model, metrics=metrics, step=state["global_step"],
@@ -429,7 +429,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
                 state["bad_epochs"] += 1
         epoch += 1
         state["batch_in_epoch"] = 0
-        stopping_early = bool(phase.validation and spec.early_stopping_patience
+        stopping_early = bool(phase.validation and spec.select_best and spec.early_stopping_patience
                               and state["bad_epochs"] >= spec.early_stopping_patience)
         # An epoch-end checkpoint is skipped after the last epoch, or when a periodic
         # one is recent: resuming then replays a few steps instead of paying a save.
@@ -458,7 +458,7 @@ def _finish_average(run: _Run, model, phase: _Phase, state: dict, average: Weigh
                "averaged_epochs": average.seen}
     state["averaged_metrics"] = metrics
     score = metrics.get(run.spec.metric_for_best)
-    if score is not None and (state["best_metric"] is None or score > state["best_metric"]):
+    if not run.spec.select_best or (score is not None and (state["best_metric"] is None or score > state["best_metric"])):
         state.update(best_metric=score, best_step=state["global_step"], best_epoch=state["epochs_run"])
         if run.reporter.confirm_lease():
             path = checkpoints.save_best(phase.folder, model=model, metrics=metrics, step=state["global_step"],

@@ -28,6 +28,9 @@ class FineTuneSpec(FineTuneHyperparameters):
     test_fraction: float = 0.0
     eval_batch_size: int = 64
     metric_for_best: str = "accuracy"  # accuracy | macro_f1
+    # False: validation is scored each epoch but chooses nothing — no early stopping, the last epoch is the
+    # model (a compression's training phase whose model starts from weights that trained on those rows).
+    select_best: bool = True
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     checkpoint_every_steps: int = 200

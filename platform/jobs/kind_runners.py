@@ -93,10 +93,10 @@ def build_compression_spec(job: Job, folder: Path):
     train_file, validation_file = fetch_training_rows_of_derived(job, folder)
     # Strict: the stored spec (the kind's declared options, its training phase) is rebuilt as it is.
     stored = dict(job.spec)
-    eval_file, selection_file, measured_on = validation_file, None, None
+    eval_file, seen_by_source, measured_on = validation_file, None, None
     held_out = guard_rows_of_derived(job, folder)
-    if held_out is not None:
-        (eval_file, measured_on), selection_file = held_out, validation_file
+    if held_out is not None:  # the source was refit on the validation split: measured on rows it held out
+        (eval_file, measured_on), seen_by_source = held_out, validation_file
     if stored.pop("student_base_model", None):  # resolved by the platform into the catalog model's files
         stored["student_model_path"] = job.base_model.local_path()
     if job.max_accuracy_drop is not None:  # the job's column is the guard (the spec holds the same at submission)
@@ -104,7 +104,8 @@ def build_compression_spec(job: Job, folder: Path):
     return strict(
         CompressionSpec, stored,
         kind=job.kind, source_model_dir=str(extract_model(job, folder)), eval_file=str(eval_file),
-        selection_file=str(selection_file) if selection_file else None, measured_on=measured_on, train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
+        validation_seen_by_source=str(seen_by_source) if seen_by_source else None, measured_on=measured_on,
+        train_file=str(train_file), output_dir=str(folder / "output" / f"attempt-{job.attempts}"),
         checkpoint_dir=str(folder / "checkpoints"), task=job.dataset_version.task,
         max_length=estimates.model_max_length(job),
         threads=settings.LATHE_WORKER_THREADS or None, card=card_facts(job))

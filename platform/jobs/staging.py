@@ -115,8 +115,8 @@ def guard_rows_of_derived(job: Job, folder: Path) -> tuple[Path, str] | None:
     if not target.exists():
         write_rows(target, rows)
     held = "attached test set" if root.test_dataset_version_id else f"{root.test_fraction:.0%} test split"
-    return target, (f"the {held} of job {root.pk} ({len(rows)} rows): job {root.pk} was refit on its validation "
-                    "split, which would flatter it")
+    return target, (f"the {held} of job {root.pk}, rows it never trained on (it was refit on its validation split, "
+                    "which would flatter it)")
 
 
 def fetch_test_set(job: Job, folder: Path) -> Path | None:

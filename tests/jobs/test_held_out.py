@@ -92,7 +92,7 @@ def test_a_compression_of_a_refit_fine_tune_is_judged_on_the_rows_it_held_out(te
     for derived in (distill, quantize):
         path, why = staging.guard_rows_of_derived(derived, tmp_path / f"job-{derived.pk}")
         assert read_jsonl(str(path)) == staging.held_out_rows(refit_root, tmp_path / "root")
-        assert why.startswith(f"the 30% test split of job {refit_root.pk} (") and "refit" in why
+        assert why.startswith(f"the 30% test split of job {refit_root.pk}, rows it never trained on") and "refit" in why
     test_version = _upload(tenant_a, "test.csv", labels=3)
     attached_root = _job(tenant_a, version, kind=JobKind.FINETUNE, test_dataset_version=test_version, result=refit)
     path, why = staging.guard_rows_of_derived(_job(tenant_a, version, kind=JobKind.PRUNE, source_job=attached_root),

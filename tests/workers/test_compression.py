@@ -155,25 +155,29 @@ def test_a_recovery_fine_tune_never_refits_on_the_evaluation_data(tmp_path, mode
     assert report["refit"] is None and report["data"]["train_rows"] == len(rows) - 24
 
 
-def test_a_compression_measures_on_its_eval_rows_and_chooses_on_its_selection_rows(tmp_path, model_and_rows, monkeypatch):
-    """The split of a refit source (staging.guard_rows_of_derived): the guard and the report measure the
-    held-out rows (eval_file); the recovery's best epoch and the search's amount come from selection_file."""
+def test_a_compression_of_a_refit_source_measures_its_held_out_rows_and_chooses_nothing_by_validation(
+        tmp_path, model_and_rows, monkeypatch):
+    """The split of a refit source (staging.guard_rows_of_derived): the guard and the report measure the held-out
+    rows (eval_file). The validation split, which the source trained on, chooses nothing: the recovery runs every
+    epoch (no early stopping) and its last epoch is delivered, never swapped for the one-shot model; only the
+    pruning search probes it."""
+    from workers.compression import run as compression_run
     from workers.compression.run import CompressionSpec, run_compression
     from workers.reporting import MemoryReporter
 
     folder, _tokenizer, rows, _labels = model_and_rows
-    files = {name: tmp_path / f"{name}.jsonl" for name in ("held_out", "selection", "train")}
-    parts = {"held_out": rows[:17], "selection": rows[17:41], "train": rows[41:]}
+    files = {name: tmp_path / f"{name}.jsonl" for name in ("held_out", "validation", "train")}
+    parts = {"held_out": rows[:17], "validation": rows[17:41], "train": rows[41:]}
     for name, path in files.items():
         path.write_text("".join(json.dumps(r) + "\n" for r in parts[name]))
-    spec = CompressionSpec(kind="prune", sparsity=None, recovery_epochs=1, source_model_dir=str(folder),
-                           eval_file=str(files["held_out"]), selection_file=str(files["selection"]),
-                           measured_on="the 10% test split of job 7 (17 rows)", train_file=str(files["train"]),
+    spec = CompressionSpec(kind="prune", sparsity=None, recovery_epochs=3, source_model_dir=str(folder),
+                           eval_file=str(files["held_out"]), validation_seen_by_source=str(files["validation"]),
+                           measured_on="the 10% test split of job 7, rows it never trained on",
+                           train_file=str(files["train"]),
                            output_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"),
                            task="text_classification", max_accuracy_drop=100.0, max_length=32, latency_samples=5,
-                           training={"batch_size": 8, "learning_rate": 1e-3})
-    from workers.compression import run as compression_run
-
+                           # a rate that wrecks the model: early stopping and the one-shot contest would both act
+                           training={"batch_size": 8, "learning_rate": 0.5, "early_stopping_patience": 1})
     scored, real_accuracy = [], compression_run.accuracy
 
     def counting_accuracy(model, tokenizer, rows, **kwargs):  # the real scoring, its rows counted
@@ -182,11 +186,13 @@ def test_a_compression_measures_on_its_eval_rows_and_chooses_on_its_selection_ro
 
     monkeypatch.setattr(compression_run, "accuracy", counting_accuracy)
     report = run_compression(spec, MemoryReporter())
-    assert report["measured_on"] == {"rows": 17, "what": "the 10% test split of job 7 (17 rows)"}
+    assert report["measured_on"] == {"rows": 17, "what": "the 10% test split of job 7, rows it never trained on"}
     assert report["before"]["eval_rows"] == report["after"]["eval_rows"] == 17
     (phase,) = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("eval_report.json")]
     assert phase["data"] == {"train_rows": len(rows) - 41, "validation_rows": 24, "test_rows": 0}
-    # Every choice (the search's probes, recovered or one-shot) scored the 24 selection rows, never the 17 held out.
+    assert [h["epoch"] for h in phase["history"]] == [1, 2, 3] and phase["best"]["epoch"] == 3  # every epoch, the last kept
+    assert report["recovery"]["delivered"] == "recovered"
+    # The search's probes and the recovery's score are on the 24 validation rows, never the 17 held out.
     assert report["search"]["curve"] and len(scored) >= len(report["search"]["curve"]) + 1
     assert set(scored) == {24}
     assert "test split of job 7" in (tmp_path / "out" / "README.md").read_text()
