@@ -27,6 +27,23 @@ def _fresh_cache():
 
 
 @pytest.fixture
+def one_torchrun_group_at_a_time():
+    """Holds a host-wide lock for the test: `make test` runs two test processes (pytest -n 2), and two
+    torchrun groups launched at once on a loaded host lost a rank (SIGABRT) in CI. (xdist's own grouping,
+    --dist loadgroup, would run schemathesis' per-operation subtests as one.)"""
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    with open(Path(tempfile.gettempdir()) / "lathe-tests-torchrun.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture
 def make_user(db):
     counter = {"n": 0}
 

@@ -16,7 +16,8 @@ from tenancy.entitlements import entitlements_for
 
 from .worker_helpers import job_state, submit, wait_for, worker_env
 
-pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("one_torchrun_group_at_a_time")]
 
 
 def test_a_finetune_across_two_ranks_runs_and_bills_two_devices(tmp_path, fast_jobs, tenant_a, api_for, dataset, tiny_bert):

@@ -18,7 +18,7 @@ from workers.finetune import run_finetune
 from workers.reporting import MemoryReporter
 from workers.spec import FineTuneSpec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torchrun_group_at_a_time")]
 
 
 @pytest.fixture(scope="module")
