@@ -89,7 +89,7 @@ def _train(spec: CompressionSpec, reporter: Reporter, *, name: str, base_dir: st
     if not spec.train_file:
         raise ValueError("This compression needs training data (the dataset's train split).")
     # The phase sets its epochs; every other training key must be a FineTuneSpec field (strict: never dropped).
-    # It never refits: its validation split is what it chooses its best epoch by.
+    # It never refits: its validation split chooses its best epoch (or, seen by the source, nothing).
     tuning = {k: v for k, v in spec.training.items() if k not in ("epochs", "refit")}
     finetune_spec = strict(
         FineTuneSpec, tuning,
