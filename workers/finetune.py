@@ -419,7 +419,7 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
             state["history"].append({"epoch": epoch + 1, "step": state["global_step"], **metrics})
             reporter.metrics(step=state["global_step"], epoch=float(epoch + 1), values=metrics)
             score = metrics.get(spec.metric_for_best)
-            if not spec.select_best or (score is not None and (state["best_metric"] is None or score > state["best_metric"])):
+            if _becomes_best(spec, state, score):
                 state.update(best_metric=score, best_step=state["global_step"], best_epoch=epoch + 1, bad_epochs=0)
                 if reporter.confirm_lease():
                     path = checkpoints.save_best(phase.folder, model=model, metrics=metrics, step=state["global_step"],
@@ -447,6 +447,14 @@ def _fit(run: _Run, model, phase: _Phase) -> tuple[dict, str | None, int]:
     return state, stop_reason, tokens_seen
 
 
+def _becomes_best(spec: FineTuneSpec, state: dict, score: float | None) -> bool:
+    """Whether the model just scored is the phase's best: the higher score, or always the latest when
+    validation chooses nothing (spec.select_best False)."""
+    if not spec.select_best:
+        return True
+    return score is not None and (state["best_metric"] is None or score > state["best_metric"])
+
+
 def _finish_average(run: _Run, model, phase: _Phase, state: dict, average: WeightAverage) -> None:
     """The average of the last epochs' weights: the refit's model; in selection
     a candidate scored on validation like every epoch (kept as best if better)."""
@@ -458,7 +466,7 @@ def _finish_average(run: _Run, model, phase: _Phase, state: dict, average: Weigh
                "averaged_epochs": average.seen}
     state["averaged_metrics"] = metrics
     score = metrics.get(run.spec.metric_for_best)
-    if not run.spec.select_best or (score is not None and (state["best_metric"] is None or score > state["best_metric"])):
+    if _becomes_best(run.spec, state, score):
         state.update(best_metric=score, best_step=state["global_step"], best_epoch=state["epochs_run"])
         if run.reporter.confirm_lease():
             path = checkpoints.save_best(phase.folder, model=model, metrics=metrics, step=state["global_step"],

@@ -102,8 +102,8 @@ def guard_rows_of_derived(job: Job, folder: Path) -> tuple[Path, str] | None:
     """Where a compression of a refit fine-tune is measured, and why: that fine-tune was trained on its
     validation split at the end (refit), so that split flatters it and would fail its students and
     recovered models unfairly — the guard and the before/after report use the rows it held out instead
-    (its attached test set or carved test split), while the training phases still choose their epochs on
-    the validation split. None where the validation split is unseen by the source model (measure there)."""
+    (its attached test set or carved test split), and the validation split chooses nothing (CompressionSpec.
+    validation_seen_by_source). None where the validation split is unseen by the source model (measure there)."""
     root = family_root(job)
     if (root is job or root.kind != JobKind.FINETUNE or not (root.result or {}).get("refit")
             or root.dataset_version_id != job.dataset_version_id or job.validation_dataset_version_id):
